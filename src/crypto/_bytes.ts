@@ -1,0 +1,89 @@
+/**
+ * Byte helpers for the sealing formats: UTF-8 and strict URL-safe base64.
+ * Private to `src/crypto/`.
+ *
+ * @module
+ */
+
+const ENCODER = new TextEncoder();
+const DECODER = new TextDecoder("utf-8", { fatal: true });
+
+/** Padded URL-safe base64, as base64ct's `Base64Url` writes it. */
+const PADDED_BASE64URL =
+  /^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2}==|[A-Za-z0-9_-]{3}=)?$/;
+/** Unpadded URL-safe base64: no `=`, never a lone final character. */
+const UNPADDED_BASE64URL = /^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?$/;
+
+/**
+ * Encodes text as UTF-8.
+ *
+ * @param text Any string (lone surrogates become U+FFFD).
+ * @returns Its UTF-8 bytes.
+ */
+export function utf8(text: string): Uint8Array<ArrayBuffer> {
+  return ENCODER.encode(text);
+}
+
+/**
+ * Decodes UTF-8, refusing invalid sequences.
+ *
+ * @param bytes UTF-8 bytes.
+ * @returns The text, or `undefined` when the bytes are not valid UTF-8.
+ */
+export function fromUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return DECODER.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Encodes bytes as URL-safe base64.
+ *
+ * @param bytes The bytes.
+ * @param padded Whether to pad with `=` to a multiple of 4 characters.
+ * @returns The text.
+ */
+export function toBase64Url(bytes: Uint8Array, padded: boolean): string {
+  return bytes.toBase64({ alphabet: "base64url", omitPadding: !padded });
+}
+
+/**
+ * Decodes URL-safe base64 strictly: the alphabet `A-Z a-z 0-9 - _`, padding
+ * exactly as `padded` says, no whitespace, canonical final bits (so each byte
+ * string has one encoding, as base64ct requires).
+ *
+ * @param text The encoded text.
+ * @param padded Whether `=` padding is required (`true`) or forbidden (`false`).
+ * @returns The bytes, or `undefined` when `text` is not such an encoding.
+ */
+export function fromBase64Url(
+  text: string,
+  padded: boolean,
+): Uint8Array<ArrayBuffer> | undefined {
+  if (!(padded ? PADDED_BASE64URL : UNPADDED_BASE64URL).test(text)) {
+    return undefined;
+  }
+  const bytes = Uint8Array.fromBase64(text, { alphabet: "base64url" });
+  // Non-zero bits after the last byte decode loosely; re-encoding catches them.
+  return toBase64Url(bytes, padded) === text ? bytes : undefined;
+}
+
+/**
+ * Joins byte arrays.
+ *
+ * @param parts The arrays, in order.
+ * @returns One new array holding them all.
+ */
+export function concatBytes(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const out = new Uint8Array(length);
+  let offset = 0;
+  for (const part of parts) {
+    out.set(part, offset);
+    offset += part.length;
+  }
+  return out;
+}

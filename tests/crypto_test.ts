@@ -1,0 +1,395 @@
+// Unit tests of the sealing formats in src/crypto/: byte layouts, key
+// derivation, and how each failure is reported. Registry integration lives in
+// sealing_test.ts.
+
+import assert from "node:assert/strict";
+import { CryptoError, OtherError, SealedValueError, WrongKeyError } from "../src/errors.ts";
+import { fromBase64Url, toBase64Url } from "../src/crypto/_bytes.ts";
+import { checkRegistryKey, keyFromEnv } from "../src/crypto/key.ts";
+import {
+  importOxideKKey,
+  looksOxideKSealed,
+  openOxideK,
+  sealOxideK,
+} from "../src/crypto/oxide_k.ts";
+import {
+  deriveKek,
+  envelopeKeyId,
+  generateDataKey,
+  isEnvelopeSealed,
+  MIN_PBKDF2_ITERATIONS,
+  newKdfParams,
+  openEnvelope,
+  sealEnvelope,
+  sealedForKey,
+  unwrapDataKey,
+  wrapDataKey,
+} from "../src/crypto/envelope.ts";
+
+const KEY_A = new Uint8Array(32).fill(0xa1);
+const KEY_B = new Uint8Array(32).fill(0xb2);
+
+/** Independent oxide-k decryption: SHA-256 of the passphrase, AES-GCM, no associated data. */
+async function independentOxideKOpen(passphrase: string, stored: string): Promise<string> {
+  const rawKey = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(passphrase));
+  const key = await crypto.subtle.importKey("raw", rawKey, "AES-GCM", false, ["decrypt"]);
+  const blob = Uint8Array.fromBase64(stored, { alphabet: "base64url", lastChunkHandling: "strict" });
+  const plain = await crypto.subtle.decrypt(
+    { name: "AES-GCM", iv: blob.subarray(0, 12) },
+    key,
+    blob.subarray(12),
+  );
+  return new TextDecoder().decode(plain);
+}
+
+/** Returns `stored` with the character at `index` changed to another of its alphabet. */
+function flipChar(stored: string, index: number): string {
+  const c = stored[index]!;
+  const replacement = c === "A" ? "B" : "A";
+  return stored.slice(0, index) + replacement + stored.slice(index + 1);
+}
+
+async function newDataKey(key: Uint8Array = KEY_A) {
+  return await generateDataKey(await deriveKek(key, { kdf: "raw" }));
+}
+
+Deno.test("toBase64Url() writes RFC 4648 URL-safe base64, padded or not", () => {
+  const cases: [string, string, string][] = [
+    ["", "", ""],
+    ["f", "Zg==", "Zg"],
+    ["fo", "Zm8=", "Zm8"],
+    ["foo", "Zm9v", "Zm9v"],
+    ["foob", "Zm9vYg==", "Zm9vYg"],
+    ["fooba", "Zm9vYmE=", "Zm9vYmE"],
+    ["foobar", "Zm9vYmFy", "Zm9vYmFy"],
+  ];
+  for (const [text, padded, unpadded] of cases) {
+    const bytes = new TextEncoder().encode(text);
+    assert.equal(toBase64Url(bytes, true), padded);
+    assert.equal(toBase64Url(bytes, false), unpadded);
+    assert.deepEqual(fromBase64Url(padded, true), bytes);
+    assert.deepEqual(fromBase64Url(unpadded, false), bytes);
+  }
+  // The URL-safe alphabet: 0xfb 0xff -> "-_8=".
+  assert.equal(toBase64Url(new Uint8Array([0xfb, 0xff]), true), "-_8=");
+});
+
+Deno.test("fromBase64Url() refuses anything but the one canonical encoding", async (t) => {
+  const cases: [string, string, boolean][] = [
+    ["missing padding", "Zg", true],
+    ["padding where none is allowed", "Zg==", false],
+    ["whitespace", "Zm9v Yg==", true],
+    ["a newline", "Zm9v\nYg==", true],
+    ["the standard alphabet", "+/8=", true],
+    ["non-zero trailing bits", "Zh==", true],
+    ["a lone final character", "Zm9vY", false],
+    ["padding in the middle", "Zg==Zg==", true],
+  ];
+  for (const [name, text, padded] of cases) {
+    await t.step(name, () => assert.equal(fromBase64Url(text, padded), undefined));
+  }
+});
+
+Deno.test("openOxideK() opens values sealed by an independent AES-GCM implementation", async () => {
+  // Made with Python `cryptography` (AESGCM, key = SHA-256("s3cr3t-key"),
+  // nonce = 00 01 .. 0b, no associated data, base64.urlsafe_b64encode).
+  const vectors: [string, string][] = [
+    [
+      '"my-super-secret-token"',
+      "AAECAwQFBgcICQoLAIWoOTpMatwDV2lfREqTMlkIruf7pr7TLdzerMTkf652qLFP6I2q",
+    ],
+    [
+      '{"url":"https://example.com","retries":3}',
+      "AAECAwQFBgcICQoLWcqkZiUbIJsZDm5KVALZaREEoOHupPltzgUrJP-Krmx00MLz9LmfYudzaUHIjj1lUokMPfQI_OaS",
+    ],
+    ['"héllo ✓ 𝄞"', "AAECAwQFBgcICQoLAIASvSVVdZmT5oka16Vy2Fa4trnqTw5j-IKYP3BpvIOj"],
+  ];
+  const key = await importOxideKKey("s3cr3t-key");
+  for (const [plain, stored] of vectors) {
+    assert.equal(looksOxideKSealed(stored), true);
+    assert.equal(await openOxideK(key, "api_token", stored), plain);
+  }
+});
+
+Deno.test("sealOxideK() writes padded base64url of nonce, ciphertext and tag", async () => {
+  const key = await importOxideKKey("s3cr3t-key");
+  for (const plain of ['"my-super-secret-token"', "1", "null", '"x"', '{"a":[1,2]}']) {
+    const stored = await sealOxideK(key, plain);
+    const bytes = new TextEncoder().encode(plain);
+    const blob = Uint8Array.fromBase64(stored, { alphabet: "base64url" });
+    assert.equal(blob.length, 12 + bytes.length + 16);
+    assert.equal(stored.length % 4, 0);
+    assert.equal(toBase64Url(blob, true), stored, "padded, canonical");
+    assert.equal(await independentOxideKOpen("s3cr3t-key", stored), plain);
+  }
+});
+
+Deno.test("sealOxideK() draws a fresh nonce for every value", async () => {
+  const key = await importOxideKKey("k");
+  const nonces = new Set<string>();
+  for (let i = 0; i < 32; i++) nonces.add((await sealOxideK(key, "1")).slice(0, 16));
+  assert.equal(nonces.size, 32);
+});
+
+Deno.test("openOxideK() names the config key and the reason for each failure", async (t) => {
+  const key = await importOxideKKey("right");
+  const stored = await sealOxideK(key, '"secret!"'); // 37 bytes: padded
+  const cases: [string, CryptoKey, string, SealedValueError["reason"], RegExp][] = [
+    [
+      "wrong key",
+      await importOxideKKey("wrong"),
+      stored,
+      "wrong_key_or_tampered",
+      /wrong key, or the value was altered/,
+    ],
+    ["flipped byte", key, flipChar(stored, 20), "wrong_key_or_tampered", /altered/],
+    ["truncated", key, stored.slice(0, 36), "tampered", /truncated/],
+    ["not base64", key, "!!" + stored.slice(2), "malformed", /not padded URL-safe base64/],
+    ["unpadded", key, stored.replace(/=+$/, ""), "malformed", /not padded/],
+  ];
+  for (const [name, k, text, reason, message] of cases) {
+    await t.step(name, async () => {
+      const err = await openOxideK(k, "api_token", text).catch((e) => e);
+      assert.ok(err instanceof SealedValueError, String(err));
+      assert.equal(err.reason, reason);
+      assert.equal(err.key, "api_token");
+      assert.match(err.message, /^config decrypt: value of config key 'api_token' cannot be opened: /);
+      assert.match(err.message, message);
+    });
+  }
+});
+
+Deno.test("importOxideKKey() takes 32 raw bytes or a CryptoKey as the key itself", async () => {
+  const raw = await importOxideKKey(KEY_A);
+  const cryptoKey = await crypto.subtle.importKey("raw", KEY_A, "AES-GCM", false, [
+    "encrypt",
+    "decrypt",
+  ]);
+  const stored = await sealOxideK(raw, "42");
+  assert.equal(await openOxideK(await importOxideKKey(cryptoKey), "n", stored), "42");
+});
+
+Deno.test("checkRegistryKey() refuses keys of the wrong shape", async (t) => {
+  const hmac = await crypto.subtle.generateKey({ name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const aes128 = await crypto.subtle.generateKey({ name: "AES-GCM", length: 128 }, false, [
+    "encrypt",
+  ]);
+  const encryptOnly = await crypto.subtle.importKey("raw", KEY_A, "AES-GCM", false, ["encrypt"]);
+  const cases: [string, unknown, typeof TypeError | typeof RangeError, RegExp][] = [
+    ["empty passphrase", "", TypeError, /empty passphrase/],
+    ["16 raw bytes", new Uint8Array(16), RangeError, /32 bytes: got 16 bytes/],
+    ["a number", 42, TypeError, /passphrase string, 32 raw key bytes/],
+    ["an ArrayBuffer", new ArrayBuffer(32), TypeError, /passphrase string/],
+    ["an HMAC key", hmac, TypeError, /AES-GCM 256-bit key: got HMAC/],
+    ["an AES-128 key", aes128, TypeError, /got AES-GCM 128/],
+    ["a key without decrypt", encryptOnly, TypeError, /usage "decrypt"/],
+  ];
+  for (const [name, key, errorClass, message] of cases) {
+    await t.step(name, () => {
+      assert.throws(() => checkRegistryKey(key, ["encrypt", "decrypt"]), (err: unknown) => {
+        assert.ok(err instanceof errorClass);
+        assert.match((err as Error).message, message);
+        return true;
+      });
+    });
+  }
+});
+
+Deno.test("newKdfParams() refuses fewer than 600,000 PBKDF2 iterations", () => {
+  for (const iterations of [1, 599_999, 600_000.5, Number.NaN]) {
+    assert.throws(() => newKdfParams("pass", { iterations }), RangeError);
+  }
+  const params = newKdfParams("pass", { iterations: 700_000 });
+  assert.equal(params.kdf, "pbkdf2-sha256");
+  assert.ok(params.kdf === "pbkdf2-sha256" && params.iterations === 700_000);
+  assert.ok(params.kdf === "pbkdf2-sha256" && params.salt.length === 16);
+  const other = newKdfParams("pass");
+  assert.ok(other.kdf === "pbkdf2-sha256" && other.iterations === MIN_PBKDF2_ITERATIONS);
+  assert.notDeepEqual(params.salt, other.salt, "a fresh salt each time");
+});
+
+Deno.test("deriveKek() derives the same key from the same passphrase and salt only", async () => {
+  const params = newKdfParams("correct horse battery staple");
+  const { wrapped } = await generateDataKey(await deriveKek("correct horse battery staple", params));
+  const again = await deriveKek("correct horse battery staple", params);
+  assert.equal((await unwrapDataKey(again, wrapped)).keyId, wrapped.keyId);
+  await assert.rejects(
+    unwrapDataKey(await deriveKek("correct horse battery stapler", params), wrapped),
+    WrongKeyError,
+  );
+  await assert.rejects(
+    unwrapDataKey(await deriveKek("correct horse battery staple", newKdfParams("x")), wrapped),
+    WrongKeyError,
+  );
+});
+
+Deno.test("deriveKek() refuses a passphrase for a raw-key registry and the reverse", async () => {
+  await assert.rejects(deriveKek("pass", { kdf: "raw" }), (err: unknown) => {
+    assert.ok(err instanceof WrongKeyError);
+    assert.match(err.message, /^wrong key: this registry is sealed with 32 raw key bytes/);
+    return true;
+  });
+  await assert.rejects(deriveKek(KEY_A, newKdfParams("pass")), (err: unknown) => {
+    assert.ok(err instanceof WrongKeyError);
+    assert.match(err.message, /sealed with a passphrase, not raw key bytes/);
+    return true;
+  });
+});
+
+Deno.test("deriveKek() refuses stored parameters below 600,000 iterations", async () => {
+  const err = await deriveKek("pass", {
+    kdf: "pbkdf2-sha256",
+    iterations: 1000,
+    salt: new Uint8Array(16),
+  }).catch((e) => e);
+  assert.ok(err instanceof CryptoError);
+  assert.match(err.message, /stored PBKDF2 iteration count 1000 is below the minimum 600000/);
+});
+
+Deno.test("unwrapDataKey() is the key check: a wrong or altered key fails", async () => {
+  const kek = await deriveKek(KEY_A, { kdf: "raw" });
+  const { wrapped } = await generateDataKey(kek);
+  await assert.rejects(
+    unwrapDataKey(await deriveKek(KEY_B, { kdf: "raw" }), wrapped),
+    /^WrongKeyError: wrong key: the key does not unwrap this registry's data key/,
+  );
+  await assert.rejects(
+    unwrapDataKey(kek, { keyId: "AAAAAAAAAAA", wrapped: wrapped.wrapped }),
+    WrongKeyError,
+    "the wrapped key is bound to its id",
+  );
+  await assert.rejects(
+    unwrapDataKey(kek, { keyId: wrapped.keyId, wrapped: flipChar(wrapped.wrapped, 30) }),
+    WrongKeyError,
+  );
+  await assert.rejects(
+    unwrapDataKey(kek, { keyId: wrapped.keyId, wrapped: wrapped.wrapped.slice(0, 40) }),
+    /stored data key .* is malformed/,
+  );
+});
+
+Deno.test("wrapDataKey() re-wraps a data key under a new key without changing it", async () => {
+  const oldKek = await deriveKek(KEY_A, { kdf: "raw" });
+  const newKek = await deriveKek("new passphrase", newKdfParams("new passphrase"));
+  const { dataKey, wrapped } = await generateDataKey(oldKek);
+  const stored = await sealEnvelope(dataKey, "k", '"v"');
+  const exportable = await unwrapDataKey(oldKek, wrapped, true);
+  const rewrapped = await wrapDataKey(newKek, wrapped.keyId, exportable.key);
+  const reopened = await unwrapDataKey(newKek, rewrapped);
+  assert.equal(await openEnvelope(reopened, "k", stored), '"v"');
+  await assert.rejects(unwrapDataKey(oldKek, rewrapped), WrongKeyError);
+});
+
+Deno.test("sealEnvelope() output is never JSON and never looks like an oxide-k value", async () => {
+  const { dataKey } = await newDataKey();
+  for (const plain of ["0", '""', "null", "true", "[]", "{}", '"' + "x".repeat(100) + '"']) {
+    const stored = await sealEnvelope(dataKey, "k", plain);
+    assert.ok(stored.startsWith(`$oxide1$${dataKey.keyId}$`));
+    assert.throws(() => JSON.parse(stored), SyntaxError);
+    assert.equal(looksOxideKSealed(stored), false);
+    assert.equal(isEnvelopeSealed(stored), true);
+    assert.equal(envelopeKeyId("k", stored), dataKey.keyId);
+    assert.equal(await openEnvelope(dataKey, "k", stored), plain);
+  }
+});
+
+Deno.test("openEnvelope() refuses a value moved to another config key", async () => {
+  const { dataKey } = await newDataKey();
+  const stored = await sealEnvelope(dataKey, "api.token", '"s3cr3t"');
+  const err = await openEnvelope(dataKey, "db.password", stored).catch((e) => e);
+  assert.ok(err instanceof SealedValueError);
+  assert.equal(err.key, "db.password");
+  assert.equal(err.reason, "tampered");
+  assert.match(err.message, /'db.password' cannot be opened: it failed authentication/);
+  assert.equal(await sealedForKey(dataKey, stored, ["db.password", "api.token"]), "api.token");
+  assert.equal(await sealedForKey(dataKey, stored, ["db.password"]), undefined);
+});
+
+Deno.test("openEnvelope() refuses every single flipped character", async () => {
+  const { dataKey } = await newDataKey();
+  const stored = await sealEnvelope(dataKey, "k", '{"a":1}');
+  for (let i = 0; i < stored.length; i++) {
+    if (stored[i] === "$") continue;
+    await assert.rejects(openEnvelope(dataKey, "k", flipChar(stored, i)), SealedValueError, `index ${i}`);
+  }
+});
+
+Deno.test("openEnvelope() says why a malformed or foreign value fails", async (t) => {
+  const { dataKey } = await newDataKey();
+  const other = (await newDataKey(KEY_B)).dataKey;
+  const stored = await sealEnvelope(dataKey, "k", '"v"');
+  const body = stored.slice(stored.lastIndexOf("$") + 1);
+  const cases: [string, string, SealedValueError["reason"], RegExp][] = [
+    ["truncated", stored.slice(0, stored.length - body.length + 20), "tampered", /truncated: 15 bytes/],
+    ["empty body", stored.slice(0, stored.length - body.length), "tampered", /truncated: 0 bytes/],
+    ["bad base64", stored + "=", "tampered", /not URL-safe base64/],
+    ["newer version", stored.replace("$oxide1$", "$oxide2$"), "unsupported_version", /version 2/],
+    ["malformed prefix", "$oxide1$" + body, "malformed", /prefix is malformed/],
+    [
+      "another data key",
+      await sealEnvelope(other, "k", '"v"'),
+      "tampered",
+      /names data key '.+' but the registry's data key is/,
+    ],
+  ];
+  for (const [name, text, reason, message] of cases) {
+    await t.step(name, async () => {
+      const err = await openEnvelope(dataKey, "k", text).catch((e) => e);
+      assert.ok(err instanceof SealedValueError, String(err));
+      assert.equal(err.reason, reason);
+      assert.match(err.message, message);
+    });
+  }
+});
+
+Deno.test("keyFromEnv() names --allow-env when the environment is not readable", {
+  permissions: { env: false },
+}, () => {
+  assert.throws(() => keyFromEnv(), (err: unknown) => {
+    assert.ok(err instanceof OtherError);
+    assert.match(err.message, /--allow-env=OXIDE_REGISTRY_KEY/);
+    assert.ok(err.cause instanceof Deno.errors.NotCapable);
+    return true;
+  });
+});
+
+Deno.test("keyFromEnv() reads the key and refuses an unset or empty variable", async (t) => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const script = `${dir}/read_key.ts`;
+    await Deno.writeTextFile(
+      script,
+      `import { keyFromEnv } from ${JSON.stringify(import.meta.resolve("../src/crypto/key.ts"))};
+try { console.log(JSON.stringify({ key: keyFromEnv() })); }
+catch (e) { console.log(JSON.stringify({ name: e.name, message: e.message })); }`,
+    );
+    async function run(env: Record<string, string>) {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--no-config", "--allow-env=OXIDE_REGISTRY_KEY", script],
+        env,
+        clearEnv: true,
+        stdin: "null",
+        stderr: "inherit",
+      }).output();
+      assert.equal(out.code, 0);
+      return JSON.parse(new TextDecoder().decode(out.stdout));
+    }
+    await t.step("set", async () => {
+      assert.deepEqual(await run({ OXIDE_REGISTRY_KEY: "s3cr3t-key" }), { key: "s3cr3t-key" });
+    });
+    await t.step("unset", async () => {
+      assert.deepEqual(await run({}), {
+        name: "OtherError",
+        message:
+          "OXIDE_REGISTRY_KEY env var not set; set it or call openEncrypted with an explicit key",
+      });
+    });
+    await t.step("empty", async () => {
+      const result = await run({ OXIDE_REGISTRY_KEY: "" });
+      assert.equal(result.name, "OtherError");
+      assert.match(result.message, /OXIDE_REGISTRY_KEY env var is empty/);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
