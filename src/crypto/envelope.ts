@@ -372,7 +372,7 @@ export function isEnvelopeSealed(stored: string): boolean {
  * ```
  */
 export function envelopeKeyId(configKey: string, stored: string): string {
-  return parseEnvelope(configKey, stored).keyId;
+  return matchEnvelope(configKey, stored)[2]!;
 }
 
 /**
@@ -488,18 +488,7 @@ function parseEnvelope(
   configKey: string,
   stored: string,
 ): { keyId: string; blob: Uint8Array<ArrayBuffer> } {
-  const match = ENVELOPE_SHAPE.exec(stored);
-  if (!match) {
-    throw new SealedValueError(configKey, "malformed", "its envelope prefix is malformed");
-  }
-  const version = Number(match[1]);
-  if (version !== ENVELOPE_VERSION) {
-    throw new SealedValueError(
-      configKey,
-      "unsupported_version",
-      `it is sealed with envelope format version ${version}; this library reads version ${ENVELOPE_VERSION}`,
-    );
-  }
+  const match = matchEnvelope(configKey, stored);
   const blob = fromBase64Url(match[3]!, false);
   if (blob === undefined) {
     throw new SealedValueError(configKey, "tampered", "its body is not URL-safe base64");
@@ -512,6 +501,22 @@ function parseEnvelope(
     );
   }
   return { keyId: match[2]!, blob };
+}
+
+function matchEnvelope(configKey: string, stored: string): RegExpExecArray {
+  const match = ENVELOPE_SHAPE.exec(stored);
+  if (!match) {
+    throw new SealedValueError(configKey, "malformed", "its envelope prefix is malformed");
+  }
+  const version = Number(match[1]);
+  if (version !== ENVELOPE_VERSION) {
+    throw new SealedValueError(
+      configKey,
+      "unsupported_version",
+      `it is sealed with envelope format version ${version}; this library reads version ${ENVELOPE_VERSION}`,
+    );
+  }
+  return match;
 }
 
 /** Associated data of a value: domain, format version, key id, config key. */
