@@ -1,0 +1,62 @@
+/**
+ * `@oxide/registry`: the kernel-owned state registry of the Oxide agent-native
+ * OS. Module metadata and system-wide configuration in one embedded SQLite
+ * file that a Rust oxide-k 0.3.0 kernel can share.
+ *
+ * Two storage engines: `ffi` (our binding to the system libsqlite3, needs
+ * `--allow-ffi`) and `node` (the `node:sqlite` module built into Deno, needs
+ * only read/write permission on the file). `engine: "auto"` picks `ffi` when
+ * it may.
+ *
+ * @example Quick start
+ * ```ts
+ * import { StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * await reg.upsertModule(
+ *   { id: "echo", name: "Echo", version: "0.1.0", kind: "native", description: "Demo module that echoes Ping commands." },
+ *   "loaded",
+ * );
+ * await reg.setConfig("kernel.greeting", "Hello, agent.");
+ * assert.equal(await reg.getConfig("kernel.greeting"), "Hello, agent.");
+ * await reg.setModuleState("echo", "running");
+ * assert.deepEqual((await reg.listModules()).map((m) => [m.id, m.state]), [["echo", "running"]]);
+ * ```
+ *
+ * @module
+ */
+export { type ListModulesOptions, type RegistryOptions, StateRegistry } from "./src/registry.ts";
+export {
+  isModuleKind,
+  isModuleState,
+  MODULE_KINDS,
+  MODULE_STATES,
+  type ModuleKind,
+  type ModuleMetadata,
+  type ModuleRecord,
+  type ModuleState,
+} from "./src/module.ts";
+export {
+  BusError,
+  ConfigNotFoundError,
+  CryptoError,
+  DeniedError,
+  DuplicateModuleError,
+  KernelError,
+  type KernelErrorKind,
+  KeyRequiredError,
+  ModuleError,
+  OtherError,
+  RegistryError,
+  type RegistryErrorOptions,
+  SealedValueError,
+  type SealedValueErrorReason,
+  SerializationError,
+  UnknownModuleError,
+  WrongKeyError,
+} from "./src/errors.ts";
+export type { Engine, EngineName, Row, RunResult, SqlValue, Statement } from "./src/sqlite/engine.ts";
+export type { Durability, EngineChoice, OpenEngineOptions } from "./src/sqlite/open.ts";
+export { encodeJson } from "./src/json.ts";
+export { formatTimestamp, parseTimestamp } from "./src/time.ts";

@@ -1,0 +1,490 @@
+/**
+ * The `KernelError` family: oxide-k's error kinds and display texts, plus the
+ * kinds this port can say more about.
+ *
+ * @module
+ */
+
+/** Every value of {@linkcode KernelError.kind}. */
+export type KernelErrorKind =
+  | "module"
+  | "bus"
+  | "registry"
+  | "config_not_found"
+  | "duplicate_module"
+  | "unknown_module"
+  | "serde"
+  | "denied"
+  | "crypto"
+  | "other";
+
+/**
+ * The base of every error this module throws on purpose. `kind` mirrors the
+ * oxide-k `KernelError` variant; `message` is its display text.
+ *
+ * @example Telling errors apart
+ * ```ts
+ * import { KernelError, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * const err = await reg.getConfig("missing").catch((e) => e);
+ * assert.ok(err instanceof KernelError);
+ * assert.equal(err.kind, "config_not_found");
+ * ```
+ */
+export class KernelError extends Error {
+  /** Which oxide-k variant this error is. */
+  readonly kind: KernelErrorKind;
+
+  /**
+   * Creates an error of the given kind.
+   *
+   * @param kind The variant.
+   * @param message The full display text.
+   * @param options `cause`: the lower-level error, if any.
+   */
+  constructor(kind: KernelErrorKind, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.kind = kind;
+  }
+
+  /** The class name, so stack traces and `String(err)` say which error it is. */
+  override get name(): string {
+    return this.constructor.name;
+  }
+}
+
+/**
+ * A module failed (`module error: ...`).
+ *
+ * @example
+ * ```ts
+ * import { ModuleError } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(new ModuleError("start hook failed").message, "module error: start hook failed");
+ * ```
+ */
+export class ModuleError extends KernelError {
+  /**
+   * Creates the error.
+   *
+   * @param detail What went wrong.
+   * @param options `cause`, if any.
+   */
+  constructor(detail: string, options?: ErrorOptions) {
+    super("module", `module error: ${detail}`, options);
+  }
+}
+
+/**
+ * The message bus failed (`bus error: ...`).
+ *
+ * @example
+ * ```ts
+ * import { BusError } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(new BusError("closed").message, "bus error: closed");
+ * ```
+ */
+export class BusError extends KernelError {
+  /**
+   * Creates the error.
+   *
+   * @param detail What went wrong.
+   * @param options `cause`, if any.
+   */
+  constructor(detail: string, options?: ErrorOptions) {
+    super("bus", `bus error: ${detail}`, options);
+  }
+}
+
+/** Options of {@linkcode RegistryError}. */
+export interface RegistryErrorOptions extends ErrorOptions {
+  /** SQLite's extended result code, when SQLite reported the failure. */
+  code?: number;
+  /** The database file the failure concerns, when known. */
+  path?: string;
+}
+
+/**
+ * The storage layer failed (`registry error: ...`): SQLite reported an error,
+ * the library could not be loaded, the file is not a database, the registry
+ * is closed.
+ *
+ * @example Reading SQLite's result code
+ * ```ts
+ * import { RegistryError, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * const err = (() => { try { reg.db.exec("SELEC 1"); } catch (e) { return e; } })();
+ * assert.ok(err instanceof RegistryError);
+ * assert.equal(err.code, 1); // SQLITE_ERROR
+ * assert.equal(err.codeName, "SQLITE_ERROR");
+ * ```
+ */
+export class RegistryError extends KernelError {
+  /** SQLite's extended result code, or `undefined` when SQLite did not report this failure. */
+  readonly code: number | undefined;
+  /** The database file the failure concerns, when known. */
+  readonly path: string | undefined;
+
+  /**
+   * Creates the error.
+   *
+   * @param detail What went wrong; the message is `registry error: ${detail}`.
+   * @param options `code`, `path`, `cause`.
+   */
+  constructor(detail: string, options: RegistryErrorOptions = {}) {
+    super("registry", `registry error: ${detail}`, options);
+    this.code = options.code;
+    this.path = options.path;
+  }
+
+  /**
+   * The symbolic name of {@linkcode RegistryError.code}'s primary code
+   * (`"SQLITE_BUSY"`), or `undefined`.
+   */
+  get codeName(): string | undefined {
+    return this.code === undefined ? undefined : SQLITE_CODE_NAMES[this.code & 0xff];
+  }
+}
+
+/** Names of SQLite's primary result codes, by number. */
+const SQLITE_CODE_NAMES: Readonly<Record<number, string>> = {
+  1: "SQLITE_ERROR",
+  2: "SQLITE_INTERNAL",
+  3: "SQLITE_PERM",
+  4: "SQLITE_ABORT",
+  5: "SQLITE_BUSY",
+  6: "SQLITE_LOCKED",
+  7: "SQLITE_NOMEM",
+  8: "SQLITE_READONLY",
+  9: "SQLITE_INTERRUPT",
+  10: "SQLITE_IOERR",
+  11: "SQLITE_CORRUPT",
+  12: "SQLITE_NOTFOUND",
+  13: "SQLITE_FULL",
+  14: "SQLITE_CANTOPEN",
+  15: "SQLITE_PROTOCOL",
+  16: "SQLITE_EMPTY",
+  17: "SQLITE_SCHEMA",
+  18: "SQLITE_TOOBIG",
+  19: "SQLITE_CONSTRAINT",
+  20: "SQLITE_MISMATCH",
+  21: "SQLITE_MISUSE",
+  22: "SQLITE_NOLFS",
+  23: "SQLITE_AUTH",
+  24: "SQLITE_FORMAT",
+  25: "SQLITE_RANGE",
+  26: "SQLITE_NOTADB",
+};
+
+/**
+ * A configuration key does not exist (`configuration key not found: key`).
+ *
+ * @example
+ * ```ts
+ * import { ConfigNotFoundError, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * await assert.rejects(reg.getConfig("nope"), ConfigNotFoundError);
+ * ```
+ */
+export class ConfigNotFoundError extends KernelError {
+  /** The key that was not found. */
+  readonly key: string;
+
+  /**
+   * Creates the error.
+   *
+   * @param key The missing key.
+   */
+  constructor(key: string) {
+    super("config_not_found", `configuration key not found: ${key}`);
+    this.key = key;
+  }
+}
+
+/**
+ * A module id is already registered (`module already registered: id`).
+ *
+ * @example
+ * ```ts
+ * import { DuplicateModuleError } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(new DuplicateModuleError("echo").message, "module already registered: echo");
+ * ```
+ */
+export class DuplicateModuleError extends KernelError {
+  /** The duplicate id. */
+  readonly id: string;
+
+  /**
+   * Creates the error.
+   *
+   * @param id The duplicate id.
+   */
+  constructor(id: string) {
+    super("duplicate_module", `module already registered: ${id}`);
+    this.id = id;
+  }
+}
+
+/**
+ * No module has this id (`unknown module: id`).
+ *
+ * @example
+ * ```ts
+ * import { StateRegistry, UnknownModuleError } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * await assert.rejects(reg.setModuleState("ghost", "running"), UnknownModuleError);
+ * ```
+ */
+export class UnknownModuleError extends KernelError {
+  /** The unknown id. */
+  readonly id: string;
+
+  /**
+   * Creates the error.
+   *
+   * @param id The unknown id.
+   */
+  constructor(id: string) {
+    super("unknown_module", `unknown module: ${id}`);
+    this.id = id;
+  }
+}
+
+/**
+ * A value could not be turned into JSON faithfully, or stored text is not the
+ * JSON it should be (`serialization error: ...`).
+ *
+ * @example
+ * ```ts
+ * import { SerializationError, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * await assert.rejects(reg.setConfig("n", NaN), SerializationError);
+ * ```
+ */
+export class SerializationError extends KernelError {
+  /**
+   * Creates the error.
+   *
+   * @param detail What is wrong; the message is `serialization error: ${detail}`.
+   * @param options `cause`, if any.
+   */
+  constructor(detail: string, options?: ErrorOptions) {
+    super("serde", `serialization error: ${detail}`, options);
+  }
+}
+
+/**
+ * A publisher lacks a capability (``access denied: `publisher` lacks capability `capability` ``).
+ *
+ * @example
+ * ```ts
+ * import { DeniedError } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const err = new DeniedError("agent", "config.write");
+ * assert.equal(err.message, "access denied: `agent` lacks capability `config.write`");
+ * ```
+ */
+export class DeniedError extends KernelError {
+  /** Who asked. */
+  readonly publisher: string;
+  /** What they lacked. */
+  readonly capability: string;
+
+  /**
+   * Creates the error.
+   *
+   * @param publisher Who asked.
+   * @param capability What they lacked.
+   */
+  constructor(publisher: string, capability: string) {
+    super(
+      "denied",
+      `access denied: \`${publisher}\` lacks capability \`${capability}\``,
+    );
+    this.publisher = publisher;
+    this.capability = capability;
+  }
+}
+
+/**
+ * Sealing or opening a configuration value failed: a wrong or missing key, a
+ * value sealed under another scheme, a tampered value.
+ *
+ * @example
+ * ```ts
+ * import { CryptoError } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const err = new CryptoError("config decrypt: wrong key");
+ * assert.equal(err.kind, "crypto");
+ * ```
+ */
+export class CryptoError extends KernelError {
+  /**
+   * Creates the error.
+   *
+   * @param message The full message, e.g. `config decrypt: ...`.
+   * @param options `cause`, if any.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super("crypto", message, options);
+  }
+}
+
+/**
+ * The key given to `openEncrypted` or `rekey` does not open the registry: it
+ * cannot unwrap the stored data key, or it is the wrong sort of key (a
+ * passphrase where the registry was sealed with raw key bytes, or the other
+ * way round). Thrown at open, before anything is read or written.
+ *
+ * @example
+ * ```ts
+ * import { CryptoError, WrongKeyError } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const err = new WrongKeyError("the key does not unwrap the data key");
+ * assert.ok(err instanceof CryptoError);
+ * assert.equal(err.message, "wrong key: the key does not unwrap the data key");
+ * ```
+ */
+export class WrongKeyError extends CryptoError {
+  /**
+   * Creates the error.
+   *
+   * @param detail Why the key was refused; the message is `wrong key: ${detail}`.
+   * @param options `cause`, if any.
+   */
+  constructor(detail: string, options?: ErrorOptions) {
+    super(`wrong key: ${detail}`, options);
+  }
+}
+
+/**
+ * A sealed configuration value was read from a registry opened without a key.
+ *
+ * @example
+ * ```ts
+ * import { KeyRequiredError } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const err = new KeyRequiredError("api.token", "envelope");
+ * assert.equal(
+ *   err.message,
+ *   "value of config key 'api.token' is sealed (envelope scheme); open the registry with openEncrypted",
+ * );
+ * ```
+ */
+export class KeyRequiredError extends CryptoError {
+  /** The config key whose value is sealed. */
+  readonly key: string;
+
+  /**
+   * Creates the error.
+   *
+   * @param key The config key whose value is sealed.
+   * @param scheme The scheme it is sealed under, `"envelope"` or `"oxide-k"`.
+   */
+  constructor(key: string, scheme: string) {
+    super(
+      `value of config key '${key}' is sealed (${scheme} scheme); open the registry with openEncrypted`,
+    );
+    this.key = key;
+  }
+}
+
+/** Every value of {@linkcode SealedValueError.reason}. */
+export type SealedValueErrorReason =
+  | "tampered"
+  | "moved"
+  | "wrong_key_or_tampered"
+  | "wrong_scheme"
+  | "unsealed"
+  | "malformed"
+  | "unsupported_version";
+
+/**
+ * One stored configuration value cannot be opened: it was altered or
+ * truncated, copied from another config key, sealed under another scheme or
+ * key, or stored unsealed in an encrypted registry. The message names the
+ * config key and the reason.
+ *
+ * @example
+ * ```ts
+ * import { SealedValueError } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const err = new SealedValueError("db.url", "moved", "it was sealed for config key 'api.token'");
+ * assert.equal(err.reason, "moved");
+ * assert.equal(
+ *   err.message,
+ *   "config decrypt: value of config key 'db.url' cannot be opened: it was sealed for config key 'api.token'",
+ * );
+ * ```
+ */
+export class SealedValueError extends CryptoError {
+  /** The config key whose value failed. */
+  readonly key: string;
+  /** Why it failed, as a stable code. */
+  readonly reason: SealedValueErrorReason;
+
+  /**
+   * Creates the error.
+   *
+   * @param key The config key whose value failed.
+   * @param reason Why, as a stable code.
+   * @param detail Why, in words, for the message.
+   * @param options `cause`, if any.
+   */
+  constructor(
+    key: string,
+    reason: SealedValueErrorReason,
+    detail: string,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `config decrypt: value of config key '${key}' cannot be opened: ${detail}`,
+      options,
+    );
+    this.key = key;
+    this.reason = reason;
+  }
+}
+
+/**
+ * Any other failure; the message is the inner message, as oxide-k's `Other`.
+ *
+ * @example
+ * ```ts
+ * import { OtherError } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(new OtherError("invalid updated_at: x").kind, "other");
+ * ```
+ */
+export class OtherError extends KernelError {
+  /**
+   * Creates the error.
+   *
+   * @param message The full message.
+   * @param options `cause`, if any.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super("other", message, options);
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * SQL text of oxide-k's tables, and numbered, additive migrations recorded in
+ * `oxide_migrations` so each runs once, in order, even when several
+ * processes open the same file at once.
+ *
+ * @module
+ */
+import { RegistryError } from "./errors.ts";
+import type { Engine } from "./sqlite/engine.ts";
+import { formatTimestamp } from "./time.ts";
+
+/** oxide-k's `modules` table, verbatim, so a Rust kernel can share the file. */
+export const MODULES_TABLE_SQL = `CREATE TABLE IF NOT EXISTS modules (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    description TEXT,
+    updated_at  TEXT NOT NULL
+)`;
+
+/** oxide-k's `config` table, verbatim. */
+export const CONFIG_TABLE_SQL = `CREATE TABLE IF NOT EXISTS config (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+)`;
+
+/** Where applied migrations are recorded: one row per owner and version. */
+export const MIGRATIONS_TABLE_SQL = `CREATE TABLE IF NOT EXISTS oxide_migrations (
+    owner      TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    name       TEXT NOT NULL,
+    applied_at TEXT NOT NULL,
+    PRIMARY KEY (owner, version)
+)`;
+
+/** The tables the registry owns; extensions must never alter them. */
+export const REGISTRY_TABLES: readonly string[] = [
+  "modules",
+  "config",
+  "oxide_migrations",
+];
+
+/** The columns each oxide-k table must have for the registry to use it. */
+const REQUIRED_COLUMNS: Readonly<Record<string, readonly string[]>> = {
+  modules: [
+    "id",
+    "name",
+    "version",
+    "kind",
+    "state",
+    "description",
+    "updated_at",
+  ],
+  config: ["key", "value", "updated_at"],
+};
+
+/** One numbered schema change. */
+export interface Migration {
+  /** 1, 2, 3, ...: applied in this order, each exactly once. */
+  version: number;
+  /** What it does, recorded beside the version. */
+  name: string;
+  /** SQL to run, or a function that runs it on the connection (inside the migration's transaction). */
+  up: string | ((db: Engine) => void);
+}
+
+/** The registry's own migrations. Additive only: oxide-k's tables are never altered. */
+export const REGISTRY_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "oxide-k modules and config tables",
+    up: `${MODULES_TABLE_SQL}; ${CONFIG_TABLE_SQL}`,
+  },
+];
+
+/**
+ * Applies the migrations of `owner` that are not yet recorded, in version
+ * order, in one `BEGIN IMMEDIATE` transaction: a second process opening at
+ * the same time waits, then finds them recorded and applies nothing.
+ *
+ * @returns The versions applied now.
+ * @throws {RangeError} when versions are not 1, 2, 3, ... in order.
+ * @throws {RegistryError} when a migration fails; nothing of it is kept.
+ */
+export function applyMigrations(
+  db: Engine,
+  owner: string,
+  migrations: readonly Migration[],
+): number[] {
+  migrations.forEach((migration, index) => {
+    if (migration.version !== index + 1) {
+      throw new RangeError(
+        `migrations of '${owner}' must be numbered 1, 2, 3, ... in order: found ${migration.version} at position ${
+          index + 1
+        }`,
+      );
+    }
+  });
+  if (migrations.length === 0) return [];
+  if (recordedVersion(db, owner) >= migrations.length) return [];
+  return db.transaction(() => {
+    db.exec(MIGRATIONS_TABLE_SQL);
+    const applied: number[] = [];
+    for (const migration of migrations.slice(recordedVersion(db, owner))) {
+      try {
+        if (typeof migration.up === "string") db.exec(migration.up);
+        else migration.up(db);
+      } catch (error) {
+        throw new RegistryError(
+          `migration ${migration.version} ('${migration.name}') of '${owner}' failed: ${(error as Error).message}`,
+          { cause: error, path: db.path },
+        );
+      }
+      db.prepare(
+        "INSERT INTO oxide_migrations (owner, version, name, applied_at) VALUES (?, ?, ?, ?)",
+      ).run(
+        owner,
+        migration.version,
+        migration.name,
+        formatTimestamp(new Date()),
+      );
+      applied.push(migration.version);
+    }
+    return applied;
+  });
+}
+
+/** The highest version of `owner` recorded, 0 when none (or no record table yet). */
+export function recordedVersion(db: Engine, owner: string): number {
+  const table = db.prepare(
+    "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'oxide_migrations'",
+  )
+    .get();
+  if (table === undefined) return 0;
+  const row = db.prepare(
+    "SELECT max(version) AS version FROM oxide_migrations WHERE owner = ?",
+  ).get(owner);
+  return Number(row?.version ?? 0);
+}
+
+/**
+ * Creates or upgrades the registry's schema, then checks that oxide-k's
+ * tables have the columns the registry reads.
+ *
+ * @throws {RegistryError} naming the file and table when a table has the wrong shape.
+ */
+export function migrateRegistry(db: Engine): void {
+  // oxide-k's own bootstrap runs every time; ours must also accept a file oxide-k created.
+  db.transaction(() => {
+    db.exec(`${MODULES_TABLE_SQL}; ${CONFIG_TABLE_SQL}`);
+    applyMigrations(db, "registry", REGISTRY_MIGRATIONS);
+  });
+  for (const [table, required] of Object.entries(REQUIRED_COLUMNS)) {
+    const columns = new Set(
+      db.prepare(`SELECT name FROM pragma_table_info('${table}')`).all().map((
+        row,
+      ) => row.name),
+    );
+    const missing = required.filter((column) => !columns.has(column));
+    if (missing.length > 0) {
+      throw new RegistryError(
+        `'${db.path}' has a '${table}' table without the column(s) ${missing.join(", ")}: not an oxide-k registry`,
+        { path: db.path },
+      );
+    }
+  }
+}

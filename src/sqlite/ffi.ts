@@ -1,0 +1,384 @@
+/**
+ * The FFI engine: our own binding to the system libsqlite3 through
+ * `Deno.dlopen`. Needs `--allow-ffi`.
+ *
+ * @module
+ */
+import { RegistryError } from "../errors.ts";
+import type { Engine, EngineOpenOptions, Row, RunResult, SqlValue, Statement } from "./engine.ts";
+import {
+  type Sqlite3,
+  SQLITE_BLOB,
+  SQLITE_DONE,
+  SQLITE_FLOAT,
+  SQLITE_INTEGER,
+  SQLITE_OK,
+  SQLITE_OPEN_CREATE,
+  SQLITE_OPEN_EXRESCODE,
+  SQLITE_OPEN_NOMUTEX,
+  SQLITE_OPEN_READWRITE,
+  SQLITE_PREPARE_PERSISTENT,
+  SQLITE_ROW,
+  SQLITE_TEXT,
+  SQLITE_TRANSIENT,
+} from "./_ffi_symbols.ts";
+import { loadSqlite } from "./_library.ts";
+import { runTransaction } from "./_transaction.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const MAX_INT64 = 2n ** 63n - 1n;
+const MIN_INT64 = -(2n ** 63n);
+
+/** Bound text is encoded here first; SQLITE_TRANSIENT makes SQLite copy it, so one buffer serves every bind. */
+let scratch = new Uint8Array(4096);
+
+function encodeToScratch(text: string): number {
+  // UTF-8 needs at most 3 bytes per UTF-16 code unit.
+  if (text.length * 3 > scratch.length) {
+    scratch = new Uint8Array(text.length * 3);
+  }
+  return encoder.encodeInto(text, scratch).written;
+}
+
+function cString(text: string): Uint8Array {
+  return encoder.encode(`${text}\0`);
+}
+
+/** An open connection through libsqlite3. */
+export class FfiEngine implements Engine {
+  readonly name = "ffi" as const;
+  readonly path: string;
+  readonly sqliteVersion: string;
+  readonly #lib: Sqlite3;
+  #db: Deno.PointerValue;
+  readonly #statements = new Map<string, FfiStatement>();
+  readonly #out = new BigUint64Array(1);
+
+  /**
+   * Opens (creating if missing) the database at `options.path`.
+   *
+   * @throws {RegistryError} when the library cannot be loaded or the file cannot be opened.
+   */
+  constructor(options: EngineOpenOptions) {
+    this.#lib = loadSqlite(options.libPath);
+    this.path = options.path;
+    this.sqliteVersion = Deno.UnsafePointerView.getCString(
+      this.#lib.sqlite3_libversion()!,
+    );
+    const flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+      SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
+    const rc = this.#lib.sqlite3_open_v2(
+      cString(options.path),
+      this.#out,
+      flags,
+      null,
+    );
+    this.#db = Deno.UnsafePointer.create(this.#out[0]!);
+    if (rc !== SQLITE_OK) {
+      const error = this.error(rc);
+      if (this.#db !== null) this.#lib.sqlite3_close_v2(this.#db);
+      this.#db = null;
+      throw error;
+    }
+  }
+
+  get isOpen(): boolean {
+    return this.#db !== null;
+  }
+
+  get inTransaction(): boolean {
+    return this.#db !== null &&
+      this.#lib.sqlite3_get_autocommit(this.#db) === 0;
+  }
+
+  /** The raw `sqlite3*` handle, for callers who bind more of the C API themselves. */
+  get unsafeHandle(): Deno.PointerValue {
+    return this.#db;
+  }
+
+  /** Whether the main database was opened read-only (e.g. the file is write-protected). */
+  get readonly(): boolean {
+    return this.#lib.sqlite3_db_readonly(this.#handle(), cString("main")) === 1;
+  }
+
+  exec(sql: string): void {
+    const rc = this.#lib.sqlite3_exec(
+      this.#handle(),
+      cString(sql),
+      null,
+      null,
+      null,
+    );
+    if (rc !== SQLITE_OK) throw this.error(rc);
+  }
+
+  prepare(sql: string): Statement {
+    let statement = this.#statements.get(sql);
+    if (statement === undefined) {
+      const bytes = encoder.encode(sql);
+      const rc = this.#lib.sqlite3_prepare_v3(
+        this.#handle(),
+        bytes.length === 0 ? scratch : bytes,
+        bytes.length,
+        SQLITE_PREPARE_PERSISTENT,
+        this.#out,
+        null,
+      );
+      if (rc !== SQLITE_OK) throw this.error(rc);
+      const handle = Deno.UnsafePointer.create(this.#out[0]!);
+      if (handle === null) {
+        throw new RangeError(`prepare() needs one SQL statement, got '${sql}'`);
+      }
+      statement = new FfiStatement(this, this.#lib, handle, sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  transaction<T>(fn: () => T): T {
+    return runTransaction(this, fn);
+  }
+
+  close(): void {
+    if (this.#db === null) return;
+    for (const statement of this.#statements.values()) statement.finalize();
+    this.#statements.clear();
+    this.#lib.sqlite3_close_v2(this.#db);
+    this.#db = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** Changes and last rowid of the most recent write. */
+  runResult(): RunResult {
+    const db = this.#handle();
+    const rowid = this.#lib.sqlite3_last_insert_rowid(db) as bigint;
+    return {
+      changes: this.#lib.sqlite3_changes(db),
+      lastInsertRowid: toNumberIfSafe(rowid),
+    };
+  }
+
+  /** A `RegistryError` for result code `rc`, with SQLite's message and extended code. */
+  error(rc: number): RegistryError {
+    const db = this.#db;
+    const code = db === null ? rc : this.#lib.sqlite3_extended_errcode(db);
+    const pointer = db === null ? this.#lib.sqlite3_errstr(rc) : this.#lib.sqlite3_errmsg(db);
+    const message = pointer === null ? `SQLite result code ${rc}` : Deno.UnsafePointerView.getCString(pointer);
+    return sqliteError(message, code, this.path);
+  }
+
+  #handle(): NonNullable<Deno.PointerValue> {
+    if (this.#db === null) throw closedError(this.path);
+    return this.#db;
+  }
+
+  /** Throws when the connection is closed. */
+  assertOpen(): void {
+    this.#handle();
+  }
+}
+
+/** A statement prepared on an {@linkcode FfiEngine}. */
+class FfiStatement implements Statement {
+  readonly sql: string;
+  readonly #engine: FfiEngine;
+  readonly #lib: Sqlite3;
+  #handle: Deno.PointerValue;
+  readonly #parameterCount: number;
+  readonly #columns: string[] = [];
+
+  constructor(
+    engine: FfiEngine,
+    lib: Sqlite3,
+    handle: Deno.PointerObject,
+    sql: string,
+  ) {
+    this.#engine = engine;
+    this.#lib = lib;
+    this.#handle = handle;
+    this.sql = sql;
+    this.#parameterCount = lib.sqlite3_bind_parameter_count(handle);
+    const count = lib.sqlite3_column_count(handle);
+    for (let i = 0; i < count; i++) {
+      this.#columns.push(
+        Deno.UnsafePointerView.getCString(lib.sqlite3_column_name(handle, i)!),
+      );
+    }
+  }
+
+  run(...params: SqlValue[]): RunResult {
+    const handle = this.#start(params);
+    try {
+      let rc;
+      do rc = this.#lib.sqlite3_step(handle); while (rc === SQLITE_ROW);
+      if (rc !== SQLITE_DONE) throw this.#engine.error(rc);
+      return this.#engine.runResult();
+    } finally {
+      this.#lib.sqlite3_reset(handle);
+    }
+  }
+
+  get(...params: SqlValue[]): Row | undefined {
+    const handle = this.#start(params);
+    try {
+      const rc = this.#lib.sqlite3_step(handle);
+      if (rc === SQLITE_ROW) return this.#row(handle);
+      if (rc !== SQLITE_DONE) throw this.#engine.error(rc);
+      return undefined;
+    } finally {
+      this.#lib.sqlite3_reset(handle);
+    }
+  }
+
+  all(...params: SqlValue[]): Row[] {
+    const handle = this.#start(params);
+    const rows: Row[] = [];
+    try {
+      let rc;
+      while ((rc = this.#lib.sqlite3_step(handle)) === SQLITE_ROW) {
+        rows.push(this.#row(handle));
+      }
+      if (rc !== SQLITE_DONE) throw this.#engine.error(rc);
+      return rows;
+    } finally {
+      this.#lib.sqlite3_reset(handle);
+    }
+  }
+
+  finalize(): void {
+    if (this.#handle === null) return;
+    this.#lib.sqlite3_finalize(this.#handle);
+    this.#handle = null;
+  }
+
+  #start(params: SqlValue[]): Deno.PointerObject {
+    this.#engine.assertOpen();
+    const handle = this.#handle!;
+    if (params.length !== this.#parameterCount) {
+      throw new RangeError(
+        `statement takes ${this.#parameterCount} parameter(s), got ${params.length}: '${this.sql}'`,
+      );
+    }
+    for (let i = 0; i < params.length; i++) {
+      this.#bind(handle, i + 1, params[i]!);
+    }
+    return handle;
+  }
+
+  #bind(handle: Deno.PointerObject, index: number, value: SqlValue): void {
+    const lib = this.#lib;
+    let rc: number;
+    if (typeof value === "string") {
+      const length = encodeToScratch(value); // May replace `scratch`: read it after.
+      rc = lib.sqlite3_bind_text(handle, index, scratch, length, SQLITE_TRANSIENT);
+    } else if (typeof value === "number") {
+      if ((value | 0) === value && !Object.is(value, -0)) {
+        rc = lib.sqlite3_bind_int(handle, index, value);
+      } else if (Number.isSafeInteger(value)) {
+        rc = lib.sqlite3_bind_int64(handle, index, BigInt(value));
+      } else rc = lib.sqlite3_bind_double(handle, index, value);
+    } else if (value === null) {
+      rc = lib.sqlite3_bind_null(handle, index);
+    } else if (typeof value === "bigint") {
+      if (value > MAX_INT64 || value < MIN_INT64) {
+        throw new RangeError(
+          `parameter ${index} is outside SQLite's 64-bit integer range: ${value}`,
+        );
+      }
+      rc = lib.sqlite3_bind_int64(handle, index, value);
+    } else if (value instanceof Uint8Array) {
+      // An empty buffer would reach C as NULL (an SQL NULL); a non-empty one with length 0 is an empty blob.
+      rc = lib.sqlite3_bind_blob(
+        handle,
+        index,
+        value.length === 0 ? scratch : value,
+        value.length,
+        SQLITE_TRANSIENT,
+      );
+    } else {
+      throw new TypeError(
+        `parameter ${index} cannot be bound to SQLite: ${typeof value}`,
+      );
+    }
+    if (rc !== SQLITE_OK) throw this.#engine.error(rc);
+  }
+
+  #row(handle: Deno.PointerObject): Row {
+    const lib = this.#lib;
+    const row: Row = {};
+    const columns = this.#columns;
+    for (let i = 0; i < columns.length; i++) {
+      let value: SqlValue;
+      switch (lib.sqlite3_column_type(handle, i)) {
+        case SQLITE_INTEGER:
+          value = toNumberIfSafe(lib.sqlite3_column_int64(handle, i) as bigint);
+          break;
+        case SQLITE_FLOAT:
+          value = lib.sqlite3_column_double(handle, i);
+          break;
+        case SQLITE_TEXT:
+          value = readText(lib, handle, i);
+          break;
+        case SQLITE_BLOB:
+          value = readBlob(lib, handle, i);
+          break;
+        default:
+          value = null;
+      }
+      row[columns[i]!] = value;
+    }
+    return row;
+  }
+}
+
+function readText(
+  lib: Sqlite3,
+  handle: Deno.PointerObject,
+  column: number,
+): string {
+  const pointer = lib.sqlite3_column_text(handle, column);
+  const length = lib.sqlite3_column_bytes(handle, column);
+  if (pointer === null || length === 0) return "";
+  // Fast path: for ASCII without NUL, C-string length equals byte length.
+  const text = Deno.UnsafePointerView.getCString(pointer);
+  if (text.length === length) return text;
+  return decoder.decode(
+    new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(pointer, length)),
+  );
+}
+
+function readBlob(
+  lib: Sqlite3,
+  handle: Deno.PointerObject,
+  column: number,
+): Uint8Array {
+  const pointer = lib.sqlite3_column_blob(handle, column);
+  const length = lib.sqlite3_column_bytes(handle, column);
+  const bytes = new Uint8Array(length);
+  if (pointer !== null && length > 0) {
+    new Deno.UnsafePointerView(pointer).copyInto(bytes);
+  }
+  return bytes;
+}
+
+function toNumberIfSafe(value: bigint): number | bigint {
+  return value <= Number.MAX_SAFE_INTEGER && value >= Number.MIN_SAFE_INTEGER ? Number(value) : value;
+}
+
+/** A `RegistryError` from SQLite's message and extended result code. */
+export function sqliteError(
+  message: string,
+  code: number,
+  path: string,
+): RegistryError {
+  return new RegistryError(message, { code, path });
+}
+
+/** The error every call on a closed connection throws. */
+export function closedError(path: string): RegistryError {
+  return new RegistryError(`database '${path}' is closed`, { path });
+}

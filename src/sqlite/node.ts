@@ -1,0 +1,235 @@
+/**
+ * The node engine: the `node:sqlite` module built into Deno. Needs no
+ * `--allow-ffi`, only read/write permission on the database path.
+ *
+ * `node:sqlite` does not always report result codes; where it does not, this
+ * engine infers SQLite's primary code from the message, and it cuts text at an embedded NUL when
+ * reading it back (the registry refuses such text before it is written).
+ *
+ * @module
+ */
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { RegistryError } from "../errors.ts";
+import type { Engine, EngineOpenOptions, Row, RunResult, SqlValue, Statement } from "./engine.ts";
+import { runTransaction } from "./_transaction.ts";
+import { closedError } from "./ffi.ts";
+
+/** SQLite's fixed messages (`sqlite3_errstr`) and the primary codes they stand for. */
+const MESSAGE_CODES: readonly (readonly [string, number])[] = [
+  ["database is locked", 5],
+  ["database table is locked", 6],
+  ["attempt to write a readonly database", 8],
+  ["disk I/O error", 10],
+  ["database disk image is malformed", 11],
+  ["database or disk is full", 13],
+  ["unable to open database file", 14],
+  ["constraint failed", 19],
+  ["file is not a database", 26],
+];
+
+/** An open connection through `node:sqlite`. */
+export class NodeEngine implements Engine {
+  readonly name = "node" as const;
+  readonly path: string;
+  readonly sqliteVersion: string;
+  readonly #db: DatabaseSync;
+  readonly #statements = new Map<string, NodeStatement>();
+  #open = true;
+
+  /**
+   * Opens (creating if missing) the database at `options.path`.
+   *
+   * @throws {RegistryError} when the file cannot be opened.
+   */
+  constructor(options: EngineOpenOptions) {
+    this.path = options.path;
+    let db: DatabaseSync | undefined;
+    try {
+      db = new DatabaseSync(options.path);
+      this.sqliteVersion = String(db.prepare("SELECT sqlite_version() AS v").get()!.v);
+    } catch (error) {
+      db?.close();
+      throw nodeError(error, options.path);
+    }
+    this.#db = db;
+  }
+
+  get isOpen(): boolean {
+    return this.#open;
+  }
+
+  get inTransaction(): boolean {
+    return this.#open && this.#db.isTransaction;
+  }
+
+  exec(sql: string): void {
+    this.assertOpen();
+    try {
+      this.#db.exec(sql);
+    } catch (error) {
+      throw nodeError(error, this.path);
+    }
+  }
+
+  prepare(sql: string): Statement {
+    let statement = this.#statements.get(sql);
+    if (statement === undefined) {
+      this.assertOpen();
+      let inner: StatementSync;
+      try {
+        inner = this.#db.prepare(sql);
+      } catch (error) {
+        throw nodeError(error, this.path);
+      }
+      inner.setReadBigInts(true);
+      statement = new NodeStatement(this, inner, sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  transaction<T>(fn: () => T): T {
+    return runTransaction(this, fn);
+  }
+
+  close(): void {
+    if (!this.#open) return;
+    this.#open = false;
+    this.#statements.clear();
+    this.#db.close(); // Finalizes every statement it prepared.
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** Throws when the connection is closed. */
+  assertOpen(): void {
+    if (!this.#open) throw closedError(this.path);
+  }
+}
+
+class NodeStatement implements Statement {
+  readonly sql: string;
+  readonly #engine: NodeEngine;
+  readonly #inner: StatementSync;
+  readonly #parameterCount: number;
+
+  constructor(engine: NodeEngine, inner: StatementSync, sql: string) {
+    this.#engine = engine;
+    this.#inner = inner;
+    this.sql = sql;
+    this.#parameterCount = countParameters(sql);
+  }
+
+  /** `node:sqlite` binds missing parameters as NULL; refuse a wrong count, as the FFI engine does. */
+  #check(params: SqlValue[]): void {
+    this.#engine.assertOpen();
+    if (params.length !== this.#parameterCount) {
+      throw new RangeError(
+        `statement takes ${this.#parameterCount} parameter(s), got ${params.length}: '${this.sql}'`,
+      );
+    }
+  }
+
+  run(...params: SqlValue[]): RunResult {
+    this.#check(params);
+    try {
+      const result = this.#inner.run(...params);
+      return {
+        changes: Number(result.changes),
+        lastInsertRowid: toNumberIfSafe(result.lastInsertRowid),
+      };
+    } catch (error) {
+      throw nodeError(error, this.#engine.path);
+    }
+  }
+
+  get(...params: SqlValue[]): Row | undefined {
+    this.#check(params);
+    let row;
+    try {
+      row = this.#inner.get(...params);
+    } catch (error) {
+      throw nodeError(error, this.#engine.path);
+    }
+    return row === undefined ? undefined : normalizeRow(row as Row);
+  }
+
+  all(...params: SqlValue[]): Row[] {
+    this.#check(params);
+    let rows;
+    try {
+      rows = this.#inner.all(...params);
+    } catch (error) {
+      throw nodeError(error, this.#engine.path);
+    }
+    return (rows as Row[]).map(normalizeRow);
+  }
+}
+
+/**
+ * The number of positional parameters in one statement, as
+ * `sqlite3_bind_parameter_count` would report it: the highest `?NNN`, with
+ * each bare `?` taking the next number. Skips literals, quoted names and comments.
+ */
+export function countParameters(sql: string): number {
+  let count = 0;
+  for (let i = 0; i < sql.length; i++) {
+    const c = sql[i];
+    if (c === "'" || c === '"' || c === "`" || c === "[") {
+      const close = c === "[" ? "]" : c;
+      i = sql.indexOf(close, i + 1);
+      if (i === -1) break;
+    } else if (c === "-" && sql[i + 1] === "-") {
+      i = sql.indexOf("\n", i);
+      if (i === -1) break;
+    } else if (c === "/" && sql[i + 1] === "*") {
+      i = sql.indexOf("*/", i + 2);
+      if (i === -1) break;
+      i++;
+    } else if (c === "?") {
+      let j = i + 1;
+      while (j < sql.length && sql[j]! >= "0" && sql[j]! <= "9") j++;
+      count = j > i + 1 ? Math.max(count, Number(sql.slice(i + 1, j))) : count + 1;
+      i = j - 1;
+    }
+  }
+  return count;
+}
+
+/** Integers come back as bigint (so none beyond 2^53 is lost); make the safe ones numbers, as the FFI engine does. */
+function normalizeRow(row: Row): Row {
+  const out: Row = {};
+  for (const key in row) {
+    const value = row[key]!;
+    out[key] = typeof value === "bigint" ? toNumberIfSafe(value) : value;
+  }
+  return out;
+}
+
+function toNumberIfSafe(value: number | bigint): number | bigint {
+  return typeof value === "bigint" && value <= Number.MAX_SAFE_INTEGER &&
+      value >= Number.MIN_SAFE_INTEGER
+    ? Number(value)
+    : value;
+}
+
+function nodeError(error: unknown, path: string): Error {
+  if (
+    !(error instanceof Error) ||
+    (error as { code?: string }).code !== "ERR_SQLITE_ERROR"
+  ) {
+    // Misuse of an argument (a value that cannot be bound) keeps its own type.
+    if (error instanceof TypeError && /too large/.test(error.message)) {
+      return new RangeError(`a parameter is outside SQLite's 64-bit integer range: ${error.message}`);
+    }
+    if (error instanceof TypeError || error instanceof RangeError) return error;
+    return new RegistryError(String((error as Error)?.message ?? error), {
+      path,
+      cause: error,
+    });
+  }
+  const code = MESSAGE_CODES.find(([text]) => error.message.includes(text))?.[1] ?? 1;
+  return new RegistryError(error.message, { code, path, cause: error });
+}

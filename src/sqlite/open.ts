@@ -1,0 +1,135 @@
+/**
+ * Chooses an engine and opens a connection configured the way the registry
+ * needs it: WAL, a busy timeout, durable commits.
+ *
+ * @module
+ */
+import { RegistryError } from "../errors.ts";
+import type { Engine } from "./engine.ts";
+import { FfiEngine } from "./ffi.ts";
+import { loadSqlite } from "./_library.ts";
+import { NodeEngine } from "./node.ts";
+
+/** Which engine to open: `auto` picks `ffi` when `--allow-ffi` is granted and the library loads, else `node`. */
+export type EngineChoice = "auto" | "ffi" | "node";
+
+/**
+ * How hard a commit tries to reach the disk.
+ *
+ * - `full` (default): `synchronous=FULL`. A commit that returned survives a
+ *   process crash and a power loss.
+ * - `normal`: `synchronous=NORMAL`. Survives a process crash; a power loss or
+ *   OS crash may roll back the last commits (never corrupts the file).
+ */
+export type Durability = "full" | "normal";
+
+/** Options for {@linkcode openEngine}. */
+export interface OpenEngineOptions {
+  /** Engine to use. Default `"auto"`. */
+  engine?: EngineChoice | undefined;
+  /** FFI engine: the SQLite library to load (else `OXIDE_SQLITE_PATH`, else the OS's usual names). */
+  libPath?: string | undefined;
+  /** How long a write waits for another connection's lock, in milliseconds. Default 5000. */
+  busyTimeoutMs?: number | undefined;
+  /** Commit durability for file databases. Default `"full"`. */
+  durability?: Durability | undefined;
+}
+
+/** The in-memory path. */
+export const MEMORY_PATH = ":memory:";
+
+/**
+ * Opens `path` (creating it if missing) with the chosen engine and applies
+ * the connection settings.
+ *
+ * @throws {RegistryError} naming the path when the file cannot be opened or is not a database.
+ */
+export function openEngine(
+  path: string,
+  options: OpenEngineOptions = {},
+): Engine {
+  const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+  if (
+    !Number.isInteger(busyTimeoutMs) || busyTimeoutMs < 0 ||
+    busyTimeoutMs > 2 ** 31 - 1
+  ) {
+    throw new RangeError(
+      `busyTimeoutMs must be a non-negative integer, got ${busyTimeoutMs}`,
+    );
+  }
+  const durability = options.durability ?? "full";
+  if (durability !== "full" && durability !== "normal") {
+    throw new TypeError(
+      `durability must be "full" or "normal", got '${durability}'`,
+    );
+  }
+  const engine = createEngine(path, options);
+  try {
+    engine.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
+    if (path !== MEMORY_PATH) {
+      engine.exec(
+        `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${durability.toUpperCase()}`,
+      );
+    }
+  } catch (error) {
+    engine.close();
+    throw openError(path, error);
+  }
+  return engine;
+}
+
+function createEngine(path: string, options: OpenEngineOptions): Engine {
+  const choice = options.engine ?? "auto";
+  const engineOptions = { path, libPath: options.libPath };
+  switch (choice) {
+    case "ffi":
+      return withOpenError(path, () => new FfiEngine(engineOptions));
+    case "node":
+      return withOpenError(path, () => new NodeEngine(engineOptions));
+    case "auto":
+      return withOpenError(
+        path,
+        () => ffiAvailable(options.libPath) ? new FfiEngine(engineOptions) : new NodeEngine(engineOptions),
+      );
+    default:
+      throw new TypeError(
+        `engine must be "auto", "ffi" or "node", got '${choice}'`,
+      );
+  }
+}
+
+function ffiAvailable(libPath: string | undefined): boolean {
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+    return false;
+  }
+  try {
+    loadSqlite(libPath);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function withOpenError(path: string, open: () => Engine): Engine {
+  try {
+    return open();
+  } catch (error) {
+    throw openError(path, error);
+  }
+}
+
+function openError(path: string, error: unknown): RegistryError {
+  if (!(error instanceof RegistryError)) {
+    return new RegistryError(`cannot open '${path}': ${String(error)}`, {
+      path,
+      cause: error,
+    });
+  }
+  if (error.path === undefined) return error; // Library loading: nothing about this path.
+  const detail = error.message.replace(/^registry error: /, "");
+  return new RegistryError(`cannot open '${path}': ${detail}`, {
+    path,
+    cause: error,
+    ...(error.code === undefined ? {} : { code: error.code }),
+  });
+}

@@ -1,0 +1,50 @@
+// Shared test helpers: one suite, run against both engines; temporary folders that clean up after themselves.
+import type { EngineName } from "@oxide/registry";
+
+/** Both engines; every engine-parameterised test runs once per entry. */
+export const ENGINES: readonly EngineName[] = ["ffi", "node"];
+
+/**
+ * Registers `fn` as one test per engine, named `"<name> [ffi]"` and `"<name> [node]"`.
+ */
+export function engineTest(
+  name: string,
+  fn: (engine: EngineName) => Promise<void> | void,
+): void {
+  for (const engine of ENGINES) {
+    Deno.test(`${name} [${engine}]`, () => fn(engine));
+  }
+}
+
+/** A temporary folder removed (with its contents) at the end of the `await using` block. */
+export async function tempDir(): Promise<
+  AsyncDisposable & { path: string; file(name: string): string }
+> {
+  const path = await Deno.makeTempDir({ prefix: "oxide_registry_test_" });
+  return {
+    path,
+    file: (name: string) => `${path}/${name}`,
+    [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }),
+  };
+}
+
+/** Runs a Deno subprocess and returns its exit code and output. */
+export async function runDeno(
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string>; clearEnv?: boolean } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args,
+    stdout: "piped",
+    stderr: "piped",
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    ...(options.env === undefined ? {} : { env: options.env }),
+    ...(options.clearEnv === undefined ? {} : { clearEnv: options.clearEnv }),
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}

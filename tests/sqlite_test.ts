@@ -1,0 +1,359 @@
+// The engine layer: both engines behind one interface, tested against real SQLite.
+import assert from "node:assert/strict";
+import { RegistryError, type SqlValue } from "@oxide/registry";
+import { openEngine } from "../src/sqlite/open.ts";
+import { ENGINES, engineTest, tempDir } from "./_helpers.ts";
+
+engineTest("values round-trip exactly", (engine) => {
+  using db = openEngine(":memory:", { engine });
+  db.exec("CREATE TABLE t (v)");
+  const values: [string, SqlValue][] = [
+    ["empty text", ""],
+    ["ASCII text", "hello"],
+    ["non-ASCII text", "héllo wörld ✓ 日本語 🦕"],
+    ["long text", "x".repeat(100_000)],
+    ["zero", 0],
+    ["negative", -42],
+    ["above 2^31", 2 ** 31 + 7],
+    ["largest safe integer", Number.MAX_SAFE_INTEGER],
+    ["smallest safe integer", Number.MIN_SAFE_INTEGER],
+    ["bigint above 2^53", 2n ** 53n + 1n],
+    ["largest int64", 2n ** 63n - 1n],
+    ["smallest int64", -(2n ** 63n)],
+    ["double", 1.5],
+    ["tiny double", 5e-324],
+    ["huge double", 1.7976931348623157e308],
+    ["null", null],
+    ["empty blob", new Uint8Array()],
+    ["blob with zeros", new Uint8Array([0, 1, 0, 255, 0])],
+  ];
+  const insert = db.prepare("INSERT INTO t (v) VALUES (?)");
+  const select = db.prepare(
+    "SELECT v, typeof(v) AS type FROM t WHERE rowid = ?",
+  );
+  for (const [what, value] of values) {
+    const { lastInsertRowid } = insert.run(value);
+    const row = select.get(lastInsertRowid);
+    assert.deepEqual(row?.v, value, what);
+  }
+  assert.equal(
+    select.get(insert.run(new Uint8Array()).lastInsertRowid)?.type,
+    "blob",
+  );
+});
+
+Deno.test("text with an embedded NUL round-trips [ffi]", () => {
+  using db = openEngine(":memory:", { engine: "ffi" });
+  const row = db.prepare("SELECT ? AS v, length(CAST(? AS BLOB)) AS n").get(
+    "a\0b",
+    "a\0b",
+  );
+  assert.equal(row?.v, "a\0b");
+  assert.equal(row?.n, 3);
+});
+
+engineTest(
+  "prepare() returns the same statement for the same SQL",
+  (engine) => {
+    using db = openEngine(":memory:", { engine });
+    assert.equal(db.prepare("SELECT 1 AS one"), db.prepare("SELECT 1 AS one"));
+    assert.notEqual(
+      db.prepare("SELECT 1 AS one"),
+      db.prepare("SELECT 2 AS two"),
+    );
+  },
+);
+
+engineTest("a statement is reusable after an error", (engine) => {
+  using db = openEngine(":memory:", { engine });
+  db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY)");
+  const insert = db.prepare("INSERT INTO t (id) VALUES (?)");
+  insert.run(1);
+  assert.throws(() => insert.run(1), RegistryError);
+  insert.run(2);
+  assert.deepEqual(db.prepare("SELECT id FROM t ORDER BY id").all(), [
+    { id: 1 },
+    { id: 2 },
+  ]);
+});
+
+engineTest(
+  "all() returns every row in order, get() the first or undefined",
+  (engine) => {
+    using db = openEngine(":memory:", { engine });
+    db.exec(
+      "CREATE TABLE t (a INTEGER, b TEXT); INSERT INTO t VALUES (1, 'x'), (2, 'y'), (3, NULL)",
+    );
+    assert.deepEqual(db.prepare("SELECT a, b FROM t ORDER BY a").all(), [
+      { a: 1, b: "x" },
+      { a: 2, b: "y" },
+      { a: 3, b: null },
+    ]);
+    assert.deepEqual(
+      db.prepare("SELECT a FROM t WHERE a > ? ORDER BY a").get(1),
+      { a: 2 },
+    );
+    assert.equal(db.prepare("SELECT a FROM t WHERE a > ?").get(99), undefined);
+    assert.deepEqual(db.prepare("SELECT a FROM t WHERE a > ?").all(99), []);
+  },
+);
+
+engineTest("run() reports changes and the last rowid", (engine) => {
+  using db = openEngine(":memory:", { engine });
+  db.exec("CREATE TABLE t (a)");
+  assert.deepEqual(db.prepare("INSERT INTO t VALUES (?)").run(1), {
+    changes: 1,
+    lastInsertRowid: 1,
+  });
+  db.prepare("INSERT INTO t VALUES (?)").run(2);
+  assert.equal(db.prepare("UPDATE t SET a = a + 1").run().changes, 2);
+  assert.equal(db.prepare("DELETE FROM t WHERE a > ?").run(100).changes, 0);
+});
+
+engineTest("a SQL error carries SQLite's code and message", (engine) => {
+  using db = openEngine(":memory:", { engine });
+  const syntax = assert.throws(() => db.exec("SELEC 1"), (error: unknown) => {
+    assert.ok(error instanceof RegistryError);
+    assert.equal(error.code, 1);
+    assert.equal(error.codeName, "SQLITE_ERROR");
+    assert.match(error.message, /^registry error: .*syntax error/);
+    return true;
+  });
+  assert.equal(syntax, undefined);
+  db.exec("CREATE TABLE t (id PRIMARY KEY)");
+  db.prepare("INSERT INTO t VALUES (?)").run(1);
+  assert.throws(
+    () => db.prepare("INSERT INTO t VALUES (?)").run(1),
+    (error: unknown) => {
+      assert.ok(error instanceof RegistryError);
+      assert.equal(error.codeName, "SQLITE_CONSTRAINT");
+      // The FFI engine has the extended code: SQLITE_CONSTRAINT_PRIMARYKEY.
+      if (engine === "ffi") assert.equal(error.code, 1555);
+      assert.match(error.message, /UNIQUE constraint failed: t\.id/);
+      return true;
+    },
+  );
+});
+
+engineTest("prepare() of bad SQL throws a RegistryError", (engine) => {
+  using db = openEngine(":memory:", { engine });
+  assert.throws(() => db.prepare("SELECT * FROM nowhere"), (error: unknown) => {
+    assert.ok(error instanceof RegistryError);
+    assert.match(error.message, /no such table: nowhere/);
+    return true;
+  });
+});
+
+engineTest("parameters of the wrong shape are refused", (engine) => {
+  using db = openEngine(":memory:", { engine });
+  const statement = db.prepare("SELECT ? AS v");
+  assert.throws(() => statement.get(), RangeError);
+  assert.throws(() => statement.get(1, 2), RangeError);
+  assert.throws(() => statement.get(2n ** 64n), RangeError);
+  assert.throws(() => statement.get(true as unknown as SqlValue), TypeError);
+  assert.throws(
+    () => statement.get(undefined as unknown as SqlValue),
+    TypeError,
+  );
+  assert.deepEqual(statement.get(7), { v: 7 }, "the statement still works");
+});
+
+engineTest(
+  "transaction() commits, and rolls back when the function throws",
+  (engine) => {
+    using db = openEngine(":memory:", { engine });
+    db.exec("CREATE TABLE t (a)");
+    const insert = db.prepare("INSERT INTO t VALUES (?)");
+    assert.equal(db.transaction(() => (insert.run(1), "done")), "done");
+    assert.throws(() =>
+      db.transaction(() => {
+        insert.run(2);
+        throw new Error("boom");
+      }), /boom/);
+    assert.equal(db.inTransaction, false);
+    assert.deepEqual(db.prepare("SELECT a FROM t").all(), [{ a: 1 }]);
+  },
+);
+
+engineTest("a nested transaction() rolls back only its own part", (engine) => {
+  using db = openEngine(":memory:", { engine });
+  db.exec("CREATE TABLE t (a)");
+  const insert = db.prepare("INSERT INTO t VALUES (?)");
+  db.transaction(() => {
+    insert.run(1);
+    assert.throws(() =>
+      db.transaction(() => {
+        insert.run(2);
+        throw new Error("inner");
+      }), /inner/);
+    assert.equal(db.inTransaction, true);
+    insert.run(3);
+  });
+  assert.deepEqual(db.prepare("SELECT a FROM t ORDER BY a").all(), [{ a: 1 }, {
+    a: 3,
+  }]);
+});
+
+engineTest(
+  "transaction() refuses an async function and keeps nothing of it",
+  (engine) => {
+    using db = openEngine(":memory:", { engine });
+    db.exec("CREATE TABLE t (a)");
+    assert.throws(
+      () =>
+        db.transaction(async () => {
+          db.prepare("INSERT INTO t VALUES (1)").run();
+          await Promise.resolve();
+        }),
+      TypeError,
+    );
+    assert.equal(db.inTransaction, false);
+    assert.deepEqual(db.prepare("SELECT a FROM t").all(), []);
+  },
+);
+
+engineTest(
+  "close() is idempotent and every call afterwards throws",
+  (engine) => {
+    const db = openEngine(":memory:", { engine });
+    const statement = db.prepare("SELECT 1 AS one");
+    db.close();
+    db.close();
+    assert.equal(db.isOpen, false);
+    for (
+      const call of [
+        () => statement.get(),
+        () => statement.run(),
+        () => db.exec("SELECT 1"),
+        () => db.prepare("SELECT 2"),
+      ]
+    ) {
+      assert.throws(
+        call,
+        (error: unknown) => error instanceof RegistryError && /is closed/.test(error.message),
+      );
+    }
+  },
+);
+
+engineTest(
+  "a file database uses WAL, durable commits and a busy timeout",
+  async (engine) => {
+    await using dir = await tempDir();
+    {
+      using db = openEngine(dir.file("a.db"), { engine });
+      assert.equal(
+        db.prepare("PRAGMA journal_mode").get()?.journal_mode,
+        "wal",
+      );
+      assert.equal(db.prepare("PRAGMA synchronous").get()?.synchronous, 2); // FULL
+      assert.equal(db.prepare("PRAGMA busy_timeout").get()?.timeout, 5000);
+    }
+    using db = openEngine(dir.file("b.db"), {
+      engine,
+      durability: "normal",
+      busyTimeoutMs: 250,
+    });
+    assert.equal(db.prepare("PRAGMA synchronous").get()?.synchronous, 1); // NORMAL
+    assert.equal(db.prepare("PRAGMA busy_timeout").get()?.timeout, 250);
+  },
+);
+
+engineTest(
+  "opening a file that is not a database names the file",
+  async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("notes.txt");
+    const text = "these are notes, not a database\n".repeat(64);
+    await Deno.writeTextFile(path, text);
+    assert.throws(() => openEngine(path, { engine }), (error: unknown) => {
+      assert.ok(error instanceof RegistryError);
+      assert.equal(error.codeName, "SQLITE_NOTADB");
+      assert.equal(error.path, path);
+      assert.ok(error.message.includes(`'${path}'`), error.message);
+      return true;
+    });
+    assert.equal(await Deno.readTextFile(path), text, "the file is untouched");
+  },
+);
+
+engineTest(
+  "opening a file in a missing folder names the file",
+  async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("missing/registry.db");
+    assert.throws(() => openEngine(path, { engine }), (error: unknown) => {
+      assert.ok(error instanceof RegistryError);
+      assert.equal(error.codeName, "SQLITE_CANTOPEN");
+      assert.ok(error.message.includes(`'${path}'`), error.message);
+      return true;
+    });
+  },
+);
+
+Deno.test("open options of the wrong shape are refused", () => {
+  assert.throws(
+    () => openEngine(":memory:", { busyTimeoutMs: -1 }),
+    RangeError,
+  );
+  assert.throws(
+    () => openEngine(":memory:", { durability: "fast" as "full" }),
+    TypeError,
+  );
+  assert.throws(
+    () => openEngine(":memory:", { engine: "rust" as "ffi" }),
+    TypeError,
+  );
+});
+
+Deno.test("a library that does not load gives an error saying what to do", () => {
+  assert.throws(
+    () =>
+      openEngine(":memory:", {
+        engine: "ffi",
+        libPath: "/nowhere/libsqlite3.so",
+      }),
+    (error: unknown) => {
+      assert.ok(error instanceof RegistryError);
+      assert.match(
+        error.message,
+        /could not load the SQLite library: tried '\/nowhere\/libsqlite3\.so'/,
+      );
+      assert.match(error.message, /OXIDE_SQLITE_PATH/);
+      return true;
+    },
+  );
+});
+
+Deno.test("auto falls back to node when the library does not load", () => {
+  using db = openEngine(":memory:", { libPath: "/nowhere/libsqlite3.so" });
+  assert.equal(db.name, "node");
+});
+
+Deno.test("both engines report their SQLite version", () => {
+  for (const engine of ENGINES) {
+    using db = openEngine(":memory:", { engine });
+    assert.match(db.sqliteVersion, /^3\.\d+\.\d+$/);
+    assert.equal(
+      db.prepare("SELECT sqlite_version() AS v").get()?.v,
+      db.sqliteVersion,
+    );
+  }
+});
+
+Deno.test({
+  name: "without --allow-ffi, engine ffi fails naming the flag and auto picks node",
+  permissions: { ffi: false, read: true, write: true, env: true },
+  fn() {
+    assert.throws(
+      () => openEngine(":memory:", { engine: "ffi" }),
+      (error: unknown) => {
+        assert.ok(error instanceof RegistryError);
+        assert.match(error.message, /needs --allow-ffi/);
+        return true;
+      },
+    );
+    using db = openEngine(":memory:");
+    assert.equal(db.name, "node");
+  },
+});
