@@ -60,3 +60,33 @@ export type { Engine, EngineName, Row, RunResult, SqlValue, Statement } from "./
 export type { Durability, EngineChoice, OpenEngineOptions } from "./src/sqlite/open.ts";
 export { encodeJson } from "./src/json.ts";
 export { formatTimestamp, parseTimestamp } from "./src/time.ts";
+export {
+  defineExtension,
+  type Extension,
+  type ExtensionDefinition,
+  ExtensionError,
+  type ExtensionStatus,
+  extensionVersion,
+  listExtensions,
+  type Migration,
+  openExtension,
+} from "./src/extension.ts";
+export {
+  type Decision,
+  DecisionLog,
+  type DecisionPage,
+  type DecisionQuery,
+  newDecision,
+  type NewDecisionOptions,
+} from "./src/decision_log.ts";
+export {
+  loadManifest,
+  MANIFEST_FILE_NAME,
+  ManifestError,
+  manifestMetadata,
+  manifestToJson,
+  type ModuleManifest,
+  parseManifest,
+  registerModuleFromManifest,
+  type ResolvedManifest,
+} from "./src/manifest.ts";

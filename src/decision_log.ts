@@ -1,0 +1,599 @@
+/**
+ * The decision log (oxide-k's `xai` module): an insert-only, explainable-AI
+ * record of what agents decided and why, kept in the registry's database in
+ * oxide-k's `xai_decisions` table so a Rust kernel and this module can both
+ * write and read it.
+ *
+ * Built on the extension point ({@linkcode defineExtension}) as extension
+ * `"xai"`:
+ *
+ * 1. oxide-k's table and index, verbatim (`CREATE ... IF NOT EXISTS`, so a
+ *    file where oxide-k already created them is accepted as it is).
+ * 2. Additive: a `timestamp_utc` column holding each row's instant in one
+ *    fixed-width form (`2026-11-28T09:15:02.123456789Z`), filled by triggers
+ *    for rows any program inserts, and three indexes on it. Ordering and time
+ *    ranges use it: the stored RFC 3339 text only sorts as time while every
+ *    writer uses `+00:00` (chrono does; `Z`, other offsets or a space instead
+ *    of `T`, all valid, do not sort).
+ *
+ * @module
+ */
+
+import { KernelError, OtherError, RegistryError, SerializationError } from "./errors.ts";
+import { defineExtension, type Extension, openExtension } from "./extension.ts";
+import { DECISION_SQL as SQL, MIGRATION_1_SQL, MIGRATION_2_SQL, type QueryShape, querySql } from "./_decision_sql.ts";
+import { encodeJson } from "./json.ts";
+import type { StateRegistry } from "./registry.ts";
+import type { Row, SqlValue } from "./sqlite/engine.ts";
+import { formatTimestamp, parseTimestamp } from "./time.ts";
+
+/** One recorded decision (oxide-k's `xai::Decision`). */
+export interface Decision {
+  /** Unique id: a UUID v4 string, lowercase (`crypto.randomUUID()`). */
+  id: string;
+  /** When the decision was made (millisecond precision; stored text from oxide-k may hold more). */
+  timestamp: Date;
+  /** Stable id of who decided: a module id, an agent id, a healer label. */
+  actor: string;
+  /** What was done, e.g. `"heal"`, `"sync"`, `"navigate"`. */
+  action: string;
+  /** Why, in words a human reviewer can read. */
+  rationale: string;
+  /** What the decision was based on: any JSON value (default `null`). */
+  inputs: unknown;
+  /** What came of it: any JSON value (default `null`). */
+  output: unknown;
+  /**
+   * How sure the actor was, in [0, 1] (default 1). oxide-k keeps it as an
+   * f32; this is that f32 as its shortest decimal (what Rust prints), so
+   * `0.85` stays `0.85`. Stored as the f32 widened to f64 (0.8500000238418579).
+   */
+  confidence: number;
+}
+
+/** Options of {@linkcode newDecision}. */
+export interface NewDecisionOptions {
+  /** What the decision was based on (JSON). Default `null`. */
+  inputs?: unknown;
+  /** What came of it (JSON). Default `null`. */
+  output?: unknown;
+  /** How sure the actor was; clamped to [0, 1] and rounded to an f32. Default 1. */
+  confidence?: number | undefined;
+  /** When it was made. Default now. */
+  timestamp?: Date | undefined;
+}
+
+/** Filters and paging of {@linkcode DecisionLog.query}. Every filter is optional; they combine with AND. */
+export interface DecisionQuery {
+  /** Only decisions by this actor. */
+  actor?: string | undefined;
+  /** Only decisions with this action. */
+  action?: string | undefined;
+  /** Only decisions made at or after this instant. */
+  since?: Date | undefined;
+  /** Only decisions made before this instant. */
+  until?: Date | undefined;
+  /** At most this many decisions per page, 1 to 10,000. Default 100. */
+  limit?: number | undefined;
+  /** Continue after the page that returned this {@linkcode DecisionPage.nextCursor}. */
+  cursor?: string | undefined;
+}
+
+/** One page of {@linkcode DecisionLog.query}, newest first. */
+export interface DecisionPage {
+  /** The decisions, newest first. */
+  decisions: Decision[];
+  /** Pass as `cursor` for the next page; `undefined` on the last page. */
+  nextCursor: string | undefined;
+}
+
+const XAI_EXTENSION: Extension = defineExtension({
+  name: "xai",
+  migrations: [
+    { version: 1, name: "oxide-k xai_decisions table and idx_xai_actor_time", up: MIGRATION_1_SQL },
+    { version: 2, name: "timestamp_utc sort key, its triggers and indexes", up: MIGRATION_2_SQL },
+  ],
+});
+
+/** The columns oxide-k's table has and this module reads. */
+const REQUIRED_COLUMNS = ["id", "timestamp", "actor", "action", "rationale", "inputs", "output", "confidence"];
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const MAX_PAGE = 10_000;
+
+/**
+ * Builds a decision with a fresh id (`crypto.randomUUID()`) and, unless given,
+ * the current time, `null` inputs and output and confidence 1 (oxide-k's
+ * `Decision::new` and its `with_*` builders in one call).
+ *
+ * @param actor Who decided.
+ * @param action What was done.
+ * @param rationale Why.
+ * @param options `inputs`, `output`, `confidence` (clamped to [0, 1]), `timestamp`.
+ * @returns The decision, ready for {@linkcode DecisionLog.log}.
+ * @throws {TypeError} When `actor`, `action` or `rationale` is not a string, `confidence` is not a number, or
+ * `timestamp` is not a valid `Date`.
+ * @throws {RangeError} When `confidence` is NaN.
+ *
+ * @example
+ * ```ts
+ * import { newDecision } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const d = newDecision("healer", "rewrite-selector", "AX role match found", {
+ *   inputs: { css: ".primary" },
+ *   confidence: 0.85,
+ * });
+ * assert.match(d.id, /^[0-9a-f-]{36}$/);
+ * assert.equal(d.output, null);
+ * assert.equal(d.confidence, 0.85);
+ * assert.equal(newDecision("x", "y", "z", { confidence: 2.5 }).confidence, 1);
+ * assert.equal(newDecision("x", "y", "z", { confidence: -1 }).confidence, 0);
+ * ```
+ */
+export function newDecision(
+  actor: string,
+  action: string,
+  rationale: string,
+  options: NewDecisionOptions = {},
+): Decision {
+  checkText("actor", actor);
+  checkText("action", action);
+  checkText("rationale", rationale);
+  const confidence = options.confidence ?? 1;
+  if (typeof confidence !== "number") {
+    throw new TypeError(`confidence must be a number, got ${describe(confidence)}`);
+  }
+  if (Number.isNaN(confidence)) throw new RangeError("confidence must be a number in [0, 1], got NaN");
+  const timestamp = options.timestamp ?? new Date();
+  checkDate("timestamp", timestamp);
+  return {
+    id: crypto.randomUUID(),
+    timestamp,
+    actor,
+    action,
+    rationale,
+    inputs: options.inputs ?? null,
+    output: options.output ?? null,
+    confidence: toF32(Math.min(1, Math.max(0, confidence))),
+  };
+}
+
+/**
+ * The decision log: `xai_decisions` in the registry's database. Insert-only,
+ * as in oxide-k: there is no update or delete. Holds no resources of its own;
+ * it is usable while its registry is open.
+ *
+ * Which index serves which query (checked by `EXPLAIN QUERY PLAN` in the tests):
+ *
+ * | query | index |
+ * |---|---|
+ * | `recent(n)`, `query({})`, `query({ since, until })` | `idx_xai_time_utc (timestamp_utc)` |
+ * | `byActor(a)`, `query({ actor, ... })` | `idx_xai_actor_time_utc (actor, timestamp_utc)` |
+ * | `query({ action, ... })` | `idx_xai_action_time_utc (action, timestamp_utc)` |
+ * | `log(d)` (duplicate check) | the primary key |
+ *
+ * @example Log and read back
+ * ```ts
+ * import { DecisionLog, newDecision, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * const log = await DecisionLog.open(reg);
+ * const d = newDecision("healer", "rewrite-selector", "AX role match found", {
+ *   inputs: { css: ".primary" },
+ *   output: { role: "button" },
+ *   confidence: 0.85,
+ * });
+ * assert.equal(await log.log(d), d.id);
+ * assert.equal(await log.count(), 1);
+ * const [back] = await log.recent(10);
+ * assert.deepEqual(back, d);
+ * ```
+ */
+export class DecisionLog {
+  /** The extension that owns `xai_decisions`: its name and migrations. */
+  static readonly extension: Extension = XAI_EXTENSION;
+
+  readonly #registry: StateRegistry;
+
+  private constructor(registry: StateRegistry) {
+    this.#registry = registry;
+  }
+
+  /**
+   * Opens the decision log of a registry, creating `xai_decisions` and its
+   * indexes if missing (a file where oxide-k already created them is used as
+   * it is, and gains the `timestamp_utc` column and indexes). Safe to call
+   * from several processes at once.
+   *
+   * @param registry The open registry.
+   * @returns The log.
+   * @throws {RegistryError} When the tables cannot be created, or an existing `xai_decisions` lacks oxide-k's
+   * columns (not an oxide-k decision log).
+   *
+   * @example
+   * ```ts
+   * import { DecisionLog, StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.inMemory();
+   * const log = await DecisionLog.open(reg);
+   * assert.equal(await log.count(), 0);
+   * ```
+   */
+  static async open(registry: StateRegistry): Promise<DecisionLog> {
+    await openExtension(registry, XAI_EXTENSION);
+    const db = registry.db;
+    const columns = new Set(
+      db.prepare("SELECT name FROM pragma_table_info('xai_decisions')").all().map((row) => row.name),
+    );
+    const missing = [...REQUIRED_COLUMNS, "timestamp_utc"].filter((column) => !columns.has(column));
+    if (missing.length > 0) {
+      throw new RegistryError(
+        `'${db.path}' has an 'xai_decisions' table without the column(s) ${
+          missing.join(", ")
+        }: not an oxide-k decision log`,
+        { path: db.path },
+      );
+    }
+    return new DecisionLog(registry);
+  }
+
+  /**
+   * Appends a decision. Everything is checked before anything is written.
+   *
+   * @param decision The decision, usually from {@linkcode newDecision}.
+   * @returns Its id, as stored (lowercase).
+   * @throws {TypeError} When a field has the wrong type, or `id` is not a UUID.
+   * @throws {RangeError} When `confidence` is not in [0, 1].
+   * @throws {SerializationError} When `inputs` or `output` has no faithful JSON form; nothing is written.
+   * @throws {RegistryError} When a decision with this id is already logged (code `SQLITE_CONSTRAINT_PRIMARYKEY`),
+   * or the registry is closed.
+   *
+   * @example A decision is logged once
+   * ```ts
+   * import { DecisionLog, newDecision, RegistryError, StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.inMemory();
+   * const log = await DecisionLog.open(reg);
+   * const d = newDecision("planner", "route", "shortest path");
+   * await log.log(d);
+   * await assert.rejects(log.log(d), RegistryError);
+   * ```
+   */
+  log(decision: Decision): Promise<string> {
+    return settle(() => {
+      if (typeof decision !== "object" || decision === null) {
+        throw new TypeError(`log() takes a decision object, got ${describe(decision)}`);
+      }
+      const { id, timestamp, actor, action, rationale, inputs, output, confidence } = decision;
+      if (typeof id !== "string" || !UUID.test(id)) {
+        throw new TypeError(`decision id must be a UUID string, got ${describe(id)}`);
+      }
+      checkDate("decision timestamp", timestamp);
+      checkText("actor", actor);
+      checkText("action", action);
+      checkText("rationale", rationale);
+      if (typeof confidence !== "number") {
+        throw new TypeError(`decision confidence must be a number, got ${describe(confidence)}`);
+      }
+      if (!(confidence >= 0 && confidence <= 1)) {
+        throw new RangeError(`decision confidence must be in [0, 1], got ${confidence}`);
+      }
+      const key = id.toLowerCase();
+      const inputsJson = encodeField(key, "inputs", inputs);
+      const outputJson = encodeField(key, "output", output);
+      try {
+        this.#registry.db.prepare(SQL.insert).run(
+          key,
+          formatTimestamp(timestamp),
+          actor,
+          action,
+          rationale,
+          inputsJson,
+          outputJson,
+          Math.fround(confidence),
+        );
+      } catch (error) {
+        if (error instanceof RegistryError && error.code === SQLITE_CONSTRAINT_PRIMARYKEY) {
+          throw new RegistryError(`decision '${key}' is already logged (the log is insert-only)`, {
+            code: error.code,
+            path: this.#registry.path,
+            cause: error,
+          });
+        }
+        throw error;
+      }
+      return key;
+    });
+  }
+
+  /**
+   * The most recent decisions, newest first.
+   *
+   * @param limit How many at most (a non-negative integer).
+   * @returns Up to `limit` decisions.
+   * @throws {RangeError} When `limit` is not a non-negative safe integer.
+   * @throws {SerializationError} When a stored row cannot be read (bad JSON, a confidence that is not a number).
+   * @throws {OtherError} When a stored timestamp is not RFC 3339 (`bad timestamp: ...`).
+   *
+   * @example
+   * ```ts
+   * import { DecisionLog, newDecision, StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.inMemory();
+   * const log = await DecisionLog.open(reg);
+   * for (const [i, action] of ["a", "b", "c"].entries()) {
+   *   await log.log(newDecision("agent", action, "step", { timestamp: new Date(Date.UTC(2026, 0, 1, 0, 0, i)) }));
+   * }
+   * assert.deepEqual((await log.recent(2)).map((d) => d.action), ["c", "b"]);
+   * ```
+   */
+  recent(limit: number): Promise<Decision[]> {
+    return settle(() => {
+      if (!Number.isSafeInteger(limit) || limit < 0) {
+        throw new RangeError(`limit must be a non-negative integer, got ${describe(limit)}`);
+      }
+      return this.#registry.db.prepare(SQL.recent).all(limit).map(rowToDecision);
+    });
+  }
+
+  /**
+   * Every decision by one actor, newest first. For many decisions, page with
+   * {@linkcode DecisionLog.query} instead.
+   *
+   * @param actor The actor.
+   * @returns Its decisions.
+   * @throws {TypeError} When `actor` is not a string.
+   * @throws {SerializationError} When a stored row cannot be read.
+   * @throws {OtherError} When a stored timestamp is not RFC 3339.
+   *
+   * @example
+   * ```ts
+   * import { DecisionLog, newDecision, StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.inMemory();
+   * const log = await DecisionLog.open(reg);
+   * await log.log(newDecision("a", "do", "r1"));
+   * await log.log(newDecision("b", "do", "r2"));
+   * assert.equal((await log.byActor("a")).length, 1);
+   * assert.equal((await log.byActor("c")).length, 0);
+   * ```
+   */
+  byActor(actor: string): Promise<Decision[]> {
+    return settle(() => {
+      checkText("actor", actor);
+      return this.#registry.db.prepare(SQL.byActor).all(actor).map(rowToDecision);
+    });
+  }
+
+  /**
+   * How many decisions are logged.
+   *
+   * @returns The number of rows.
+   * @throws {RegistryError} When the registry is closed.
+   *
+   * @example
+   * ```ts
+   * import { DecisionLog, newDecision, StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.inMemory();
+   * const log = await DecisionLog.open(reg);
+   * await log.log(newDecision("a", "do", "r"));
+   * assert.equal(await log.count(), 1);
+   * ```
+   */
+  count(): Promise<number> {
+    return settle(() => {
+      return Number(this.#registry.db.prepare(SQL.count).get()?.n ?? 0);
+    });
+  }
+
+  /**
+   * Decisions matching filters, newest first, one page at a time. Every query
+   * reads through an index (see the class docs), never the whole table. Ties
+   * in time come out newest-inserted first. A cursor is a position in that
+   * order: it stays valid while rows are added (a new, newer row never shows
+   * up in later pages), and may be used with other filters.
+   *
+   * @param options `actor`, `action`, `since` (inclusive), `until` (exclusive), `limit` (default 100), `cursor`.
+   * @returns The page and the cursor of the next one.
+   * @throws {TypeError} When a filter has the wrong type or `cursor` is not one this method returned.
+   * @throws {RangeError} When `limit` is not an integer from 1 to 10,000, or a date is outside years 0 to 9999.
+   * @throws {SerializationError} When a stored row cannot be read.
+   * @throws {OtherError} When a stored timestamp is not RFC 3339.
+   *
+   * @example Paging through one actor's decisions in a time window
+   * ```ts
+   * import { DecisionLog, newDecision, StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.inMemory();
+   * const log = await DecisionLog.open(reg);
+   * for (let minute = 0; minute < 5; minute++) {
+   *   const timestamp = new Date(Date.UTC(2026, 10, 28, 9, minute));
+   *   await log.log(newDecision("healer", minute % 2 ? "retry" : "heal", `at ${minute}`, { timestamp }));
+   * }
+   * const window = { actor: "healer", since: new Date(Date.UTC(2026, 10, 28, 9, 1)), limit: 2 };
+   * const first = await log.query(window);
+   * assert.deepEqual(first.decisions.map((d) => d.rationale), ["at 4", "at 3"]);
+   * const second = await log.query({ ...window, cursor: first.nextCursor });
+   * assert.deepEqual(second.decisions.map((d) => d.rationale), ["at 2", "at 1"]);
+   * assert.equal(second.nextCursor, undefined);
+   * assert.equal((await log.query({ action: "retry" })).decisions.length, 2);
+   * ```
+   */
+  query(options: DecisionQuery = {}): Promise<DecisionPage> {
+    return settle(() => {
+      if (typeof options !== "object" || options === null) {
+        throw new TypeError(`query() takes an options object, got ${describe(options)}`);
+      }
+      const { actor, action, since, until, cursor } = options;
+      const limit = options.limit ?? 100;
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
+        throw new RangeError(`limit must be an integer from 1 to ${MAX_PAGE}, got ${describe(limit)}`);
+      }
+      const filters: QueryShape = {
+        actor: actor !== undefined,
+        action: action !== undefined,
+        since: since !== undefined,
+        until: until !== undefined,
+        cursor: cursor !== undefined,
+      };
+      const params: SqlValue[] = [];
+      if (actor !== undefined) params.push(checkText("actor", actor));
+      if (action !== undefined) params.push(checkText("action", action));
+      if (since !== undefined) params.push(utcKey("since", since));
+      if (until !== undefined) params.push(utcKey("until", until));
+      if (cursor !== undefined) {
+        const [key, rowId] = decodeCursor(cursor);
+        params.push(key, key, rowId);
+      }
+      const sql = querySql(filters);
+      const rows = this.#registry.db.prepare(sql).all(...params, limit + 1);
+      const more = rows.length > limit;
+      if (more) rows.pop();
+      const last = rows.at(-1);
+      return {
+        decisions: rows.map(rowToDecision),
+        nextCursor: more && last !== undefined
+          ? encodeCursor(String(last.timestamp_utc), Number(last.row_id))
+          : undefined,
+      };
+    });
+  }
+}
+
+const SQLITE_CONSTRAINT_PRIMARYKEY = 1555;
+
+/** Runs synchronous work as a promise, so that a throw becomes a rejection. */
+function settle<T>(work: () => T): Promise<T> {
+  try {
+    return Promise.resolve(work());
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/** Rounds to the nearest f32, then to the shortest decimal that is that f32 (as Rust prints an f32). */
+function toF32(value: number): number {
+  const f = Math.fround(value);
+  if (!Number.isFinite(f)) return f;
+  for (let digits = 1; digits < 9; digits++) {
+    const shorter = Number(f.toPrecision(digits));
+    if (Math.fround(shorter) === f) return shorter;
+  }
+  return Number(f.toPrecision(9));
+}
+
+/** A `Date` bound as a `timestamp_utc` key (milliseconds, padded to nine fraction digits). */
+function utcKey(what: string, date: Date): string {
+  checkDate(what, date);
+  const iso = date.toISOString();
+  if (iso.length !== 24) throw new RangeError(`${what} must be within years 0 to 9999, got ${iso}`);
+  return `${iso.slice(0, 23)}000000Z`;
+}
+
+function encodeCursor(key: string, rowId: number): string {
+  return new TextEncoder().encode(JSON.stringify([key, rowId])).toBase64({ alphabet: "base64url", omitPadding: true });
+}
+
+function decodeCursor(cursor: unknown): [string, number] {
+  if (typeof cursor === "string") {
+    try {
+      const parsed: unknown = JSON.parse(
+        new TextDecoder("utf-8", { fatal: true }).decode(Uint8Array.fromBase64(cursor, { alphabet: "base64url" })),
+      );
+      if (
+        Array.isArray(parsed) && parsed.length === 2 && typeof parsed[0] === "string" &&
+        Number.isSafeInteger(parsed[1])
+      ) {
+        return [parsed[0], parsed[1]];
+      }
+    } catch {
+      // Reported below.
+    }
+  }
+  throw new TypeError(`cursor ${describe(cursor)} is not a cursor returned by query()`);
+}
+
+/** Builds a decision from a row, checking it as oxide-k's `row_to_decision` would. */
+function rowToDecision(row: Row): Decision {
+  const id = String(row.id);
+  const timestamp = typeof row.timestamp === "string" ? parseTimestamp(row.timestamp) : undefined;
+  if (timestamp === undefined) {
+    throw new OtherError(`bad timestamp: decision '${id}' has ${describe(row.timestamp)}, not an RFC 3339 timestamp`);
+  }
+  for (const column of ["actor", "action", "rationale"] as const) {
+    if (typeof row[column] !== "string") {
+      throw new SerializationError(`decision '${id}' has a ${column} that is not text: ${describe(row[column])}`);
+    }
+  }
+  if (typeof row.confidence !== "number") {
+    throw new SerializationError(`decision '${id}' has a confidence that is not a number: ${describe(row.confidence)}`);
+  }
+  return {
+    id,
+    timestamp,
+    actor: row.actor as string,
+    action: row.action as string,
+    rationale: row.rationale as string,
+    inputs: decodeField(id, "inputs", row.inputs),
+    output: decodeField(id, "output", row.output),
+    confidence: toF32(row.confidence),
+  };
+}
+
+function encodeField(id: string, field: string, value: unknown): string {
+  try {
+    return encodeJson(value);
+  } catch (error) {
+    if (!(error instanceof KernelError)) throw error;
+    throw new SerializationError(
+      `decision '${id}' ${field}: ${error.message.replace(/^serialization error: /, "")}`,
+      { cause: error },
+    );
+  }
+}
+
+function decodeField(id: string, field: string, stored: SqlValue | undefined): unknown {
+  if (typeof stored === "string") {
+    try {
+      return JSON.parse(stored);
+    } catch (error) {
+      throw new SerializationError(
+        `decision '${id}' has ${field} that is not valid JSON: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+  }
+  throw new SerializationError(`decision '${id}' has ${field} that is not text: ${describe(stored)}`);
+}
+
+function checkText(what: string, value: unknown): string {
+  if (typeof value !== "string") throw new TypeError(`${what} must be a string, got ${describe(value)}`);
+  if (value.includes("\0")) throw new TypeError(`${what} must not contain a NUL character: ${describe(value)}`);
+  return value;
+}
+
+function checkDate(what: string, value: unknown): Date {
+  if (!(value instanceof Date) || Number.isNaN(value.getTime())) {
+    throw new TypeError(`${what} must be a valid Date, got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** A short, quoted description of any value for error messages. */
+function describe(value: unknown): string {
+  if (typeof value === "string") return `'${value.length > 80 ? `${value.slice(0, 80)}...` : value}'`;
+  if (value instanceof Uint8Array) return `a ${value.length}-byte blob`;
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? "an invalid Date" : value.toISOString();
+  if (value === null) return "null";
+  if (typeof value === "object") return `a ${(value.constructor as { name?: string } | undefined)?.name ?? "object"}`;
+  return `${typeof value} ${String(value)}`;
+}
