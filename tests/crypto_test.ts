@@ -6,12 +6,7 @@ import assert from "node:assert/strict";
 import { CryptoError, OtherError, SealedValueError, WrongKeyError } from "../src/errors.ts";
 import { fromBase64Url, toBase64Url } from "../src/crypto/_bytes.ts";
 import { checkRegistryKey, keyFromEnv } from "../src/crypto/key.ts";
-import {
-  importOxideKKey,
-  looksOxideKSealed,
-  openOxideK,
-  sealOxideK,
-} from "../src/crypto/oxide_k.ts";
+import { importOxideKKey, looksOxideKSealed, openOxideK, sealOxideK } from "../src/crypto/oxide_k.ts";
 import {
   deriveKek,
   envelopeKeyId,
@@ -20,8 +15,8 @@ import {
   MIN_PBKDF2_ITERATIONS,
   newKdfParams,
   openEnvelope,
-  sealEnvelope,
   sealedForKey,
+  sealEnvelope,
   unwrapDataKey,
   wrapDataKey,
 } from "../src/crypto/envelope.ts";
@@ -380,8 +375,7 @@ catch (e) { console.log(JSON.stringify({ name: e.name, message: e.message })); }
     await t.step("unset", async () => {
       assert.deepEqual(await run({}), {
         name: "OtherError",
-        message:
-          "OXIDE_REGISTRY_KEY env var not set; set it or call openEncrypted with an explicit key",
+        message: "OXIDE_REGISTRY_KEY env var not set; set it or call openEncrypted with an explicit key",
       });
     });
     await t.step("empty", async () => {

@@ -331,9 +331,7 @@ export async function sealEnvelope(
     data,
   );
   data.fill(0);
-  return `${ENVELOPE_PREFIX}${dataKey.keyId}$${
-    toBase64Url(concatBytes(nonce, new Uint8Array(sealed)), false)
-  }`;
+  return `${ENVELOPE_PREFIX}${dataKey.keyId}$${toBase64Url(concatBytes(nonce, new Uint8Array(sealed)), false)}`;
 }
 
 /**

@@ -66,9 +66,7 @@ export function checkRegistryKey(
     const algorithm = key.algorithm as Partial<AesKeyAlgorithm>;
     if (algorithm.name !== "AES-GCM" || algorithm.length !== 256) {
       throw new TypeError(
-        `Registry CryptoKey must be an AES-GCM 256-bit key: got ${algorithm.name} ${
-          algorithm.length ?? ""
-        }`.trimEnd(),
+        `Registry CryptoKey must be an AES-GCM 256-bit key: got ${algorithm.name} ${algorithm.length ?? ""}`.trimEnd(),
       );
     }
     for (const usage of usages) {

@@ -13,13 +13,7 @@
  */
 
 import { SealedValueError } from "../errors.ts";
-import {
-  concatBytes,
-  fromBase64Url,
-  fromUtf8,
-  toBase64Url,
-  utf8,
-} from "./_bytes.ts";
+import { concatBytes, fromBase64Url, fromUtf8, toBase64Url, utf8 } from "./_bytes.ts";
 import { checkRegistryKey, type RegistryKey } from "./key.ts";
 
 /** Bytes of the random nonce in front of each sealed value. */
