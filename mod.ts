@@ -26,7 +26,15 @@
  *
  * @module
  */
-export { type ListModulesOptions, type RegistryOptions, StateRegistry } from "./src/registry.ts";
+export {
+  type EncryptedRegistryOptions,
+  type ListModulesOptions,
+  type RegistryOptions,
+  StateRegistry,
+} from "./src/registry.ts";
+export type { RekeyOptions, SealingInfo, SealingOptions, SealingScheme } from "./src/sealing.ts";
+export { KEY_ENV_VAR, type RegistryKey } from "./src/crypto/key.ts";
+export { MIN_PBKDF2_ITERATIONS } from "./src/crypto/envelope.ts";
 export {
   isModuleKind,
   isModuleState,

@@ -4,7 +4,14 @@
  *
  * @module
  */
-import { ConfigNotFoundError, OtherError, RegistryError, SerializationError, UnknownModuleError } from "./errors.ts";
+import {
+  ConfigNotFoundError,
+  CryptoError,
+  OtherError,
+  RegistryError,
+  SerializationError,
+  UnknownModuleError,
+} from "./errors.ts";
 import { encodeJson } from "./json.ts";
 import {
   isModuleKind,
@@ -20,9 +27,21 @@ import { migrateRegistry } from "./schema.ts";
 import type { Engine, EngineName, Row } from "./sqlite/engine.ts";
 import { MEMORY_PATH, openEngine, type OpenEngineOptions } from "./sqlite/open.ts";
 import { formatTimestamp, parseTimestamp } from "./time.ts";
+import { keyFromEnv, type RegistryKey } from "./crypto/key.ts";
+import {
+  openSealing,
+  refuseSealedValue,
+  type RekeyOptions,
+  type Sealing,
+  type SealingInfo,
+  type SealingOptions,
+} from "./sealing.ts";
 
 /** Options for {@linkcode StateRegistry.inMemory} and {@linkcode StateRegistry.connect}. */
 export interface RegistryOptions extends OpenEngineOptions {}
+
+/** Options for {@linkcode StateRegistry.openEncrypted}: the engine settings plus the sealing scheme. */
+export interface EncryptedRegistryOptions extends RegistryOptions, SealingOptions {}
 
 /** Options for {@linkcode StateRegistry.listModules}. */
 export interface ListModulesOptions {
@@ -78,6 +97,8 @@ ON CONFLICT(key) DO UPDATE SET
  */
 export class StateRegistry implements AsyncDisposable, Disposable {
   readonly #db: Engine;
+  /** Set by `openEncrypted`: seals and opens config values. */
+  #sealing: Sealing | undefined;
 
   private constructor(db: Engine) {
     this.#db = db;
@@ -141,6 +162,90 @@ export class StateRegistry implements AsyncDisposable, Disposable {
       );
     }
     return StateRegistry.#open(path, options);
+  }
+
+  /**
+   * Opens or creates a registry whose config values are sealed with
+   * AES-256-GCM (module metadata stays plain). Sealing is transparent: the
+   * config API is unchanged.
+   *
+   * The scheme: `"envelope"` for a new registry (a random data key wrapped by
+   * a key derived from `key`; each value bound to its config key), or
+   * `"oxide-k"` when the registry already holds oxide-k sealed values or
+   * `options.scheme` asks for it (readable by a Rust oxide-k kernel given the
+   * same passphrase). With the envelope scheme a wrong key fails here, before
+   * anything is read or written; with the oxide-k scheme it fails when a value
+   * is first read.
+   *
+   * @param path File path (the folder must exist), or `":memory:"`.
+   * @param key A passphrase, 32 raw key bytes, or an AES-GCM 256-bit `CryptoKey`
+   * (usages `wrapKey`/`unwrapKey` for the envelope scheme, `encrypt`/`decrypt` for oxide-k).
+   * @param options Engine settings, `scheme`, and PBKDF2 `iterations` for a new passphrase registry.
+   * @returns The open registry.
+   * @throws {TypeError} when `path` or `key` has the wrong shape.
+   * @throws {RangeError} when raw key bytes are not 32 bytes, or `iterations` is below 600,000.
+   * @throws {WrongKeyError} when the key does not open the registry (envelope scheme).
+   * @throws {CryptoError} when `options.scheme` differs from the scheme the registry uses.
+   * @throws {RegistryError} when the file cannot be opened.
+   *
+   * @example Sealed configuration, transparent to the config API
+   * ```ts
+   * import { KeyRequiredError, StateRegistry, WrongKeyError } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * const dir = await Deno.makeTempDir();
+   * const path = `${dir}/registry.db`;
+   * {
+   *   await using reg = await StateRegistry.openEncrypted(path, "correct horse battery staple");
+   *   await reg.setConfig("api_token", "my-super-secret-token");
+   *   assert.equal(reg.sealing?.scheme, "envelope");
+   * }
+   * await using again = await StateRegistry.openEncrypted(path, "correct horse battery staple");
+   * assert.equal(await again.getConfig("api_token"), "my-super-secret-token");
+   * await assert.rejects(StateRegistry.openEncrypted(path, "wrong passphrase"), WrongKeyError);
+   * await using plain = await StateRegistry.connect(path);
+   * await assert.rejects(plain.getConfig("api_token"), KeyRequiredError);
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  static async openEncrypted(
+    path: string,
+    key: RegistryKey,
+    options: EncryptedRegistryOptions = {},
+  ): Promise<StateRegistry> {
+    if (typeof path !== "string" || path === "") {
+      throw new TypeError(`openEncrypted() needs a file path or ":memory:", got ${describe(path)}`);
+    }
+    const registry = await StateRegistry.#open(path, options);
+    try {
+      registry.#sealing = await openSealing(registry.#db, key, options);
+    } catch (error) {
+      registry.#db.close();
+      throw error;
+    }
+    return registry;
+  }
+
+  /**
+   * Reads the registry key from the `OXIDE_REGISTRY_KEY` environment variable
+   * (oxide-k's `key_from_env`), for {@linkcode StateRegistry.openEncrypted}.
+   *
+   * @returns The variable's value, used as a passphrase.
+   * @throws {OtherError} when the variable is unset or empty, or environment access is not permitted (the message
+   * names `--allow-env=OXIDE_REGISTRY_KEY`).
+   *
+   * @example
+   * ```ts
+   * import { OtherError, StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * if (!Deno.env.has("OXIDE_REGISTRY_KEY")) {
+   *   assert.throws(() => StateRegistry.keyFromEnv(), OtherError);
+   * }
+   * ```
+   */
+  static keyFromEnv(): string {
+    return keyFromEnv();
   }
 
   static #open(path: string, options: RegistryOptions): Promise<StateRegistry> {
@@ -433,12 +538,11 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    */
   async setConfig(key: string, value: unknown): Promise<void> {
     checkText("config key", key);
-    const stored = await this.#encodeValue(key, encodeJson(value));
-    this.#db.prepare(SQL.setConfig).run(
-      key,
-      stored,
-      formatTimestamp(new Date()),
-    );
+    const json = encodeJson(value);
+    const write = (stored: string) => this.#db.prepare(SQL.setConfig).run(key, stored, formatTimestamp(new Date()));
+    // Sealed: written in a transaction that checks the keys did not change meanwhile.
+    if (this.#sealing !== undefined) return await this.#sealing.write(key, json, write);
+    write(await this.#encodeValue(key, json));
   }
 
   /**
@@ -544,7 +648,175 @@ export class StateRegistry implements AsyncDisposable, Disposable {
         `value of config key '${key}' is not text: ${describe(stored)}`,
       );
     }
+    if (this.#sealing !== undefined) return this.#sealing.open(key, stored);
+    refuseSealedValue(key, stored);
     return stored;
+  }
+
+  // ---------------------------------------------------------------------------
+  // Sealing
+  // ---------------------------------------------------------------------------
+
+  /**
+   * How config values are sealed, or `undefined` for a registry opened without
+   * a key. Never exposes key material.
+   *
+   * @example
+   * ```ts
+   * import { StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using plain = await StateRegistry.inMemory();
+   * assert.equal(plain.sealing, undefined);
+   * await using sealed = await StateRegistry.openEncrypted(":memory:", new Uint8Array(32));
+   * assert.equal(sealed.sealing?.scheme, "envelope");
+   * assert.equal(sealed.sealing?.kdf, "raw");
+   * ```
+   */
+  get sealing(): SealingInfo | undefined {
+    return this.#sealing?.info;
+  }
+
+  /**
+   * Changes the registry's key. Envelope scheme: re-wraps the data key under
+   * the new key (values are not rewritten; a new random PBKDF2 salt for a
+   * passphrase; `iterations` can be raised). oxide-k scheme: re-seals every
+   * value. Atomic: one transaction; on failure the old key still opens everything.
+   *
+   * Other processes that hold the registry open keep reading and writing
+   * (envelope scheme: the data key did not change) but cannot rekey or rotate
+   * until they reopen with the new key.
+   *
+   * @param newKey The new passphrase, 32 raw key bytes, or `CryptoKey`.
+   * @param options `iterations` for a new passphrase.
+   * @throws {CryptoError} when the registry was opened without a key.
+   * @throws {WrongKeyError} when another process changed the key since this one opened it.
+   * @throws {SealedValueError} (oxide-k scheme) when a stored value cannot be opened; nothing is written.
+   *
+   * @example
+   * ```ts
+   * import { StateRegistry, WrongKeyError } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * const dir = await Deno.makeTempDir();
+   * const path = `${dir}/registry.db`;
+   * {
+   *   await using reg = await StateRegistry.openEncrypted(path, "old passphrase");
+   *   await reg.setConfig("api_token", "s3cr3t");
+   *   await reg.rekey("new passphrase");
+   * }
+   * await assert.rejects(StateRegistry.openEncrypted(path, "old passphrase"), WrongKeyError);
+   * await using reg = await StateRegistry.openEncrypted(path, "new passphrase");
+   * assert.equal(await reg.getConfig("api_token"), "s3cr3t");
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  async rekey(newKey: RegistryKey, options: RekeyOptions = {}): Promise<void> {
+    await this.#requireSealing("rekey").rekey(newKey, options);
+  }
+
+  /**
+   * Envelope scheme: re-seals every sealed value under a fresh random data key,
+   * in one transaction (all values move to the new key, or none do). Writes
+   * from this and other processes during the rotation are neither lost nor
+   * sealed under the old key.
+   *
+   * @returns How many values were re-sealed.
+   * @throws {CryptoError} when the registry was opened without a key or uses the oxide-k scheme.
+   * @throws {SealedValueError} when a stored value cannot be opened; nothing is written.
+   *
+   * @example
+   * ```ts
+   * import { StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.openEncrypted(":memory:", new Uint8Array(32).fill(7));
+   * await reg.setConfig("api_token", "s3cr3t");
+   * const before = reg.sealing?.keyId;
+   * assert.equal(await reg.rotateDataKey(), 1);
+   * assert.notEqual(reg.sealing?.keyId, before);
+   * assert.equal(await reg.getConfig("api_token"), "s3cr3t");
+   * ```
+   */
+  rotateDataKey(): Promise<number> {
+    try {
+      return this.#requireSealing("rotateDataKey").rotateDataKey();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Seals every config value stored plain: the way to seal an existing plain
+   * registry (open it with `openEncrypted`, then call this). One transaction;
+   * the old plain text is overwritten in the file (`secure_delete`) and the
+   * WAL is truncated when no other connection is reading.
+   *
+   * @returns How many values were sealed.
+   * @throws {CryptoError} when the registry was opened without a key.
+   * @throws {SerializationError} when a plain value is not JSON; nothing is written.
+   *
+   * @example
+   * ```ts
+   * import { StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * const dir = await Deno.makeTempDir();
+   * const path = `${dir}/registry.db`;
+   * {
+   *   await using plain = await StateRegistry.connect(path);
+   *   await plain.setConfig("api_token", "s3cr3t");
+   * }
+   * await using reg = await StateRegistry.openEncrypted(path, "correct horse battery staple");
+   * assert.equal(await reg.sealPlainValues(), 1);
+   * assert.equal(await reg.getConfig("api_token"), "s3cr3t");
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  sealPlainValues(): Promise<number> {
+    try {
+      return this.#requireSealing("sealPlainValues").sealPlainValues();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Converts an oxide-k scheme registry to the envelope scheme: every value is
+   * re-sealed (plain ones sealed) under a fresh data key wrapped by `key`, in
+   * one transaction. A Rust oxide-k kernel cannot read the registry afterwards.
+   *
+   * @param key The envelope scheme's key: the same passphrase, or a new key.
+   * @param options `iterations` for a passphrase.
+   * @returns How many values were converted.
+   * @throws {CryptoError} when the registry was opened without a key or already uses the envelope scheme.
+   * @throws {SealedValueError} when a stored value cannot be opened; nothing is written.
+   *
+   * @example
+   * ```ts
+   * import { StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.openEncrypted(":memory:", "s3cr3t-key", { scheme: "oxide-k" });
+   * await reg.setConfig("api_token", "my-super-secret-token");
+   * assert.equal(await reg.convertToEnvelope("s3cr3t-key"), 1);
+   * assert.equal(reg.sealing?.scheme, "envelope");
+   * assert.equal(await reg.getConfig("api_token"), "my-super-secret-token");
+   * ```
+   */
+  convertToEnvelope(key: RegistryKey, options: RekeyOptions = {}): Promise<number> {
+    try {
+      return this.#requireSealing("convertToEnvelope").convertToEnvelope(key, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  #requireSealing(operation: string): Sealing {
+    if (this.#sealing === undefined) {
+      throw new CryptoError(`${operation}() needs a registry opened with openEncrypted`);
+    }
+    return this.#sealing;
   }
 
   // ---------------------------------------------------------------------------

@@ -1,0 +1,760 @@
+/**
+ * Sealed registries: the state behind `StateRegistry.openEncrypted`. Chooses
+ * the scheme, keeps the keys, stores the sealing parameters in the additive
+ * table `oxide_sealing`, and re-seals values atomically for `rekey`,
+ * `rotateDataKey`, `sealPlainValues` and `convertToEnvelope`.
+ *
+ * Concurrency. In one process, sealed writes and re-sealing run one at a time
+ * in call order (an async lock). Across processes (or connections), every
+ * change of keys bumps `oxide_sealing.generation`: a writer checks the
+ * generation inside its write transaction and re-seals under the new key when
+ * it changed; a re-sealing checks, inside its transaction, that no value
+ * changed since it read them, and starts over when one did. Nothing is ever
+ * sealed under a stale key and nothing is lost.
+ *
+ * @module
+ */
+
+import { CryptoError, KeyRequiredError, SealedValueError, SerializationError, WrongKeyError } from "./errors.ts";
+import { applyMigrations, type Migration } from "./schema.ts";
+import type { Engine, Row } from "./sqlite/engine.ts";
+import { formatTimestamp } from "./time.ts";
+import { checkRegistryKey, type RegistryKey } from "./crypto/key.ts";
+import { importOxideKKey, looksOxideKSealed, openOxideK, sealOxideK } from "./crypto/oxide_k.ts";
+import {
+  type DataKey,
+  deriveKek,
+  ENVELOPE_VERSION,
+  envelopeKeyId,
+  generateDataKey,
+  isEnvelopeSealed,
+  type KdfParams,
+  newKdfParams,
+  openEnvelope,
+  sealedForKey,
+  sealEnvelope,
+  unwrapDataKey,
+  wrapDataKey,
+  type WrappedDataKey,
+} from "./crypto/envelope.ts";
+
+/** How config values are sealed: `"envelope"` (the default for new registries) or `"oxide-k"` (Rust-compatible). */
+export type SealingScheme = "envelope" | "oxide-k";
+
+/** Sealing options of `StateRegistry.openEncrypted`. */
+export interface SealingOptions {
+  /**
+   * The scheme to write. Default: the scheme the registry already uses
+   * (`"oxide-k"` when it holds oxide-k sealed values), else `"envelope"`.
+   * Asking for the other scheme than the registry uses is an error.
+   */
+  scheme?: SealingScheme | undefined;
+  /** PBKDF2 iterations when a new envelope registry is created from a passphrase (at least and by default 600,000). */
+  iterations?: number | undefined;
+}
+
+/** Options of `rekey` and `convertToEnvelope`. */
+export interface RekeyOptions {
+  /** PBKDF2 iterations for a new passphrase (at least and by default 600,000). */
+  iterations?: number | undefined;
+}
+
+/** What a sealed registry says about its sealing. Key material is never exposed. */
+export interface SealingInfo {
+  /** The scheme values are written in. */
+  readonly scheme: SealingScheme;
+  /** Envelope scheme: the id of the current data key (changes with `rotateDataKey`). */
+  readonly keyId: string | undefined;
+  /** Envelope scheme: how the key-encryption key is derived. */
+  readonly kdf: KdfParams["kdf"] | undefined;
+  /** Envelope scheme with a passphrase: the PBKDF2 iteration count. */
+  readonly iterations: number | undefined;
+  /** Bumped by every change of keys or scheme, in any process. */
+  readonly generation: number;
+}
+
+/** The additive table of sealing parameters: at most one row, `id = 1`. */
+export const SEALING_TABLE_SQL = `CREATE TABLE IF NOT EXISTS oxide_sealing (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    scheme      TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    kdf         TEXT,
+    iterations  INTEGER,
+    salt        TEXT,
+    key_id      TEXT,
+    wrapped_key TEXT,
+    generation  INTEGER NOT NULL DEFAULT 0,
+    updated_at  TEXT NOT NULL
+)`;
+
+/** Migrations of the `sealing` owner, run through the registry's migration runner. */
+export const SEALING_MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: "oxide_sealing parameters table", up: SEALING_TABLE_SQL },
+];
+
+const MAX_ATTEMPTS = 8;
+
+const SQL = {
+  tableExists: "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'oxide_sealing'",
+  row:
+    "SELECT scheme, version, kdf, iterations, salt, key_id, wrapped_key, generation FROM oxide_sealing WHERE id = 1",
+  generation: "SELECT generation FROM oxide_sealing WHERE id = 1",
+  insert:
+    `INSERT INTO oxide_sealing (id, scheme, version, kdf, iterations, salt, key_id, wrapped_key, generation, updated_at)
+VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)`,
+  update: `UPDATE oxide_sealing SET scheme = ?1, version = ?2, kdf = ?3, iterations = ?4, salt = ?5,
+    key_id = ?6, wrapped_key = ?7, generation = generation + 1, updated_at = ?8 WHERE id = 1`,
+  values: "SELECT key, value FROM config ORDER BY key",
+  otherKeys: "SELECT key FROM config WHERE key <> ?1 ORDER BY key",
+  reseal: "UPDATE config SET value = ?1 WHERE key = ?2",
+} as const;
+
+/** The stored sealing parameters. */
+interface SealingRow {
+  scheme: SealingScheme;
+  kdf: KdfParams | undefined;
+  wrapped: WrappedDataKey | undefined;
+  generation: number;
+}
+
+/** The envelope scheme's keys, as this handle holds them. */
+interface EnvelopeKeys {
+  kdf: KdfParams;
+  kek: CryptoKey;
+  /** `false` once another process rekeyed: values still open, but this handle cannot rekey or rotate. */
+  kekCurrent: boolean;
+  dataKey: DataKey;
+  wrapped: WrappedDataKey;
+}
+
+/** Which form a stored `config.value` has. */
+type StoredForm = "envelope" | "oxide-k" | "plain";
+
+/**
+ * Tells a stored value's form: envelope-sealed (`$oxide` prefix), oxide-k
+ * sealed (padded URL-safe base64 that is not JSON), or plain JSON text.
+ */
+function storedForm(stored: string): StoredForm {
+  if (isEnvelopeSealed(stored)) return "envelope";
+  if (looksOxideKSealed(stored) && !isJson(stored)) return "oxide-k";
+  return "plain";
+}
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * For a registry opened without a key: refuses a stored value that is sealed,
+ * so ciphertext is never returned as if it were the value.
+ *
+ * @param configKey The config key.
+ * @param stored The stored text.
+ * @throws {KeyRequiredError} When the value is sealed under either scheme.
+ *
+ * @example
+ * ```ts
+ * import { refuseSealedValue } from "./sealing.ts";
+ * import { KeyRequiredError } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * refuseSealedValue("greeting", '"Hello, agent."');
+ * assert.throws(() => refuseSealedValue("api.token", "$oxide1$AAAAAAAAAAA$AAAA"), KeyRequiredError);
+ * ```
+ */
+export function refuseSealedValue(configKey: string, stored: string): void {
+  const form = storedForm(stored);
+  if (form !== "plain") throw new KeyRequiredError(configKey, form);
+}
+
+/** A first-in, first-out async lock. */
+class Mutex {
+  #tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(fn);
+    this.#tail = result.catch(() => {});
+    return result;
+  }
+}
+
+/**
+ * Opens the sealing of a registry: reads its parameters and checks the key
+ * (envelope scheme: unwraps the data key, so a wrong key fails here, before
+ * any value is read or written), or chooses a scheme and records it.
+ *
+ * @param db The registry's connection, already migrated.
+ * @param key The key.
+ * @param options The scheme to use and PBKDF2 iterations for a new registry.
+ * @returns The sealing state for the registry's value hooks.
+ * @throws {TypeError} When `key` or an option has the wrong shape.
+ * @throws {RangeError} When raw key bytes are not 32 bytes, or `iterations` is below 600,000.
+ * @throws {WrongKeyError} When the key does not open the registry (envelope scheme).
+ * @throws {CryptoError} When `scheme` differs from the scheme the registry uses, or its parameters are damaged.
+ */
+export async function openSealing(
+  db: Engine,
+  key: RegistryKey,
+  options: SealingOptions = {},
+): Promise<Sealing> {
+  checkRegistryKey(key, []);
+  const asked = options.scheme;
+  if (asked !== undefined && asked !== "envelope" && asked !== "oxide-k") {
+    throw new TypeError(`scheme must be "envelope" or "oxide-k", got '${String(asked)}'`);
+  }
+  if (options.iterations !== undefined) newKdfParams("", { iterations: options.iterations });
+  db.exec("PRAGMA secure_delete = ON");
+  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    const row = readRow(db);
+    if (row !== undefined) {
+      if (asked !== undefined && asked !== row.scheme) throw schemeMismatch(db.path, row.scheme);
+      if (row.scheme === "oxide-k") {
+        return new Sealing(db, "oxide-k", row.generation, await importOxideKKey(key), undefined);
+      }
+      const kdf = row.kdf!;
+      const kek = await deriveKek(key, kdf);
+      const dataKey = await unwrapDataKey(kek, row.wrapped!);
+      const envelope = { kdf, kek, kekCurrent: true, dataKey, wrapped: row.wrapped! };
+      return new Sealing(db, "envelope", row.generation, await oxideKKeyOf(key), envelope);
+    }
+    const forms = countForms(db);
+    if (forms.envelope > 0) {
+      throw new CryptoError(
+        `'${db.path}' holds ${forms.envelope} envelope-sealed value(s) but no sealing parameters (table oxide_sealing): they were deleted, and the values cannot be opened`,
+      );
+    }
+    if (forms["oxide-k"] > 0 && asked === "envelope") throw schemeMismatch(db.path, "oxide-k");
+    const scheme: SealingScheme = forms["oxide-k"] > 0 ? "oxide-k" : asked ?? "envelope";
+    let envelope: EnvelopeKeys | undefined;
+    if (scheme === "envelope") {
+      const kdf = newKdfParams(key, options);
+      const kek = await deriveKek(key, kdf);
+      const { dataKey, wrapped } = await generateDataKey(kek);
+      envelope = { kdf, kek, kekCurrent: true, dataKey, wrapped };
+    }
+    const oxideKKey = scheme === "oxide-k" ? await importOxideKKey(key) : await oxideKKeyOf(key);
+    const created = db.transaction(() => {
+      applyMigrations(db, "sealing", SEALING_MIGRATIONS);
+      if (readRow(db) !== undefined) return false; // Another process created it first.
+      db.prepare(SQL.insert).run(...rowParams(scheme, envelope));
+      return true;
+    });
+    if (created) return new Sealing(db, scheme, 0, oxideKKey, envelope);
+  }
+  throw new CryptoError(`cannot open sealing of '${db.path}': its parameters kept changing`);
+}
+
+/**
+ * The sealing state of one open registry. Created by {@linkcode openSealing};
+ * the registry calls {@linkcode Sealing.write} and {@linkcode Sealing.open}
+ * from its value hooks.
+ */
+export class Sealing {
+  readonly #db: Engine;
+  #scheme: SealingScheme;
+  #generation: number;
+  /** Opens (and, in the oxide-k scheme, seals) oxide-k values; `undefined` when the key cannot. */
+  #oxideKKey: CryptoKey | undefined;
+  #envelope: EnvelopeKeys | undefined;
+  readonly #mutex = new Mutex();
+
+  /** @internal Use {@linkcode openSealing}. */
+  constructor(
+    db: Engine,
+    scheme: SealingScheme,
+    generation: number,
+    oxideKKey: CryptoKey | undefined,
+    envelope: EnvelopeKeys | undefined,
+  ) {
+    this.#db = db;
+    this.#scheme = scheme;
+    this.#generation = generation;
+    this.#oxideKKey = oxideKKey;
+    this.#envelope = envelope;
+  }
+
+  /** What this registry's sealing is, without key material. */
+  get info(): SealingInfo {
+    const kdf = this.#envelope?.kdf;
+    return {
+      scheme: this.#scheme,
+      keyId: this.#envelope?.dataKey.keyId,
+      kdf: kdf?.kdf,
+      iterations: kdf?.kdf === "pbkdf2-sha256" ? kdf.iterations : undefined,
+      generation: this.#generation,
+    };
+  }
+
+  /**
+   * Seals `json` for `configKey` under the current key and hands it to
+   * `writeRow` inside a transaction that first checks no other process
+   * changed the keys; if one did, follows the change and seals again.
+   *
+   * @param configKey The config key.
+   * @param json The value's JSON text.
+   * @param writeRow Writes the stored text (synchronously, in the transaction).
+   * @throws {WrongKeyError} When another process changed the key so that this handle cannot follow.
+   */
+  write(configKey: string, json: string, writeRow: (stored: string) => void): Promise<void> {
+    return this.#mutex.run(async () => {
+      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        const generation = this.#generation;
+        const stored = await this.#seal(configKey, json);
+        const written = this.#db.transaction(() => {
+          if (this.#storedGeneration() !== generation) return false;
+          writeRow(stored);
+          return true;
+        });
+        if (written) return;
+        await this.#refresh();
+      }
+      throw new CryptoError(
+        `config encrypt: cannot write config key '${configKey}': other processes kept changing the registry's keys`,
+      );
+    });
+  }
+
+  /**
+   * Opens a stored value.
+   *
+   * @param configKey The config key.
+   * @param stored The stored text.
+   * @returns The value's JSON text.
+   * @throws {SealedValueError} Naming the key and the reason: altered, moved
+   * from another key, sealed under the other scheme or another key, unsealed.
+   */
+  async open(configKey: string, stored: string): Promise<string> {
+    switch (storedForm(stored)) {
+      case "envelope":
+        return await this.#openEnvelope(configKey, stored);
+      case "oxide-k":
+        return await this.#openOxideK(configKey, stored);
+      case "plain":
+        throw new SealedValueError(
+          configKey,
+          "unsealed",
+          "it is stored unsealed in an encrypted registry (written without a key, or altered); seal plain values with sealPlainValues()",
+        );
+    }
+  }
+
+  /**
+   * Changes the key. Envelope scheme: re-wraps the data key (values are not
+   * touched; any oxide-k values left are re-sealed). oxide-k scheme: re-seals
+   * every value. One transaction.
+   *
+   * @param newKey The new key.
+   * @param options PBKDF2 iterations for a new passphrase.
+   * @returns How many values were re-sealed.
+   */
+  rekey(newKey: RegistryKey, options: RekeyOptions = {}): Promise<number> {
+    checkRegistryKey(newKey, []);
+    return this.#mutex.run(async () => {
+      await this.#refresh();
+      if (this.#scheme === "oxide-k") {
+        const oxideKKey = await importOxideKKey(newKey);
+        return await this.#rewrite(
+          (_configKey, json) => sealOxideK(oxideKKey, json),
+          (form) => form === "oxide-k",
+          () => this.#db.prepare(SQL.update).run(...rowParams("oxide-k", undefined)),
+          () => {
+            this.#oxideKKey = oxideKKey;
+          },
+        );
+      }
+      const current = this.#currentEnvelope("rekey");
+      const kdf = newKdfParams(newKey, options);
+      const kek = await deriveKek(newKey, kdf);
+      const exportable = await unwrapDataKey(current.kek, current.wrapped, true);
+      const wrapped = await wrapDataKey(kek, current.dataKey.keyId, exportable.key);
+      const envelope = { kdf, kek, kekCurrent: true, dataKey: current.dataKey, wrapped };
+      const oxideKKey = await oxideKKeyOf(newKey);
+      return await this.#rewrite(
+        (configKey, json) => sealEnvelope(current.dataKey, configKey, json),
+        (form) => form === "oxide-k",
+        () => this.#db.prepare(SQL.update).run(...rowParams("envelope", envelope)),
+        () => {
+          this.#envelope = envelope;
+          this.#oxideKKey = oxideKKey;
+        },
+      );
+    });
+  }
+
+  /**
+   * Envelope scheme: re-seals every sealed value under a fresh data key, in
+   * one transaction.
+   *
+   * @returns How many values were re-sealed.
+   * @throws {CryptoError} In the oxide-k scheme, which has no data key.
+   */
+  rotateDataKey(): Promise<number> {
+    return this.#mutex.run(async () => {
+      await this.#refresh();
+      if (this.#scheme === "oxide-k") {
+        throw new CryptoError(
+          "rotateDataKey() needs the envelope scheme: the oxide-k scheme has no data key; use rekey() or convertToEnvelope()",
+        );
+      }
+      const current = this.#currentEnvelope("rotateDataKey");
+      const { dataKey, wrapped } = await generateDataKey(current.kek);
+      const envelope = { ...current, dataKey, wrapped };
+      return await this.#rewrite(
+        (configKey, json) => sealEnvelope(dataKey, configKey, json),
+        (form) => form !== "plain",
+        () => this.#db.prepare(SQL.update).run(...rowParams("envelope", envelope)),
+        () => {
+          this.#envelope = envelope;
+        },
+      );
+    });
+  }
+
+  /**
+   * Seals every value stored plain (written before the registry was sealed,
+   * or by a process without the key), in one transaction.
+   *
+   * @returns How many values were sealed.
+   * @throws {SerializationError} When a plain value is not JSON; nothing is written.
+   */
+  sealPlainValues(): Promise<number> {
+    return this.#mutex.run(async () => {
+      await this.#refresh();
+      return await this.#rewrite(
+        (configKey, json) => this.#seal(configKey, json),
+        (form) => form === "plain",
+        () => {},
+        () => {},
+      );
+    });
+  }
+
+  /**
+   * oxide-k scheme: re-seals every value (and seals plain ones) in the
+   * envelope scheme under `key`, in one transaction. A Rust oxide-k kernel
+   * cannot read the registry afterwards.
+   *
+   * @param key The envelope scheme's key: the same passphrase, or a new key.
+   * @param options PBKDF2 iterations for a passphrase.
+   * @returns How many values were converted.
+   * @throws {CryptoError} When the registry already uses the envelope scheme.
+   */
+  convertToEnvelope(key: RegistryKey, options: RekeyOptions = {}): Promise<number> {
+    checkRegistryKey(key, []);
+    return this.#mutex.run(async () => {
+      await this.#refresh();
+      if (this.#scheme === "envelope") {
+        throw new CryptoError(
+          `convertToEnvelope(): '${this.#db.path}' already uses the envelope scheme`,
+        );
+      }
+      const kdf = newKdfParams(key, options);
+      const kek = await deriveKek(key, kdf);
+      const { dataKey, wrapped } = await generateDataKey(kek);
+      const envelope = { kdf, kek, kekCurrent: true, dataKey, wrapped };
+      const oxideKKey = await oxideKKeyOf(key);
+      return await this.#rewrite(
+        (configKey, json) => sealEnvelope(dataKey, configKey, json),
+        (form) => form !== "envelope",
+        () => this.#db.prepare(SQL.update).run(...rowParams("envelope", envelope)),
+        () => {
+          this.#scheme = "envelope";
+          this.#envelope = envelope;
+          this.#oxideKKey = oxideKKey;
+        },
+      );
+    });
+  }
+
+  // ---------------------------------------------------------------------------
+
+  #seal(configKey: string, json: string): Promise<string> {
+    if (this.#scheme === "envelope") {
+      return sealEnvelope(this.#envelope!.dataKey, configKey, json);
+    }
+    return sealOxideK(this.#oxideKKey!, json);
+  }
+
+  async #openEnvelope(configKey: string, stored: string): Promise<string> {
+    if (this.#envelope === undefined) {
+      throw new SealedValueError(
+        configKey,
+        "wrong_scheme",
+        "it is sealed under the envelope scheme, but this registry uses the oxide-k scheme and has no envelope parameters",
+      );
+    }
+    if (envelopeKeyId(configKey, stored) !== this.#envelope.dataKey.keyId) await this.#refresh();
+    const dataKey = this.#envelope.dataKey;
+    try {
+      return await openEnvelope(dataKey, configKey, stored);
+    } catch (error) {
+      // Only an authentication failure (it has a cause) can be a value sealed for another key.
+      if (!(error instanceof SealedValueError && error.reason === "tampered" && error.cause)) {
+        throw error;
+      }
+      const others = this.#db.prepare(SQL.otherKeys).all(configKey).map((row) => String(row.key));
+      const origin = await sealedForKey(dataKey, stored, others);
+      if (origin === undefined) throw error;
+      throw new SealedValueError(
+        configKey,
+        "moved",
+        `it was sealed for config key '${origin}': copied or moved here by someone who can write the file`,
+      );
+    }
+  }
+
+  async #openOxideK(configKey: string, stored: string): Promise<string> {
+    if (this.#oxideKKey === undefined) {
+      throw new SealedValueError(
+        configKey,
+        "wrong_scheme",
+        "it is sealed under the oxide-k scheme, which this registry's CryptoKey cannot open (it needs the encrypt and decrypt usages)",
+      );
+    }
+    try {
+      return await openOxideK(this.#oxideKKey, configKey, stored);
+    } catch (error) {
+      if (
+        this.#scheme === "envelope" && error instanceof SealedValueError &&
+        error.reason === "wrong_key_or_tampered"
+      ) {
+        throw new SealedValueError(
+          configKey,
+          "wrong_scheme",
+          "it is sealed under the oxide-k scheme and does not open with this envelope registry's key (wrong key, or the value was altered)",
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+  }
+
+  #currentEnvelope(operation: string): EnvelopeKeys {
+    const envelope = this.#envelope!;
+    if (!envelope.kekCurrent) {
+      throw new WrongKeyError(
+        `${operation}(): another process changed this registry's key since it was opened; reopen it with the new key`,
+      );
+    }
+    return envelope;
+  }
+
+  #storedGeneration(): number | undefined {
+    const row = this.#db.prepare(SQL.generation).get();
+    return row === undefined ? undefined : Number(row.generation);
+  }
+
+  /** Follows a change of keys made by another process (or connection). */
+  async #refresh(): Promise<void> {
+    const row = readRow(this.#db);
+    if (row === undefined) {
+      throw new CryptoError(
+        `the sealing parameters of '${this.#db.path}' (table oxide_sealing) were deleted`,
+      );
+    }
+    if (row.generation === this.#generation) return;
+    if (row.scheme !== this.#scheme) {
+      throw new WrongKeyError(
+        `another process converted '${this.#db.path}' to the ${row.scheme} scheme; reopen it with openEncrypted`,
+      );
+    }
+    if (row.scheme === "oxide-k") {
+      throw new WrongKeyError(
+        `another process rekeyed '${this.#db.path}' since it was opened; reopen it with the new key`,
+      );
+    }
+    const current = this.#envelope!;
+    const wrapped = row.wrapped!;
+    let next: EnvelopeKeys;
+    try {
+      const unwrapped = await unwrapDataKey(current.kek, wrapped);
+      const dataKey = wrapped.keyId === current.dataKey.keyId ? current.dataKey : unwrapped;
+      next = { ...current, kdf: row.kdf!, kekCurrent: true, dataKey, wrapped };
+    } catch (error) {
+      if (!(error instanceof WrongKeyError)) throw error;
+      if (wrapped.keyId !== current.dataKey.keyId) {
+        throw new WrongKeyError(
+          `another process changed the key of '${this.#db.path}' and rotated its data key; reopen it with the new key`,
+          { cause: error },
+        );
+      }
+      // Rekeyed elsewhere: the data key is unchanged, so values still open and
+      // writes stay correct; only rekey and rotation need the new key.
+      next = { ...current, kekCurrent: false };
+    }
+    if (row.generation > this.#generation) {
+      this.#envelope = next;
+      this.#generation = row.generation;
+    }
+  }
+
+  /**
+   * Re-seals the values whose form `select` accepts with `seal`, then runs
+   * `commit` in the same transaction and `apply` after it. Reads and seals
+   * first (async WebCrypto), then writes everything in one synchronous
+   * transaction that first checks nothing changed meanwhile; starts over
+   * when something did.
+   */
+  async #rewrite(
+    seal: (configKey: string, json: string) => Promise<string>,
+    select: (form: StoredForm) => boolean,
+    commit: () => void,
+    apply: () => void,
+  ): Promise<number> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const generation = this.#generation;
+      const snapshot = this.#db.prepare(SQL.values).all();
+      const updates: [string, string][] = [];
+      for (const row of snapshot) {
+        const configKey = String(row.key);
+        const stored = checkStored(configKey, row.value);
+        const form = storedForm(stored);
+        if (!select(form)) continue;
+        const json = form === "plain" ? checkPlainJson(configKey, stored) : await this.open(configKey, stored);
+        updates.push([configKey, await seal(configKey, json)]);
+      }
+      const done = this.#db.transaction(() => {
+        if (this.#storedGeneration() !== generation) return false;
+        if (!sameRows(snapshot, this.#db.prepare(SQL.values).all())) return false;
+        const reseal = this.#db.prepare(SQL.reseal);
+        for (const [configKey, stored] of updates) reseal.run(stored, configKey);
+        commit();
+        return true;
+      });
+      if (done) {
+        apply();
+        const stored = this.#storedGeneration();
+        if (stored !== undefined) this.#generation = stored;
+        truncateWal(this.#db);
+        return updates.length;
+      }
+      await this.#refresh();
+    }
+    throw new CryptoError(
+      `cannot re-seal '${this.#db.path}': other writers kept changing it; try again`,
+    );
+  }
+}
+
+function readRow(db: Engine): SealingRow | undefined {
+  if (db.prepare(SQL.tableExists).get() === undefined) return undefined;
+  const row = db.prepare(SQL.row).get();
+  if (row === undefined) return undefined;
+  const scheme = row.scheme;
+  if (scheme !== "envelope" && scheme !== "oxide-k") {
+    throw new CryptoError(`sealing parameters of '${db.path}': unknown scheme '${String(scheme)}'`);
+  }
+  const generation = Number(row.generation);
+  if (scheme === "oxide-k") return { scheme, kdf: undefined, wrapped: undefined, generation };
+  if (Number(row.version) !== ENVELOPE_VERSION) {
+    throw new CryptoError(
+      `sealing parameters of '${db.path}': envelope format version ${
+        String(row.version)
+      }; this library reads version ${ENVELOPE_VERSION}`,
+    );
+  }
+  return { scheme, kdf: readKdf(db.path, row), wrapped: readWrapped(db.path, row), generation };
+}
+
+function readKdf(path: string, row: Row): KdfParams {
+  if (row.kdf === "raw") return { kdf: "raw" };
+  if (row.kdf === "pbkdf2-sha256" && typeof row.salt === "string") {
+    const salt = Uint8Array.fromBase64(row.salt, { alphabet: "base64url" });
+    return { kdf: "pbkdf2-sha256", iterations: Number(row.iterations), salt };
+  }
+  throw new CryptoError(
+    `sealing parameters of '${path}': unknown key derivation '${String(row.kdf)}'`,
+  );
+}
+
+function readWrapped(path: string, row: Row): WrappedDataKey {
+  if (typeof row.key_id !== "string" || typeof row.wrapped_key !== "string") {
+    throw new CryptoError(`sealing parameters of '${path}': the wrapped data key is missing`);
+  }
+  return { keyId: row.key_id, wrapped: row.wrapped_key };
+}
+
+/** The parameters of {@linkcode SQL.insert} and {@linkcode SQL.update}. */
+function rowParams(
+  scheme: SealingScheme,
+  envelope: EnvelopeKeys | undefined,
+): [string, number, string | null, number | null, string | null, string | null, string | null, string] {
+  const now = formatTimestamp(new Date());
+  if (envelope === undefined) return [scheme, ENVELOPE_VERSION, null, null, null, null, null, now];
+  const kdf = envelope.kdf;
+  return [
+    scheme,
+    ENVELOPE_VERSION,
+    kdf.kdf,
+    kdf.kdf === "pbkdf2-sha256" ? kdf.iterations : null,
+    kdf.kdf === "pbkdf2-sha256" ? kdf.salt.toBase64({ alphabet: "base64url" }) : null,
+    envelope.wrapped.keyId,
+    envelope.wrapped.wrapped,
+    now,
+  ];
+}
+
+function countForms(db: Engine): Record<StoredForm, number> {
+  const counts: Record<StoredForm, number> = { envelope: 0, "oxide-k": 0, plain: 0 };
+  for (const row of db.prepare(SQL.values).all()) {
+    if (typeof row.value === "string") counts[storedForm(row.value)]++;
+  }
+  return counts;
+}
+
+function schemeMismatch(path: string, actual: SealingScheme): CryptoError {
+  return actual === "envelope"
+    ? new CryptoError(
+      `'${path}' is sealed with the envelope scheme, not the oxide-k scheme: a Rust oxide-k kernel cannot read it, and it cannot be converted back`,
+    )
+    : new CryptoError(
+      `'${path}' holds values sealed with the oxide-k scheme: open it with scheme "oxide-k" (or no scheme) and call convertToEnvelope() to move to the envelope scheme`,
+    );
+}
+
+/** The oxide-k key the same key material gives, for reading oxide-k values met in an envelope registry. */
+async function oxideKKeyOf(key: RegistryKey): Promise<CryptoKey | undefined> {
+  if (key instanceof CryptoKey && !(key.usages.includes("encrypt") && key.usages.includes("decrypt"))) {
+    return undefined;
+  }
+  return await importOxideKKey(key);
+}
+
+function checkStored(configKey: string, stored: unknown): string {
+  if (typeof stored !== "string") {
+    throw new SerializationError(`value of config key '${configKey}' is not text`);
+  }
+  return stored;
+}
+
+function checkPlainJson(configKey: string, stored: string): string {
+  if (!isJson(stored)) {
+    throw new SerializationError(
+      `value of config key '${configKey}' is not valid JSON, so it cannot be sealed`,
+    );
+  }
+  return stored;
+}
+
+function sameRows(a: Row[], b: Row[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i]!.key !== b[i]!.key || a[i]!.value !== b[i]!.value) return false;
+  }
+  return true;
+}
+
+/** Drops old page images (old ciphertexts, old wrapped keys, plain values) from the WAL. Best effort. */
+function truncateWal(db: Engine): void {
+  if (db.path === ":memory:") return;
+  try {
+    db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  } catch {
+    // Another connection is reading; the WAL is reset by a later checkpoint.
+  }
+}
