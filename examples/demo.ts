@@ -38,18 +38,21 @@ await reg.setModuleState("echo", "stopped");
 await reg.setConfig("demo.runs", runs + 1);
 
 console.log("\nmodules:");
-console.table(
-  (await reg.listModules()).map((m) => ({
-    id: m.id,
-    name: m.name,
-    version: m.version,
-    kind: m.kind,
-    state: m.state,
-    updated_at: m.updatedAt.toISOString(),
-  })),
+printTable(
+  ["id", "name", "version", "kind", "state", "updated_at"],
+  (await reg.listModules()).map((m) => [m.id, m.name, m.version, m.kind, m.state, m.updatedAt.toISOString()]),
 );
-console.log("config:");
-const config = reg.db.prepare("SELECT key FROM config ORDER BY key").all();
-for (const { key } of config) {
-  console.log(`  ${key} = ${JSON.stringify(await reg.getConfig(String(key)))}`);
+
+console.log("\nconfig:");
+const keys = reg.db.prepare("SELECT key FROM config ORDER BY key").all().map((row) => String(row.key));
+const values: string[][] = [];
+for (const key of keys) values.push([key, JSON.stringify(await reg.getConfig(key))]);
+printTable(["key", "value"], values);
+
+function printTable(header: string[], rows: string[][]): void {
+  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd();
+  console.log(line(header));
+  console.log(line(widths.map((width) => "-".repeat(width))));
+  for (const row of rows) console.log(line(row));
 }
