@@ -859,14 +859,8 @@ const NOT_FOUND = Symbol("not found");
 /** Builds a record from a `modules` row, checking it as oxide-k's deserializer would. */
 function rowToModuleRecord(row: Row): ModuleRecord {
   const id = String(row.id);
-  const kind = decodeEnumText(id, "kind", row.kind, isModuleKind, MODULE_KINDS);
-  const state = decodeEnumText(
-    id,
-    "state",
-    row.state,
-    isModuleState,
-    MODULE_STATES,
-  );
+  const kind = decodeEnumText(id, "kind", row.kind, KIND_BY_TEXT);
+  const state = decodeEnumText(id, "state", row.state, STATE_BY_TEXT);
   const updatedAt = typeof row.updated_at === "string" ? parseTimestamp(row.updated_at) : undefined;
   if (updatedAt === undefined) {
     throw new OtherError(
@@ -896,28 +890,31 @@ function rowToModuleRecord(row: Row): ModuleRecord {
   };
 }
 
-/** Kinds and states are stored as JSON strings (`"native"`, with the quotes). */
+/** Kinds and states are stored as JSON strings (`"native"`, with the quotes): stored text to value. */
+const KIND_BY_TEXT: ReadonlyMap<unknown, ModuleKind> = new Map(MODULE_KINDS.map((kind) => [`"${kind}"`, kind]));
+const STATE_BY_TEXT: ReadonlyMap<unknown, ModuleState> = new Map(MODULE_STATES.map((state) => [`"${state}"`, state]));
+
+/** Reads a stored kind or state exactly as serde would: the JSON string of a snake_case variant. */
 function decodeEnumText<T extends string>(
   id: string,
   column: string,
   stored: unknown,
-  isValid: (value: unknown) => value is T,
-  valid: readonly string[],
+  byText: ReadonlyMap<unknown, T>,
 ): T {
-  if (
-    typeof stored === "string" && stored.length > 2 && stored.startsWith('"') &&
-    stored.endsWith('"')
-  ) {
+  const value = byText.get(stored);
+  if (value !== undefined) return value;
+  // serde_json also accepts JSON escapes and surrounding whitespace; so do we, on the slow path.
+  if (typeof stored === "string") {
     try {
-      const value: unknown = JSON.parse(stored);
-      if (isValid(value)) return value;
+      const parsed: unknown = JSON.parse(stored);
+      const found = byText.get(`"${parsed}"`);
+      if (typeof parsed === "string" && found !== undefined) return found;
     } catch {
       // Reported below.
     }
   }
-  throw new SerializationError(
-    `module '${id}' has ${column} ${describe(stored)}, expected one of ${valid.map((v) => `'"${v}"'`).join(", ")}`,
-  );
+  const valid = [...byText.keys()].map((text) => `'${text}'`).join(", ");
+  throw new SerializationError(`module '${id}' has ${column} ${describe(stored)}, expected one of ${valid}`);
 }
 
 function checkText(what: string, value: unknown): string {
