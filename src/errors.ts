@@ -120,10 +120,12 @@ export interface RegistryErrorOptions extends ErrorOptions {
  * import assert from "node:assert/strict";
  *
  * await using reg = await StateRegistry.inMemory();
- * const err = (() => { try { reg.db.exec("SELEC 1"); } catch (e) { return e; } })();
- * assert.ok(err instanceof RegistryError);
- * assert.equal(err.code, 1); // SQLITE_ERROR
- * assert.equal(err.codeName, "SQLITE_ERROR");
+ * assert.throws(() => reg.db.exec("SELEC 1"), (err: unknown) => {
+ *   assert.ok(err instanceof RegistryError);
+ *   assert.equal(err.code, 1); // SQLITE_ERROR
+ *   assert.equal(err.codeName, "SQLITE_ERROR");
+ *   return true;
+ * });
  * ```
  */
 export class RegistryError extends KernelError {
