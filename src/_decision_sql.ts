@@ -51,6 +51,11 @@ CREATE INDEX idx_xai_time_utc ON xai_decisions(timestamp_utc);
 CREATE INDEX idx_xai_actor_time_utc ON xai_decisions(actor, timestamp_utc);
 CREATE INDEX idx_xai_action_time_utc ON xai_decisions(action, timestamp_utc)`;
 
+/** The indexes migration 2 creates; every read names the one it uses (`INDEXED BY`), see {@linkcode querySql}. */
+export const TIME_INDEX = "idx_xai_time_utc";
+export const ACTOR_INDEX = "idx_xai_actor_time_utc";
+export const ACTION_INDEX = "idx_xai_action_time_utc";
+
 const COLUMNS = "rowid AS row_id, id, timestamp, actor, action, rationale, inputs, output, confidence, timestamp_utc";
 const ORDER = "ORDER BY timestamp_utc DESC, rowid DESC";
 
@@ -59,8 +64,8 @@ export const DECISION_SQL = {
   insert:
     `INSERT INTO xai_decisions (id, timestamp, actor, action, rationale, inputs, output, confidence, timestamp_utc)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ${utcKeySql("?2")})`,
-  recent: `SELECT ${COLUMNS} FROM xai_decisions ${ORDER} LIMIT ?1`,
-  byActor: `SELECT ${COLUMNS} FROM xai_decisions WHERE actor = ?1 ${ORDER}`,
+  recent: `SELECT ${COLUMNS} FROM xai_decisions INDEXED BY ${TIME_INDEX} ${ORDER} LIMIT ?1`,
+  byActor: `SELECT ${COLUMNS} FROM xai_decisions INDEXED BY ${ACTOR_INDEX} WHERE actor = ?1 ${ORDER}`,
   count: "SELECT count(*) AS n FROM xai_decisions",
 } as const;
 
@@ -77,6 +82,12 @@ export interface QueryShape {
  * The SQL of a `query()` with these filters. Parameters, in order: actor,
  * action, since key, until key, cursor key twice and cursor rowid (each only
  * when present), then the limit.
+ *
+ * The index is named rather than left to the planner, which (not knowing the
+ * bounds) may prefer the time index for an actor and a time range; but
+ * `(actor, timestamp_utc)` reads exactly the actor's rows in the range, never
+ * more. With both an actor and an action, the actor's index is used and the
+ * action filtered.
  */
 export function querySql(shape: QueryShape): string {
   const where: string[] = [];
@@ -87,5 +98,6 @@ export function querySql(shape: QueryShape): string {
   // The first term bounds the index range; the second breaks ties within one instant.
   if (shape.cursor) where.push("timestamp_utc <= ? AND (timestamp_utc < ? OR rowid < ?)");
   const filter = where.length > 0 ? ` WHERE ${where.join(" AND ")}` : "";
-  return `SELECT ${COLUMNS} FROM xai_decisions${filter} ${ORDER} LIMIT ?`;
+  const index = shape.actor ? ACTOR_INDEX : shape.action ? ACTION_INDEX : TIME_INDEX;
+  return `SELECT ${COLUMNS} FROM xai_decisions INDEXED BY ${index}${filter} ${ORDER} LIMIT ?`;
 }

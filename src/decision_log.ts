@@ -164,13 +164,14 @@ export function newDecision(
  * as in oxide-k: there is no update or delete. Holds no resources of its own;
  * it is usable while its registry is open.
  *
- * Which index serves which query (checked by `EXPLAIN QUERY PLAN` in the tests):
+ * Which index serves which query (named in the SQL with `INDEXED BY`, and
+ * checked by `EXPLAIN QUERY PLAN` in the tests: a range search, no sort):
  *
  * | query | index |
  * |---|---|
  * | `recent(n)`, `query({})`, `query({ since, until })` | `idx_xai_time_utc (timestamp_utc)` |
- * | `byActor(a)`, `query({ actor, ... })` | `idx_xai_actor_time_utc (actor, timestamp_utc)` |
- * | `query({ action, ... })` | `idx_xai_action_time_utc (action, timestamp_utc)` |
+ * | `byActor(a)`, `query({ actor, ... })` (also with `action`) | `idx_xai_actor_time_utc (actor, timestamp_utc)` |
+ * | `query({ action, ... })` without `actor` | `idx_xai_action_time_utc (action, timestamp_utc)` |
  * | `log(d)` (duplicate check) | the primary key |
  *
  * @example Log and read back
@@ -248,7 +249,7 @@ export class DecisionLog {
    * @throws {TypeError} When a field has the wrong type, or `id` is not a UUID.
    * @throws {RangeError} When `confidence` is not in [0, 1].
    * @throws {SerializationError} When `inputs` or `output` has no faithful JSON form; nothing is written.
-   * @throws {RegistryError} When a decision with this id is already logged (code `SQLITE_CONSTRAINT_PRIMARYKEY`),
+   * @throws {RegistryError} When a decision with this id is already logged (`codeName` `SQLITE_CONSTRAINT`),
    * or the registry is closed.
    *
    * @example A decision is logged once
@@ -297,9 +298,10 @@ export class DecisionLog {
           Math.fround(confidence),
         );
       } catch (error) {
-        if (error instanceof RegistryError && error.code === SQLITE_CONSTRAINT_PRIMARYKEY) {
+        // Every field is checked above, so the one constraint left to fail is the primary key.
+        if (error instanceof RegistryError && error.codeName === "SQLITE_CONSTRAINT") {
           throw new RegistryError(`decision '${key}' is already logged (the log is insert-only)`, {
-            code: error.code,
+            ...(error.code === undefined ? {} : { code: error.code }),
             path: this.#registry.path,
             cause: error,
           });
@@ -468,8 +470,6 @@ export class DecisionLog {
     });
   }
 }
-
-const SQLITE_CONSTRAINT_PRIMARYKEY = 1555;
 
 /** Runs synchronous work as a promise, so that a throw becomes a rejection. */
 function settle<T>(work: () => T): Promise<T> {
