@@ -92,12 +92,12 @@ export const SEALING_MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "oxide_sealing parameters table", up: SEALING_TABLE_SQL },
 ];
 
-const MAX_ATTEMPTS = 8;
+/** How often a write or re-sealing starts over when other writers keep changing the registry. */
+const MAX_ATTEMPTS = 16;
 
 const SQL = {
   tableExists: "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'oxide_sealing'",
-  row:
-    "SELECT scheme, version, kdf, iterations, salt, key_id, wrapped_key, generation FROM oxide_sealing WHERE id = 1",
+  row: "SELECT scheme, version, kdf, iterations, salt, key_id, wrapped_key, generation FROM oxide_sealing WHERE id = 1",
   generation: "SELECT generation FROM oxide_sealing WHERE id = 1",
   insert:
     `INSERT INTO oxide_sealing (id, scheme, version, kdf, iterations, salt, key_id, wrapped_key, generation, updated_at)
@@ -354,35 +354,37 @@ export class Sealing {
    */
   rekey(newKey: RegistryKey, options: RekeyOptions = {}): Promise<number> {
     checkRegistryKey(newKey, []);
+    const kdf = newKdfParams(newKey, options);
     return this.#mutex.run(async () => {
-      await this.#refresh();
       if (this.#scheme === "oxide-k") {
         const oxideKKey = await importOxideKKey(newKey);
-        return await this.#rewrite(
-          (_configKey, json) => sealOxideK(oxideKKey, json),
-          (form) => form === "oxide-k",
-          () => this.#db.prepare(SQL.update).run(...rowParams("oxide-k", undefined)),
-          () => {
+        return await this.#reseal(() => ({
+          seal: (_configKey, json) => sealOxideK(oxideKKey, json),
+          select: (form) => form === "oxide-k",
+          commit: () => this.#db.prepare(SQL.update).run(...rowParams("oxide-k", undefined)),
+          apply: () => {
             this.#oxideKKey = oxideKKey;
           },
-        );
+        }));
       }
-      const current = this.#currentEnvelope("rekey");
-      const kdf = newKdfParams(newKey, options);
       const kek = await deriveKek(newKey, kdf);
-      const exportable = await unwrapDataKey(current.kek, current.wrapped, true);
-      const wrapped = await wrapDataKey(kek, current.dataKey.keyId, exportable.key);
-      const envelope = { kdf, kek, kekCurrent: true, dataKey: current.dataKey, wrapped };
       const oxideKKey = await oxideKKeyOf(newKey);
-      return await this.#rewrite(
-        (configKey, json) => sealEnvelope(current.dataKey, configKey, json),
-        (form) => form === "oxide-k",
-        () => this.#db.prepare(SQL.update).run(...rowParams("envelope", envelope)),
-        () => {
-          this.#envelope = envelope;
-          this.#oxideKKey = oxideKKey;
-        },
-      );
+      return await this.#reseal(async () => {
+        const current = this.#currentEnvelope("rekey");
+        const exportable = await unwrapDataKey(current.kek, current.wrapped, true);
+        const wrapped = await wrapDataKey(kek, current.dataKey.keyId, exportable.key);
+        const envelope = { kdf, kek, kekCurrent: true, dataKey: current.dataKey, wrapped };
+        return {
+          // Values stay under the same data key; oxide-k values left over move to it.
+          seal: (configKey, json) => sealEnvelope(current.dataKey, configKey, json),
+          select: (form) => form === "oxide-k",
+          commit: () => this.#db.prepare(SQL.update).run(...rowParams("envelope", envelope)),
+          apply: () => {
+            this.#envelope = envelope;
+            this.#oxideKKey = oxideKKey;
+          },
+        };
+      });
     });
   }
 
@@ -395,23 +397,24 @@ export class Sealing {
    */
   rotateDataKey(): Promise<number> {
     return this.#mutex.run(async () => {
-      await this.#refresh();
       if (this.#scheme === "oxide-k") {
         throw new CryptoError(
           "rotateDataKey() needs the envelope scheme: the oxide-k scheme has no data key; use rekey() or convertToEnvelope()",
         );
       }
-      const current = this.#currentEnvelope("rotateDataKey");
-      const { dataKey, wrapped } = await generateDataKey(current.kek);
-      const envelope = { ...current, dataKey, wrapped };
-      return await this.#rewrite(
-        (configKey, json) => sealEnvelope(dataKey, configKey, json),
-        (form) => form !== "plain",
-        () => this.#db.prepare(SQL.update).run(...rowParams("envelope", envelope)),
-        () => {
-          this.#envelope = envelope;
-        },
-      );
+      return await this.#reseal(async () => {
+        const current = this.#currentEnvelope("rotateDataKey");
+        const { dataKey, wrapped } = await generateDataKey(current.kek);
+        const envelope = { ...current, dataKey, wrapped };
+        return {
+          seal: (configKey, json) => sealEnvelope(dataKey, configKey, json),
+          select: (form) => form !== "plain",
+          commit: () => this.#db.prepare(SQL.update).run(...rowParams("envelope", envelope)),
+          apply: () => {
+            this.#envelope = envelope;
+          },
+        };
+      });
     });
   }
 
@@ -423,15 +426,14 @@ export class Sealing {
    * @throws {SerializationError} When a plain value is not JSON; nothing is written.
    */
   sealPlainValues(): Promise<number> {
-    return this.#mutex.run(async () => {
-      await this.#refresh();
-      return await this.#rewrite(
-        (configKey, json) => this.#seal(configKey, json),
-        (form) => form === "plain",
-        () => {},
-        () => {},
-      );
-    });
+    return this.#mutex.run(() =>
+      this.#reseal(() => ({
+        seal: (configKey, json) => this.#seal(configKey, json),
+        select: (form) => form === "plain",
+        commit: () => {},
+        apply: () => {},
+      }))
+    );
   }
 
   /**
@@ -446,28 +448,27 @@ export class Sealing {
    */
   convertToEnvelope(key: RegistryKey, options: RekeyOptions = {}): Promise<number> {
     checkRegistryKey(key, []);
+    const kdf = newKdfParams(key, options);
     return this.#mutex.run(async () => {
-      await this.#refresh();
-      if (this.#scheme === "envelope") {
-        throw new CryptoError(
-          `convertToEnvelope(): '${this.#db.path}' already uses the envelope scheme`,
-        );
-      }
-      const kdf = newKdfParams(key, options);
       const kek = await deriveKek(key, kdf);
+      const oxideKKey = await oxideKKeyOf(key);
       const { dataKey, wrapped } = await generateDataKey(kek);
       const envelope = { kdf, kek, kekCurrent: true, dataKey, wrapped };
-      const oxideKKey = await oxideKKeyOf(key);
-      return await this.#rewrite(
-        (configKey, json) => sealEnvelope(dataKey, configKey, json),
-        (form) => form !== "envelope",
-        () => this.#db.prepare(SQL.update).run(...rowParams("envelope", envelope)),
-        () => {
-          this.#scheme = "envelope";
-          this.#envelope = envelope;
-          this.#oxideKKey = oxideKKey;
-        },
-      );
+      return await this.#reseal(() => {
+        if (this.#scheme === "envelope") {
+          throw new CryptoError(`convertToEnvelope(): '${this.#db.path}' already uses the envelope scheme`);
+        }
+        return {
+          seal: (configKey, json) => sealEnvelope(dataKey, configKey, json),
+          select: (form) => form !== "envelope",
+          commit: () => this.#db.prepare(SQL.update).run(...rowParams("envelope", envelope)),
+          apply: () => {
+            this.#scheme = "envelope";
+            this.#envelope = envelope;
+            this.#oxideKKey = oxideKKey;
+          },
+        };
+      });
     });
   }
 
@@ -594,51 +595,65 @@ export class Sealing {
   }
 
   /**
-   * Re-seals the values whose form `select` accepts with `seal`, then runs
-   * `commit` in the same transaction and `apply` after it. Reads and seals
-   * first (async WebCrypto), then writes everything in one synchronous
-   * transaction that first checks nothing changed meanwhile; starts over
-   * when something did.
+   * Re-seals the values a plan selects, in one transaction with the plan's
+   * own writes. WebCrypto is async and a transaction is not, so: seal
+   * everything first, then, in the transaction, check that every selected
+   * row still holds what was sealed; when some changed (another writer), seal
+   * just those and try again. When the keys changed (another process), follow
+   * them and make a new plan.
    */
-  async #rewrite(
-    seal: (configKey: string, json: string) => Promise<string>,
-    select: (form: StoredForm) => boolean,
-    commit: () => void,
-    apply: () => void,
-  ): Promise<number> {
+  async #reseal(makePlan: () => ResealPlan | Promise<ResealPlan>): Promise<number> {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      const generation = this.#generation;
-      const snapshot = this.#db.prepare(SQL.values).all();
-      const updates: [string, string][] = [];
-      for (const row of snapshot) {
-        const configKey = String(row.key);
-        const stored = checkStored(configKey, row.value);
-        const form = storedForm(stored);
-        if (!select(form)) continue;
-        const json = form === "plain" ? checkPlainJson(configKey, stored) : await this.open(configKey, stored);
-        updates.push([configKey, await seal(configKey, json)]);
-      }
-      const done = this.#db.transaction(() => {
-        if (this.#storedGeneration() !== generation) return false;
-        if (!sameRows(snapshot, this.#db.prepare(SQL.values).all())) return false;
-        const reseal = this.#db.prepare(SQL.reseal);
-        for (const [configKey, stored] of updates) reseal.run(stored, configKey);
-        commit();
-        return true;
-      });
-      if (done) {
-        apply();
-        const stored = this.#storedGeneration();
-        if (stored !== undefined) this.#generation = stored;
-        truncateWal(this.#db);
-        return updates.length;
-      }
       await this.#refresh();
+      const generation = this.#generation;
+      const plan = await makePlan();
+      const sealed = new Map<string, { from: string; to: string }>();
+      for (let pass = 0; pass < MAX_ATTEMPTS; pass++) {
+        for (const row of this.#db.prepare(SQL.values).all()) {
+          const configKey = String(row.key);
+          const stored = checkStored(configKey, row.value);
+          const form = storedForm(stored);
+          if (!plan.select(form) || sealed.get(configKey)?.from === stored) continue;
+          const json = form === "plain" ? checkPlainJson(configKey, stored) : await this.open(configKey, stored);
+          sealed.set(configKey, { from: stored, to: await plan.seal(configKey, json) });
+        }
+        const outcome = this.#db.transaction((): number | "changed" | "rekeyed" => {
+          if (this.#storedGeneration() !== generation) return "rekeyed";
+          const updates: [string, string][] = [];
+          for (const row of this.#db.prepare(SQL.values).all()) {
+            const configKey = String(row.key);
+            if (typeof row.value !== "string" || !plan.select(storedForm(row.value))) continue;
+            const entry = sealed.get(configKey);
+            if (entry?.from !== row.value) return "changed";
+            updates.push([entry.to, configKey]);
+          }
+          const reseal = this.#db.prepare(SQL.reseal);
+          for (const [stored, configKey] of updates) reseal.run(stored, configKey);
+          plan.commit();
+          return updates.length;
+        });
+        if (outcome === "rekeyed") break;
+        if (outcome === "changed") continue;
+        plan.apply();
+        this.#generation = this.#storedGeneration() ?? this.#generation;
+        truncateWal(this.#db);
+        return outcome;
+      }
     }
-    throw new CryptoError(
-      `cannot re-seal '${this.#db.path}': other writers kept changing it; try again`,
-    );
+    throw new CryptoError(`cannot re-seal '${this.#db.path}': other writers kept changing it; try again`);
   }
+}
+
+/** What a re-sealing does; see `Sealing.#reseal`. */
+interface ResealPlan {
+  /** Seals a value's JSON in the target scheme and key. */
+  seal(configKey: string, json: string): Promise<string>;
+  /** Which stored forms to re-seal. */
+  select(form: StoredForm): boolean;
+  /** Further writes in the same transaction (the sealing parameters). */
+  commit(): void;
+  /** Updates this handle's keys after the commit. */
+  apply(): void;
 }
 
 function readRow(db: Engine): SealingRow | undefined {
@@ -739,14 +754,6 @@ function checkPlainJson(configKey: string, stored: string): string {
     );
   }
   return stored;
-}
-
-function sameRows(a: Row[], b: Row[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) {
-    if (a[i]!.key !== b[i]!.key || a[i]!.value !== b[i]!.value) return false;
-  }
-  return true;
 }
 
 /** Drops old page images (old ciphertexts, old wrapped keys, plain values) from the WAL. Best effort. */

@@ -1,0 +1,836 @@
+// Sealed registries end to end: StateRegistry.openEncrypted over real SQLite
+// files, both schemes, tampering by raw SQL, the bytes on disk, rekey and
+// rotation (with failures injected by SQLite triggers and a killed process),
+// interop with independent WebCrypto code, and the permission-scoped example.
+
+import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
+import {
+  CryptoError,
+  type Engine,
+  KeyRequiredError,
+  OtherError,
+  RegistryError,
+  SealedValueError,
+  StateRegistry,
+  WrongKeyError,
+} from "@oxide/registry";
+import { engineTest, runDeno, tempDir } from "./_helpers.ts";
+
+const RAW_KEY = new Uint8Array(32).fill(0x5a);
+const OTHER_KEY = new Uint8Array(32).fill(0xa5);
+const PASSPHRASE = "correct horse battery staple";
+
+/** One value of every JSON type, and some awkward ones. */
+const JSON_VALUES: readonly [string, unknown][] = [
+  ["null", null],
+  ["true", true],
+  ["false", false],
+  ["zero", 0],
+  ["negative", -42],
+  ["fraction", 3.141592653589793],
+  ["large", 1e300],
+  ["max safe integer", Number.MAX_SAFE_INTEGER],
+  ["empty string", ""],
+  ["unicode", "héllo ✓ 𝄞 \u2028"],
+  ["escapes", 'quote " backslash \\ newline \n tab \t nul \u0000'],
+  ["looks sealed", "$oxide1$AAAAAAAAAAA$AAAA"],
+  ["empty array", []],
+  ["array", [1, "two", null, true, [3], { four: 4 }]],
+  ["empty object", {}],
+  ["object", { url: "https://example.com", retries: 3, nested: { list: [1.5, "x"], none: null } }],
+];
+
+// ---------------------------------------------------------------------------
+// Independent oxide-k code: the byte layout from the issue, nothing of ours.
+// ---------------------------------------------------------------------------
+
+async function independentOxideKKey(passphrase: string): Promise<CryptoKey> {
+  const raw = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(passphrase));
+  return await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
+}
+
+async function independentOxideKSeal(passphrase: string, json: string): Promise<string> {
+  const nonce = crypto.getRandomValues(new Uint8Array(12));
+  const sealed = new Uint8Array(
+    await crypto.subtle.encrypt(
+      { name: "AES-GCM", iv: nonce },
+      await independentOxideKKey(passphrase),
+      new TextEncoder().encode(json),
+    ),
+  );
+  const blob = new Uint8Array(12 + sealed.length);
+  blob.set(nonce);
+  blob.set(sealed, 12);
+  return blob.toBase64({ alphabet: "base64url" }); // padded, as base64ct's Base64Url
+}
+
+async function independentOxideKOpen(passphrase: string, stored: string): Promise<string> {
+  assert.equal(stored.length % 4, 0, "padded base64");
+  const blob = Uint8Array.fromBase64(stored, { alphabet: "base64url", lastChunkHandling: "strict" });
+  const plain = await crypto.subtle.decrypt(
+    { name: "AES-GCM", iv: blob.subarray(0, 12) },
+    await independentOxideKKey(passphrase),
+    blob.subarray(12),
+  );
+  return new TextDecoder().decode(plain);
+}
+
+/** oxide-k's own bootstrap, verbatim from registry.rs. */
+const OXIDE_K_SCHEMA = `
+CREATE TABLE IF NOT EXISTS modules (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    description TEXT,
+    updated_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS config (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);`;
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/**
+ * Runs raw SQL on a separate connection to `path`, outside the config API.
+ * It is our FFI engine, like the registries under test: two different SQLite
+ * libraries in one process do not see each other's POSIX locks, so mixing
+ * `node:sqlite` with open FFI connections would break WAL (separate processes
+ * are fine).
+ */
+async function withRawDb<T>(path: string, fn: (db: Engine) => T): Promise<T> {
+  await using reg = await StateRegistry.connect(path);
+  return fn(reg.db);
+}
+
+async function rawValue(path: string, key: string): Promise<string> {
+  return await withRawDb(path, (db) => {
+    const row = db.prepare("SELECT value FROM config WHERE key = ?").get(key);
+    assert.ok(row, `row ${key}`);
+    return String(row.value);
+  });
+}
+
+async function setRawValue(path: string, key: string, value: string): Promise<void> {
+  await withRawDb(path, (db) => {
+    db.prepare(
+      "INSERT INTO config (key, value, updated_at) VALUES (?, ?, '2026-01-01T00:00:00+00:00') " +
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    ).run(key, value);
+  });
+}
+
+async function rawKeyIds(path: string): Promise<Set<string>> {
+  return await withRawDb(path, (db) =>
+    new Set(
+      db.prepare("SELECT value FROM config").all().map((row) => String(row.value).split("$")[2] ?? "none"),
+    ));
+}
+
+/** The files SQLite keeps for `path` that contain `needle`'s UTF-8 bytes. */
+async function filesContaining(path: string, needle: string): Promise<string[]> {
+  const bytes = new TextEncoder().encode(needle);
+  const found: string[] = [];
+  for (const suffix of ["", "-wal", "-journal", "-shm"]) {
+    let data: Uint8Array;
+    try {
+      data = await Deno.readFile(path + suffix);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotFound) continue;
+      throw error;
+    }
+    if (indexOfBytes(data, bytes) >= 0) found.push(path + suffix);
+  }
+  return found;
+}
+
+function indexOfBytes(haystack: Uint8Array, needle: Uint8Array): number {
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) {
+      if (haystack[i + j] !== needle[j]) continue outer;
+    }
+    return i;
+  }
+  return -1;
+}
+
+/** The bytes of every SQLite file of `path`, to prove nothing was written. */
+async function snapshotFiles(path: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const suffix of ["", "-wal", "-journal"]) {
+    try {
+      const data = await Deno.readFile(path + suffix);
+      out[suffix] = new Uint8Array(await crypto.subtle.digest("SHA-256", data)).toHex();
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  return out;
+}
+
+async function setAll(reg: StateRegistry, values: readonly [string, unknown][]): Promise<void> {
+  for (const [key, value] of values) await reg.setConfig(key, value);
+}
+
+async function assertAll(reg: StateRegistry, values: readonly [string, unknown][]): Promise<void> {
+  for (const [key, value] of values) assert.deepEqual(await reg.getConfig(key), value, key);
+}
+
+const ECHO = { id: "echo", name: "Echo", version: "0.1.0", kind: "native", description: "Echoes." } as const;
+
+// ---------------------------------------------------------------------------
+// Round trips
+// ---------------------------------------------------------------------------
+
+for (const scheme of ["envelope", "oxide-k"] as const) {
+  engineTest(`every JSON type round-trips across reopen (${scheme} scheme)`, async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("r.db");
+    {
+      await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme, engine });
+      assert.equal(reg.sealing?.scheme, scheme);
+      await setAll(reg, JSON_VALUES);
+      await assertAll(reg, JSON_VALUES);
+    }
+    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
+    assert.equal(reg.sealing?.scheme, scheme, "the scheme is remembered");
+    await assertAll(reg, JSON_VALUES);
+    for (const [key] of JSON_VALUES) {
+      const stored = await rawValue(path, key);
+      if (scheme === "envelope") assert.match(stored, /^\$oxide1\$/);
+      else assert.match(stored, /^[A-Za-z0-9_-]+={0,2}$/);
+    }
+  });
+}
+
+Deno.test("a passphrase, 32 raw key bytes and a CryptoKey each seal and reopen a registry", async () => {
+  await using dir = await tempDir();
+  const cryptoKey = await crypto.subtle.importKey("raw", OTHER_KEY, "AES-GCM", false, ["wrapKey", "unwrapKey"]);
+  const keys: [string, string | Uint8Array | CryptoKey, string][] = [
+    ["passphrase", PASSPHRASE, "pbkdf2-sha256"],
+    ["raw", RAW_KEY, "raw"],
+    ["cryptokey", cryptoKey, "raw"],
+  ];
+  for (const [name, key, kdf] of keys) {
+    const path = dir.file(`${name}.db`);
+    {
+      await using reg = await StateRegistry.openEncrypted(path, key);
+      assert.equal(reg.sealing?.kdf, kdf);
+      await reg.setConfig("secret", { name });
+    }
+    await using reg = await StateRegistry.openEncrypted(path, key);
+    assert.deepEqual(await reg.getConfig("secret"), { name });
+  }
+});
+
+Deno.test("a passphrase registry stores PBKDF2 parameters of at least 600,000 iterations", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  {
+    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { iterations: 650_000 });
+    assert.equal(reg.sealing?.iterations, 650_000);
+  }
+  const row = await withRawDb(path, (db) => db.prepare("SELECT kdf, iterations, salt FROM oxide_sealing").get());
+  assert.equal(row?.kdf, "pbkdf2-sha256");
+  assert.equal(row?.iterations, 650_000);
+  assert.equal(Uint8Array.fromBase64(String(row?.salt), { alphabet: "base64url" }).length, 16);
+  await assert.rejects(StateRegistry.openEncrypted(dir.file("weak.db"), PASSPHRASE, { iterations: 1000 }), RangeError);
+  // Lowering the stored count by hand does not weaken anything: the key no longer opens.
+  await withRawDb(path, (db) => db.exec("UPDATE oxide_sealing SET iterations = 1000"));
+  await assert.rejects(StateRegistry.openEncrypted(path, PASSPHRASE), /below the minimum 600000/);
+});
+
+// ---------------------------------------------------------------------------
+// Wrong keys, tampering, missing keys
+// ---------------------------------------------------------------------------
+
+Deno.test("a wrong key fails at openEncrypted before anything is read or written (envelope scheme)", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  {
+    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE);
+    await reg.setConfig("api_token", "s3cr3t");
+  }
+  const before = await snapshotFiles(path);
+  const cases: [string, string | Uint8Array, RegExp][] = [
+    ["another passphrase", "wrong passphrase", /^wrong key: the key does not unwrap this registry's data key/],
+    ["raw key bytes", RAW_KEY, /^wrong key: this registry is sealed with a passphrase/],
+  ];
+  for (const [name, key, message] of cases) {
+    const err = await StateRegistry.openEncrypted(path, key).catch((e) => e);
+    assert.ok(err instanceof WrongKeyError, `${name}: ${err}`);
+    assert.match(err.message, message);
+  }
+  assert.deepEqual(await snapshotFiles(path), before, "the files are byte for byte unchanged");
+});
+
+Deno.test("a wrong key fails on the first value read (oxide-k scheme), naming the key", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  {
+    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme: "oxide-k" });
+    await reg.upsertModule(ECHO, "running");
+    await reg.setConfig("api_token", "s3cr3t");
+  }
+  await using reg = await StateRegistry.openEncrypted(path, "wrong passphrase");
+  assert.equal(reg.sealing?.scheme, "oxide-k");
+  assert.deepEqual((await reg.listModules()).map((m) => m.id), ["echo"]);
+  const err = await reg.getConfig("api_token").catch((e) => e);
+  assert.ok(err instanceof SealedValueError);
+  assert.equal(err.reason, "wrong_key_or_tampered");
+  assert.match(err.message, /^config decrypt: value of config key 'api_token' cannot be opened: wrong key/);
+});
+
+Deno.test("a sealed value copied onto another config key by raw SQL fails, naming both keys", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
+  await reg.setConfig("admin.password", "hunter2");
+  await reg.setConfig("guest.password", "guest");
+  await setRawValue(path, "guest.password", await rawValue(path, "admin.password"));
+  const err = await reg.getConfig("guest.password").catch((e) => e);
+  assert.ok(err instanceof SealedValueError);
+  assert.equal(err.reason, "moved");
+  assert.equal(err.key, "guest.password");
+  assert.match(err.message, /'guest.password' cannot be opened: it was sealed for config key 'admin.password'/);
+  // Copied under a new name with the source since deleted: still refused.
+  await setRawValue(path, "elsewhere", await rawValue(path, "admin.password"));
+  await reg.deleteConfig("admin.password");
+  await assert.rejects(reg.getConfig("elsewhere"), /'elsewhere' cannot be opened: it failed authentication/);
+});
+
+Deno.test("the oxide-k scheme cannot detect a value copied to another key (the envelope scheme can)", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme: "oxide-k" });
+  await reg.setConfig("admin.password", "hunter2");
+  await reg.setConfig("guest.password", "guest");
+  await setRawValue(path, "guest.password", await rawValue(path, "admin.password"));
+  assert.equal(await reg.getConfig("guest.password"), "hunter2");
+});
+
+for (const scheme of ["envelope", "oxide-k"] as const) {
+  Deno.test(`any flipped or cut character of a stored value fails to open (${scheme} scheme)`, async () => {
+    await using dir = await tempDir();
+    const path = dir.file("r.db");
+    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme });
+    await reg.setConfig("api_token", "my-super-secret-token");
+    const stored = await rawValue(path, "api_token");
+    const start = scheme === "envelope" ? stored.lastIndexOf("$") + 1 : 0;
+    for (let i = start; i < stored.length && stored[i] !== "="; i++) {
+      const flipped = stored.slice(0, i) + (stored[i] === "A" ? "B" : "A") + stored.slice(i + 1);
+      await setRawValue(path, "api_token", flipped);
+      const err = await reg.getConfig("api_token").catch((e) => e);
+      assert.ok(err instanceof SealedValueError, `index ${i}: ${err}`);
+      assert.equal(err.key, "api_token");
+    }
+    for (const length of [0, 10, start + 20, stored.length - 4]) {
+      await setRawValue(path, "api_token", stored.slice(0, length));
+      await assert.rejects(reg.getConfig("api_token"), CryptoError, `cut to ${length}`);
+    }
+    await setRawValue(path, "api_token", stored);
+    assert.equal(await reg.getConfig("api_token"), "my-super-secret-token");
+  });
+}
+
+for (const scheme of ["envelope", "oxide-k"] as const) {
+  Deno.test(`a registry opened without a key lists modules and refuses sealed values (${scheme} scheme)`, async () => {
+    await using dir = await tempDir();
+    const path = dir.file("r.db");
+    {
+      await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme });
+      await reg.upsertModule(ECHO, "running");
+      await reg.setConfig("api_token", "my-super-secret-token");
+    }
+    await using plain = await StateRegistry.connect(path);
+    assert.deepEqual((await plain.listModules()).map((m) => [m.id, m.state]), [["echo", "running"]]);
+    for (const read of [() => plain.getConfig("api_token"), () => plain.tryGetConfig("api_token")]) {
+      const err = await read().catch((e) => e);
+      assert.ok(err instanceof KeyRequiredError, String(err));
+      assert.equal(
+        err.message,
+        `value of config key 'api_token' is sealed (${scheme} scheme); open the registry with openEncrypted`,
+      );
+    }
+    assert.equal(plain.sealing, undefined);
+    await assert.rejects(plain.rotateDataKey(), /rotateDataKey\(\) needs a registry opened with openEncrypted/);
+  });
+}
+
+Deno.test("an encrypted registry refuses a value stored unsealed until sealPlainValues() seals it", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
+  await setRawValue(path, "api_token", '"planted"');
+  const err = await reg.getConfig("api_token").catch((e) => e);
+  assert.ok(err instanceof SealedValueError);
+  assert.equal(err.reason, "unsealed");
+  assert.match(err.message, /sealPlainValues\(\)/);
+  assert.equal(await reg.sealPlainValues(), 1);
+  assert.equal(await reg.getConfig("api_token"), "planted");
+});
+
+Deno.test("openEncrypted() refuses the scheme the registry does not use", async () => {
+  await using dir = await tempDir();
+  const envelopePath = dir.file("envelope.db");
+  const oxidePath = dir.file("oxide.db");
+  (await StateRegistry.openEncrypted(envelopePath, RAW_KEY)).close();
+  {
+    await using reg = await StateRegistry.openEncrypted(oxidePath, PASSPHRASE, { scheme: "oxide-k" });
+    await reg.setConfig("k", 1);
+  }
+  await assert.rejects(
+    StateRegistry.openEncrypted(envelopePath, RAW_KEY, { scheme: "oxide-k" }),
+    /sealed with the envelope scheme, not the oxide-k scheme: a Rust oxide-k kernel cannot read it/,
+  );
+  await assert.rejects(
+    StateRegistry.openEncrypted(oxidePath, PASSPHRASE, { scheme: "envelope" }),
+    /holds values sealed with the oxide-k scheme: .* call convertToEnvelope\(\)/,
+  );
+  // An oxide-k file whose parameter table was never written (made by a Rust kernel) is detected by its values.
+  await withRawDb(
+    oxidePath,
+    (db) => db.exec("DROP TABLE oxide_sealing; DELETE FROM oxide_migrations WHERE owner = 'sealing'"),
+  );
+  await using reg = await StateRegistry.openEncrypted(oxidePath, PASSPHRASE);
+  assert.equal(reg.sealing?.scheme, "oxide-k");
+  assert.equal(await reg.getConfig("k"), 1);
+});
+
+Deno.test("openEncrypted() refuses keys and options of the wrong shape", async (t) => {
+  await using dir = await tempDir();
+  const cases: [string, () => Promise<unknown>, typeof TypeError | typeof RangeError][] = [
+    ["an empty passphrase", () => StateRegistry.openEncrypted(dir.file("a.db"), ""), TypeError],
+    ["16 key bytes", () => StateRegistry.openEncrypted(dir.file("b.db"), new Uint8Array(16)), RangeError],
+    // deno-lint-ignore no-explicit-any
+    ["a number", () => StateRegistry.openEncrypted(dir.file("c.db"), 42 as any), TypeError],
+    // deno-lint-ignore no-explicit-any
+    [
+      "an unknown scheme",
+      () => StateRegistry.openEncrypted(dir.file("d.db"), RAW_KEY, { scheme: "rot13" as any }),
+      TypeError,
+    ],
+    ["an empty path", () => StateRegistry.openEncrypted("", RAW_KEY), TypeError],
+  ];
+  for (const [name, open, errorClass] of cases) {
+    await t.step(name, () => assert.rejects(open(), errorClass));
+  }
+});
+
+// ---------------------------------------------------------------------------
+// What reaches the disk
+// ---------------------------------------------------------------------------
+
+for (const scheme of ["envelope", "oxide-k"] as const) {
+  Deno.test(`a secret's bytes appear nowhere in the database file, WAL or journal (${scheme} scheme)`, async () => {
+    await using dir = await tempDir();
+    const path = dir.file("r.db");
+    const secret = `s3cr3t-${crypto.randomUUID()}`;
+    const reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme });
+    try {
+      await reg.setConfig("api_token", secret);
+      await reg.setConfig("nested", { deep: [secret] });
+      assert.equal(await reg.getConfig("api_token"), secret);
+      assert.ok((await Deno.stat(`${path}-wal`)).size > 0, "the values are in the WAL now");
+      assert.deepEqual(await filesContaining(path, secret), [], "while open");
+      assert.deepEqual(await filesContaining(path, PASSPHRASE), [], "the passphrase is never stored");
+    } finally {
+      await reg.close();
+    }
+    assert.deepEqual(await filesContaining(path, secret), [], "after close and checkpoint");
+    // The scan itself works: a plain registry's file shows the secret.
+    {
+      await using plain = await StateRegistry.connect(dir.file("plain.db"));
+      await plain.setConfig("api_token", secret);
+    }
+    assert.equal((await filesContaining(dir.file("plain.db"), secret)).length, 1);
+  });
+}
+
+Deno.test("sealPlainValues() seals an existing plain registry and leaves no plaintext in its files", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  const secret = `s3cr3t-${crypto.randomUUID()}`;
+  {
+    await using plain = await StateRegistry.connect(path);
+    await plain.upsertModule(ECHO, "loaded");
+    await plain.setConfig("api_token", secret);
+    await plain.setConfig("retries", 3);
+  }
+  assert.notDeepEqual(await filesContaining(path, secret), []);
+  {
+    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE);
+    assert.equal(await reg.sealPlainValues(), 2);
+    assert.equal(await reg.sealPlainValues(), 0, "idempotent");
+    assert.equal(await reg.getConfig("api_token"), secret);
+    assert.deepEqual(await filesContaining(path, secret), [], "old plain text overwritten, WAL truncated");
+  }
+  assert.deepEqual(await filesContaining(path, secret), []);
+  await using again = await StateRegistry.openEncrypted(path, PASSPHRASE);
+  assert.equal(await again.getConfig("retries"), 3);
+  assert.equal((await again.getModule("echo"))?.name, "Echo");
+});
+
+// ---------------------------------------------------------------------------
+// rekey and rotateDataKey
+// ---------------------------------------------------------------------------
+
+Deno.test("rekey() re-wraps the data key: the old key is refused, the new one opens every value", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  const values: [string, unknown][] = [["a", 1], ["b", { c: "d" }]];
+  let keyId: string | undefined;
+  {
+    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE);
+    await setAll(reg, values);
+    keyId = reg.sealing?.keyId;
+    const before = await rawValue(path, "a");
+    await reg.rekey("a brand new passphrase", { iterations: 700_000 });
+    assert.equal(await rawValue(path, "a"), before, "values are not rewritten");
+    assert.equal(reg.sealing?.iterations, 700_000);
+    await assertAll(reg, values);
+    await reg.rekey(RAW_KEY);
+    assert.equal(reg.sealing?.kdf, "raw");
+  }
+  await assert.rejects(StateRegistry.openEncrypted(path, PASSPHRASE), WrongKeyError);
+  await assert.rejects(StateRegistry.openEncrypted(path, "a brand new passphrase"), WrongKeyError);
+  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
+  assert.equal(reg.sealing?.keyId, keyId, "same data key");
+  await assertAll(reg, values);
+});
+
+Deno.test("rekey() in the oxide-k scheme re-seals every value, readable by independent code", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  {
+    await using reg = await StateRegistry.openEncrypted(path, "old-key", { scheme: "oxide-k" });
+    await setAll(reg, JSON_VALUES);
+    await reg.rekey("new-key");
+    await assertAll(reg, JSON_VALUES);
+  }
+  for (const [key, value] of JSON_VALUES) {
+    assert.deepEqual(JSON.parse(await independentOxideKOpen("new-key", await rawValue(path, key))), value);
+  }
+  await using old = await StateRegistry.openEncrypted(path, "old-key");
+  await assert.rejects(old.getConfig("object"), SealedValueError);
+});
+
+Deno.test("rotateDataKey() re-seals every value under a fresh data key id", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
+  await setAll(reg, JSON_VALUES);
+  const first = reg.sealing!.keyId!;
+  assert.deepEqual(await rawKeyIds(path), new Set([first]));
+  assert.equal(await reg.rotateDataKey(), JSON_VALUES.length);
+  const second = reg.sealing!.keyId!;
+  assert.notEqual(second, first);
+  assert.deepEqual(await rawKeyIds(path), new Set([second]));
+  await assertAll(reg, JSON_VALUES);
+  await using again = await StateRegistry.openEncrypted(path, RAW_KEY);
+  await assertAll(again, JSON_VALUES);
+});
+
+Deno.test("rotateDataKey() is refused in the oxide-k scheme", async () => {
+  await using reg = await StateRegistry.openEncrypted(":memory:", PASSPHRASE, { scheme: "oxide-k" });
+  await assert.rejects(
+    reg.rotateDataKey(),
+    /the oxide-k scheme has no data key; use rekey\(\) or convertToEnvelope\(\)/,
+  );
+});
+
+Deno.test("rotateDataKey() failing part-way leaves every value readable under the old data key", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  const values: [string, unknown][] = Array.from({ length: 10 }, (_, i) => [`k${i}`, { i }]);
+  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
+  await setAll(reg, values);
+  const keyId = reg.sealing!.keyId;
+  // A failure in the middle of the rewrite: the sixth row refuses its update.
+  await withRawDb(path, (db) =>
+    db.exec(`CREATE TRIGGER fail_mid_rotation BEFORE UPDATE ON config WHEN old.key = 'k5'
+      BEGIN SELECT RAISE(ABORT, 'injected failure'); END`));
+  const err = await reg.rotateDataKey().catch((e) => e);
+  assert.ok(err instanceof RegistryError, String(err));
+  assert.match(err.message, /injected failure/);
+  assert.equal(reg.sealing?.keyId, keyId);
+  assert.deepEqual(await rawKeyIds(path), new Set([keyId]), "no row moved to the new key");
+  await assertAll(reg, values);
+  {
+    await using fresh = await StateRegistry.openEncrypted(path, RAW_KEY);
+    await assertAll(fresh, values);
+  }
+  await withRawDb(path, (db) => db.exec("DROP TRIGGER fail_mid_rotation"));
+  await reg.rotateDataKey();
+  assert.notEqual(reg.sealing?.keyId, keyId);
+  await assertAll(reg, values);
+});
+
+Deno.test("rekey() failing part-way leaves the old key working (both schemes)", async (t) => {
+  for (const scheme of ["envelope", "oxide-k"] as const) {
+    await t.step(scheme, async () => {
+      await using dir = await tempDir();
+      const path = dir.file("r.db");
+      const values: [string, unknown][] = Array.from({ length: 6 }, (_, i) => [`k${i}`, `v${i}`]);
+      {
+        await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme });
+        await setAll(reg, values);
+        await withRawDb(path, (db) =>
+          db.exec(`CREATE TRIGGER fail_rekey BEFORE UPDATE ON oxide_sealing
+            BEGIN SELECT RAISE(ABORT, 'injected failure'); END`));
+        await assert.rejects(reg.rekey("new passphrase"), /injected failure/);
+        await assertAll(reg, values);
+      }
+      await withRawDb(path, (db) => db.exec("DROP TRIGGER fail_rekey"));
+      await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE);
+      await assertAll(reg, values);
+      if (scheme === "oxide-k") {
+        for (const [key, value] of values) {
+          assert.equal(JSON.parse(await independentOxideKOpen(PASSPHRASE, await rawValue(path, key))), value);
+        }
+      }
+    });
+  }
+});
+
+Deno.test("a process killed during data key rotations leaves every value under exactly one key", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  const values: [string, unknown][] = Array.from({ length: 40 }, (_, i) => [`k${i}`, { i, pad: "x".repeat(i * 50) }]);
+  {
+    await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
+    await setAll(reg, values);
+  }
+  const script = dir.file("rotate_forever.ts");
+  await Deno.writeTextFile(
+    script,
+    `import { StateRegistry } from ${JSON.stringify(import.meta.resolve("../mod.ts"))};
+const reg = await StateRegistry.openEncrypted(Deno.args[0], new Uint8Array(32).fill(0x5a));
+const line = new TextEncoder().encode("rotated\\n");
+while (true) { await reg.rotateDataKey(); await Deno.stdout.write(line); }`,
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", script, path],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  while ((seen.match(/rotated/g) ?? []).length < 3) {
+    const { value, done } = await reader.read();
+    assert.ok(!done, `child exited early: ${seen}`);
+    seen += value;
+  }
+  child.kill("SIGKILL");
+  await reader.cancel();
+  assert.equal((await child.status).signal, "SIGKILL");
+  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
+  await assertAll(reg, values);
+  assert.deepEqual(await rawKeyIds(path), new Set([reg.sealing!.keyId!]));
+});
+
+Deno.test("setConfig() calls racing rotateDataKey() in one process are neither lost nor sealed under a stale key", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
+  const pending: Promise<unknown>[] = [];
+  for (let round = 1; round <= 4; round++) {
+    for (let i = 0; i < 8; i++) pending.push(reg.setConfig(`k${i}`, { round }));
+    pending.push(reg.rotateDataKey());
+    pending.push(reg.setConfig(`late${round}`, round));
+  }
+  await Promise.all(pending);
+  for (let i = 0; i < 8; i++) assert.deepEqual(await reg.getConfig(`k${i}`), { round: 4 }, `k${i}`);
+  for (let round = 1; round <= 4; round++) assert.equal(await reg.getConfig(`late${round}`), round);
+  assert.deepEqual(await rawKeyIds(path), new Set([reg.sealing!.keyId!]));
+  await using again = await StateRegistry.openEncrypted(path, RAW_KEY);
+  assert.deepEqual(await again.getConfig("k7"), { round: 4 });
+});
+
+Deno.test("writers on another connection racing rotations are neither lost nor sealed under a stale key", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  await using rotator = await StateRegistry.openEncrypted(path, RAW_KEY);
+  await using writer = await StateRegistry.openEncrypted(path, RAW_KEY);
+  for (let i = 0; i < 10; i++) await writer.setConfig(`k${i}`, 0);
+  const pending: Promise<unknown>[] = [];
+  for (let round = 1; round <= 3; round++) {
+    pending.push(rotator.rotateDataKey());
+    for (let i = 0; i < 10; i++) pending.push(writer.setConfig(`k${i}`, round));
+  }
+  await Promise.all(pending);
+  const keyIds = await rawKeyIds(path);
+  assert.equal(keyIds.size, 1, "one data key");
+  assert.ok(keyIds.has(rotator.sealing!.keyId!));
+  for (let i = 0; i < 10; i++) {
+    assert.equal(await writer.getConfig(`k${i}`), 3);
+    assert.equal(await rotator.getConfig(`k${i}`), 3);
+  }
+});
+
+Deno.test("a handle opened before another process rotated writes under the new data key", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  await using a = await StateRegistry.openEncrypted(path, PASSPHRASE);
+  await using b = await StateRegistry.openEncrypted(path, PASSPHRASE);
+  await a.setConfig("x", "from a");
+  await a.rotateDataKey();
+  await b.setConfig("y", "from b");
+  assert.deepEqual(await rawKeyIds(path), new Set([a.sealing!.keyId!]));
+  assert.equal(b.sealing?.keyId, a.sealing?.keyId, "b followed the rotation");
+  assert.equal(await b.getConfig("x"), "from a");
+  assert.equal(await a.getConfig("y"), "from b");
+});
+
+Deno.test("after another process rekeys, a handle keeps reading and writing but cannot rekey or rotate", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  await using a = await StateRegistry.openEncrypted(path, RAW_KEY);
+  await using b = await StateRegistry.openEncrypted(path, RAW_KEY);
+  await a.setConfig("x", 1);
+  await a.rekey(OTHER_KEY);
+  await b.setConfig("y", 2);
+  assert.equal(await b.getConfig("x"), 1);
+  assert.equal(await a.getConfig("y"), 2);
+  await assert.rejects(b.rotateDataKey(), /another process changed this registry's key since it was opened/);
+  await assert.rejects(b.rekey(PASSPHRASE), WrongKeyError);
+  // And after a rekey plus a rotation elsewhere, the stale handle stops clearly.
+  await a.rotateDataKey();
+  await assert.rejects(
+    b.setConfig("z", 3),
+    /changed the key of .* and rotated its data key; reopen it with the new key/,
+  );
+  await using c = await StateRegistry.openEncrypted(path, OTHER_KEY);
+  assert.equal(await c.getConfig("y"), 2);
+});
+
+// ---------------------------------------------------------------------------
+// oxide-k interop and conversion
+// ---------------------------------------------------------------------------
+
+Deno.test("an oxide-k file made with raw SQL and independent WebCrypto reads back", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("rust.db");
+  const values: [string, unknown][] = JSON_VALUES.map(([key, value]) => [`cfg.${key}`, value]);
+  // What a Rust oxide-k kernel with the `encrypted` feature leaves behind.
+  const rows: [string, string][] = [];
+  for (const [key, value] of values) rows.push([key, await independentOxideKSeal("s3cr3t-key", JSON.stringify(value))]);
+  // node:sqlite, not our engines; closed before any registry opens the file.
+  const db = new DatabaseSync(path);
+  try {
+    db.exec(OXIDE_K_SCHEMA);
+    db.prepare(
+      `INSERT INTO modules VALUES ('echo', 'Echo', '0.1.0', '"native"', '"running"', NULL, '2026-11-28T09:15:02.123456789+00:00')`,
+    ).run();
+    const insert = db.prepare("INSERT INTO config (key, value, updated_at) VALUES (?, ?, ?)");
+    for (const [key, stored] of rows) insert.run(key, stored, "2026-11-28T09:15:02.123456789+00:00");
+  } finally {
+    db.close();
+  }
+  await using reg = await StateRegistry.openEncrypted(path, "s3cr3t-key");
+  assert.equal(reg.sealing?.scheme, "oxide-k");
+  await assertAll(reg, values);
+  assert.equal((await reg.getModule("echo"))?.state, "running");
+});
+
+Deno.test("values written in the oxide-k scheme decrypt with independent WebCrypto code", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("shared.db");
+  {
+    await using reg = await StateRegistry.openEncrypted(path, "s3cr3t-key", { scheme: "oxide-k" });
+    await setAll(reg, JSON_VALUES);
+  }
+  for (const [key, value] of JSON_VALUES) {
+    const stored = await rawValue(path, key);
+    assert.deepEqual(JSON.parse(await independentOxideKOpen("s3cr3t-key", stored)), value, key);
+    // Exactly nonce[12] ++ ciphertext ++ tag[16], padded URL-safe base64.
+    const json = new TextEncoder().encode(JSON.stringify(value));
+    assert.equal(Uint8Array.fromBase64(stored, { alphabet: "base64url" }).length, 12 + json.length + 16);
+  }
+});
+
+Deno.test("convertToEnvelope() moves an oxide-k registry to the envelope scheme in one step", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  {
+    await using reg = await StateRegistry.openEncrypted(path, "s3cr3t-key", { scheme: "oxide-k" });
+    await setAll(reg, JSON_VALUES);
+    await assert.rejects(reg.rotateDataKey(), CryptoError);
+    assert.equal(await reg.convertToEnvelope(PASSPHRASE), JSON_VALUES.length);
+    assert.equal(reg.sealing?.scheme, "envelope");
+    await assertAll(reg, JSON_VALUES);
+    await assert.rejects(reg.convertToEnvelope(PASSPHRASE), /already uses the envelope scheme/);
+  }
+  assert.equal((await rawKeyIds(path)).size, 1);
+  await assert.rejects(StateRegistry.openEncrypted(path, "s3cr3t-key"), WrongKeyError);
+  await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE);
+  assert.equal(reg.sealing?.scheme, "envelope");
+  await assertAll(reg, JSON_VALUES);
+});
+
+// ---------------------------------------------------------------------------
+// Keys from the environment, and the permission-scoped example
+// ---------------------------------------------------------------------------
+
+const EXAMPLE = new URL("../examples/encrypted.ts", import.meta.url).pathname;
+const EXAMPLE_FLAGS = [
+  "--allow-ffi",
+  "--allow-read=./data",
+  "--allow-write=./data",
+  "--allow-env=OXIDE_REGISTRY_KEY",
+];
+
+Deno.test("the example:encrypted task names exactly the permissions the example is tested with", async () => {
+  const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  assert.equal(config.tasks["example:encrypted"], `deno run ${EXAMPLE_FLAGS.join(" ")} examples/encrypted.ts`);
+});
+
+Deno.test("the encrypted example works with exactly --allow-ffi, read/write on ./data and OXIDE_REGISTRY_KEY", async () => {
+  await using dir = await tempDir();
+  const env = { OXIDE_REGISTRY_KEY: PASSPHRASE, PATH: Deno.env.get("PATH") ?? "" };
+  const first = await runDeno(["run", ...EXAMPLE_FLAGS, EXAMPLE], { cwd: dir.path, env, clearEnv: true });
+  assert.equal(first.code, 0, first.stderr);
+  assert.match(first.stdout, /scheme: envelope, .*previous runs: 0/);
+  const second = await runDeno(["run", ...EXAMPLE_FLAGS, EXAMPLE], { cwd: dir.path, env, clearEnv: true });
+  assert.equal(second.code, 0, second.stderr);
+  assert.match(second.stdout, /previous runs: 1/);
+  const wrong = await runDeno(["run", ...EXAMPLE_FLAGS, EXAMPLE], {
+    cwd: dir.path,
+    env: { ...env, OXIDE_REGISTRY_KEY: "another passphrase" },
+    clearEnv: true,
+  });
+  assert.equal(wrong.code, 1);
+  assert.match(wrong.stderr, /error: wrong key/);
+  assert.deepEqual(await filesContaining(`${dir.path}/data/encrypted.db`, "tok_example_not_a_real_secret"), []);
+});
+
+Deno.test("without --allow-env the encrypted example says which permission is missing", async () => {
+  await using dir = await tempDir();
+  const flags = EXAMPLE_FLAGS.filter((flag) => !flag.startsWith("--allow-env"));
+  const result = await runDeno(["run", ...flags, EXAMPLE], {
+    cwd: dir.path,
+    env: { OXIDE_REGISTRY_KEY: PASSPHRASE, PATH: Deno.env.get("PATH") ?? "" },
+    clearEnv: true,
+  });
+  assert.equal(result.code, 1);
+  assert.match(result.stderr, /environment access is not permitted; run with --allow-env=OXIDE_REGISTRY_KEY/);
+});
+
+Deno.test(
+  "StateRegistry.keyFromEnv() names --allow-env when it is not granted",
+  { permissions: { env: false } },
+  () => {
+    assert.throws(() => StateRegistry.keyFromEnv(), (err: unknown) => {
+      assert.ok(err instanceof OtherError);
+      assert.match(err.message, /--allow-env=OXIDE_REGISTRY_KEY/);
+      return true;
+    });
+  },
+);
