@@ -119,8 +119,12 @@ export class ExtensionError extends KernelError {
 
 const NAME_PATTERN = /^[a-z][a-z0-9_.-]{0,63}$/;
 
-/** Owners of migrations that belong to the registry itself. */
-const RESERVED_NAMES: readonly string[] = ["registry"];
+/**
+ * Owners of migrations that belong to the registry itself (`src/schema.ts`,
+ * `src/sealing.ts`): an extension may not take these names, nor any starting
+ * with `oxide`, kept for the registry's future bookkeeping.
+ */
+const RESERVED_NAMES: readonly string[] = ["registry", "sealing"];
 
 /** Marks the errors our write guards raise, so they can be told from others. */
 const GUARD_MARK = "oxide extension guard";
@@ -131,7 +135,7 @@ const GUARD_MARK = "oxide extension guard";
  * @param definition The name and migrations.
  * @returns The frozen extension.
  * @throws {TypeError} When the definition, the name or a migration has the wrong shape.
- * @throws {RangeError} When the name breaks the naming rule or is reserved (`"registry"`), or the migrations are
+ * @throws {RangeError} When the name breaks the naming rule or is reserved (`"registry"`, `"sealing"`, `oxide...`), or the migrations are
  * not numbered 1, 2, 3, ... in order.
  *
  * @example Defining and opening an extension
@@ -176,10 +180,8 @@ export function defineExtension(definition: ExtensionDefinition): Extension {
       } must be lowercase letters, digits, '_', '.' or '-', starting with a letter, at most 64 characters`,
     );
   }
-  if (RESERVED_NAMES.includes(name)) {
-    throw new RangeError(
-      `extension name '${name}' is reserved for the registry's own migrations`,
-    );
+  if (RESERVED_NAMES.includes(name) || name.startsWith("oxide")) {
+    throw new RangeError(`extension name '${name}' is reserved for the registry's own migrations`);
   }
   if (!Array.isArray(migrations)) {
     throw new TypeError(
@@ -349,7 +351,7 @@ export function listExtensions(
   const placeholders = RESERVED_NAMES.map(() => "?").join(", ");
   return db.prepare(
     `SELECT owner, max(version) AS version FROM oxide_migrations
-     WHERE owner NOT IN (${placeholders}) GROUP BY owner ORDER BY owner`,
+     WHERE owner NOT IN (${placeholders}) AND owner NOT LIKE 'oxide%' GROUP BY owner ORDER BY owner`,
   ).all(...RESERVED_NAMES).map((row) => ({
     name: String(row.owner),
     version: Number(row.version),

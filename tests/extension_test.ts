@@ -58,6 +58,13 @@ Deno.test("defineExtension() rejects malformed definitions", async (t) => {
       words: "64",
     },
     { name: "reserved name", definition: { name: "registry", migrations: [] }, error: RangeError, words: "reserved" },
+    {
+      name: "the sealing owner",
+      definition: { name: "sealing", migrations: [] },
+      error: RangeError,
+      words: "reserved",
+    },
+    { name: "an oxide name", definition: { name: "oxide.keys", migrations: [] }, error: RangeError, words: "reserved" },
     { name: "migrations not an array", definition: { name: "n", migrations: {} }, error: TypeError, words: "array" },
     {
       name: "migration not an object",
