@@ -66,7 +66,7 @@ export interface SealingInfo {
   /** Envelope scheme: the id of the current data key (changes with `rotateDataKey`). */
   readonly keyId: string | undefined;
   /** Envelope scheme: how the key-encryption key is derived. */
-  readonly kdf: KdfParams["kdf"] | undefined;
+  readonly kdf: "pbkdf2-sha256" | "raw" | undefined;
   /** Envelope scheme with a passphrase: the PBKDF2 iteration count. */
   readonly iterations: number | undefined;
   /** Bumped by every change of keys or scheme, in any process. */

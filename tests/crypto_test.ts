@@ -348,6 +348,19 @@ Deno.test("keyFromEnv() names --allow-env when the environment is not readable",
   });
 });
 
+/** Runs `script` (which prints keyFromEnv()'s outcome as JSON) with only `env` and --allow-env=OXIDE_REGISTRY_KEY. */
+async function runKeyScript(script: string, env: Record<string, string>) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-config", "--allow-env=OXIDE_REGISTRY_KEY", script],
+    env,
+    clearEnv: true,
+    stdin: "null",
+    stderr: "inherit",
+  }).output();
+  assert.equal(out.code, 0);
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
 Deno.test("keyFromEnv() reads the key and refuses an unset or empty variable", async (t) => {
   const dir = await Deno.makeTempDir();
   try {
@@ -358,28 +371,17 @@ Deno.test("keyFromEnv() reads the key and refuses an unset or empty variable", a
 try { console.log(JSON.stringify({ key: keyFromEnv() })); }
 catch (e) { console.log(JSON.stringify({ name: e.name, message: e.message })); }`,
     );
-    async function run(env: Record<string, string>) {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "--no-config", "--allow-env=OXIDE_REGISTRY_KEY", script],
-        env,
-        clearEnv: true,
-        stdin: "null",
-        stderr: "inherit",
-      }).output();
-      assert.equal(out.code, 0);
-      return JSON.parse(new TextDecoder().decode(out.stdout));
-    }
     await t.step("set", async () => {
-      assert.deepEqual(await run({ OXIDE_REGISTRY_KEY: "s3cr3t-key" }), { key: "s3cr3t-key" });
+      assert.deepEqual(await runKeyScript(script, { OXIDE_REGISTRY_KEY: "s3cr3t-key" }), { key: "s3cr3t-key" });
     });
     await t.step("unset", async () => {
-      assert.deepEqual(await run({}), {
+      assert.deepEqual(await runKeyScript(script, {}), {
         name: "OtherError",
         message: "OXIDE_REGISTRY_KEY env var not set; set it or call openEncrypted with an explicit key",
       });
     });
     await t.step("empty", async () => {
-      const result = await run({ OXIDE_REGISTRY_KEY: "" });
+      const result = await runKeyScript(script, { OXIDE_REGISTRY_KEY: "" });
       assert.equal(result.name, "OtherError");
       assert.match(result.message, /OXIDE_REGISTRY_KEY env var is empty/);
     });

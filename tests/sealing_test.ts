@@ -408,12 +408,10 @@ Deno.test("openEncrypted() refuses keys and options of the wrong shape", async (
   const cases: [string, () => Promise<unknown>, typeof TypeError | typeof RangeError][] = [
     ["an empty passphrase", () => StateRegistry.openEncrypted(dir.file("a.db"), ""), TypeError],
     ["16 key bytes", () => StateRegistry.openEncrypted(dir.file("b.db"), new Uint8Array(16)), RangeError],
-    // deno-lint-ignore no-explicit-any
-    ["a number", () => StateRegistry.openEncrypted(dir.file("c.db"), 42 as any), TypeError],
-    // deno-lint-ignore no-explicit-any
+    ["a number", () => StateRegistry.openEncrypted(dir.file("c.db"), 42 as unknown as string), TypeError],
     [
       "an unknown scheme",
-      () => StateRegistry.openEncrypted(dir.file("d.db"), RAW_KEY, { scheme: "rot13" as any }),
+      () => StateRegistry.openEncrypted(dir.file("d.db"), RAW_KEY, { scheme: "rot13" as unknown as "envelope" }),
       TypeError,
     ],
     ["an empty path", () => StateRegistry.openEncrypted("", RAW_KEY), TypeError],
