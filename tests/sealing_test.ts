@@ -99,10 +99,10 @@ CREATE TABLE IF NOT EXISTS config (
 
 /**
  * Runs raw SQL on a separate connection to `path`, outside the config API.
- * It is our FFI engine, like the registries under test: two different SQLite
- * libraries in one process do not see each other's POSIX locks, so mixing
- * `node:sqlite` with open FFI connections would break WAL (separate processes
- * are fine).
+ * It is our FFI engine: two different SQLite libraries in one process do not
+ * see each other's POSIX locks, so the registry refuses to open a file through
+ * both at once (separate processes are fine). Use it while no node-engine
+ * registry has the file open.
  */
 async function withRawDb<T>(path: string, fn: (db: Engine) => T): Promise<T> {
   await using reg = await StateRegistry.connect(path);
@@ -202,7 +202,8 @@ for (const scheme of ["envelope", "oxide-k"] as const) {
     assert.equal(reg.sealing?.scheme, scheme, "the scheme is remembered");
     await assertAll(reg, JSON_VALUES);
     for (const [key] of JSON_VALUES) {
-      const stored = await rawValue(path, key);
+      // Through the registry's own connection: a second connection must use the same engine (see withRawDb).
+      const stored = String(reg.db.prepare("SELECT value FROM config WHERE key = ?").get(key)?.value);
       if (scheme === "envelope") assert.match(stored, /^\$oxide1\$/);
       else assert.match(stored, /^[A-Za-z0-9_-]+={0,2}$/);
     }

@@ -357,3 +357,22 @@ Deno.test({
     assert.equal(db.name, "node");
   },
 });
+
+Deno.test("a file open through one engine is refused by the other in the same process", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("shared.db");
+  for (const [first, second] of [["ffi", "node"], ["node", "ffi"]] as const) {
+    const a = openEngine(path, { engine: first });
+    const same = openEngine(`${dir.path}/./shared.db`, { engine: first }); // Same library: fine, shares locks.
+    assert.throws(() => openEngine(path, { engine: second }), (error: unknown) => {
+      assert.ok(error instanceof RegistryError);
+      assert.match(error.message, new RegExp(`has it open with the ${first} engine`));
+      assert.ok(error.message.includes(`'${path}'`), error.message);
+      return true;
+    });
+    a.close();
+    assert.throws(() => openEngine(path, { engine: second }), RegistryError, "still open through `same`");
+    same.close();
+    openEngine(path, { engine: second }).close(); // Every handle closed: the other engine may open it.
+  }
+});

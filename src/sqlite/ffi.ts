@@ -22,6 +22,7 @@ import {
   SQLITE_TEXT,
   SQLITE_TRANSIENT,
 } from "./_ffi_symbols.ts";
+import { claimFile } from "./_file_owners.ts";
 import { loadSqlite } from "./_library.ts";
 import { runTransaction } from "./_transaction.ts";
 
@@ -54,6 +55,7 @@ export class FfiEngine implements Engine {
   #db: Deno.PointerValue;
   readonly #statements = new Map<string, FfiStatement>();
   readonly #out = new BigUint64Array(1);
+  readonly #release: () => void;
 
   /**
    * Opens (creating if missing) the database at `options.path`.
@@ -68,17 +70,14 @@ export class FfiEngine implements Engine {
     );
     const flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
       SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
-    const rc = this.#lib.sqlite3_open_v2(
-      cString(options.path),
-      this.#out,
-      flags,
-      null,
-    );
+    this.#release = claimFile(options.path, "ffi");
+    const rc = this.#lib.sqlite3_open_v2(cString(options.path), this.#out, flags, null);
     this.#db = Deno.UnsafePointer.create(this.#out[0]!);
     if (rc !== SQLITE_OK) {
       const error = this.error(rc);
       if (this.#db !== null) this.#lib.sqlite3_close_v2(this.#db);
       this.#db = null;
+      this.#release();
       throw error;
     }
   }
@@ -146,6 +145,7 @@ export class FfiEngine implements Engine {
     this.#statements.clear();
     this.#lib.sqlite3_close_v2(this.#db);
     this.#db = null;
+    this.#release();
   }
 
   [Symbol.dispose](): void {

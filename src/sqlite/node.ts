@@ -11,6 +11,7 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { RegistryError } from "../errors.ts";
 import type { Engine, EngineOpenOptions, Row, RunResult, SqlValue, Statement } from "./engine.ts";
+import { claimFile } from "./_file_owners.ts";
 import { runTransaction } from "./_transaction.ts";
 import { closedError } from "./ffi.ts";
 
@@ -35,6 +36,7 @@ export class NodeEngine implements Engine {
   readonly #db: DatabaseSync;
   readonly #statements = new Map<string, NodeStatement>();
   #open = true;
+  readonly #release: () => void;
 
   /**
    * Opens (creating if missing) the database at `options.path`.
@@ -43,12 +45,14 @@ export class NodeEngine implements Engine {
    */
   constructor(options: EngineOpenOptions) {
     this.path = options.path;
+    this.#release = claimFile(options.path, "node");
     let db: DatabaseSync | undefined;
     try {
-      db = new DatabaseSync(options.path);
+      db = new DatabaseSync(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
       this.sqliteVersion = String(db.prepare("SELECT sqlite_version() AS v").get()!.v);
     } catch (error) {
       db?.close();
+      this.#release();
       throw nodeError(error, options.path);
     }
     this.#db = db;
@@ -97,6 +101,7 @@ export class NodeEngine implements Engine {
     this.#open = false;
     this.#statements.clear();
     this.#db.close(); // Finalizes every statement it prepared.
+    this.#release();
   }
 
   [Symbol.dispose](): void {
