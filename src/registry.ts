@@ -23,8 +23,9 @@ import {
   type ModuleRecord,
   type ModuleState,
 } from "./module.ts";
-import { migrateRegistry } from "./schema.ts";
+import { checkRegistryShape, migrateRegistry } from "./schema.ts";
 import type { Engine, EngineName, Row } from "./sqlite/engine.ts";
+import { closedError } from "./sqlite/ffi.ts";
 import { MEMORY_PATH, openEngine, type OpenEngineOptions } from "./sqlite/open.ts";
 import { formatTimestamp, parseTimestamp } from "./time.ts";
 import { keyFromEnv, type RegistryKey } from "./crypto/key.ts";
@@ -99,6 +100,12 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   readonly #db: Engine;
   /** Set by `openEncrypted`: seals and opens config values. */
   #sealing: Sealing | undefined;
+  /** Set by `close()`: new calls are refused while the calls in flight finish. */
+  #closing = false;
+  /** Calls started and not yet settled. */
+  #inFlight = 0;
+  /** Resolved when the last call in flight settles after `close()` began. */
+  #idle: PromiseWithResolvers<void> | undefined;
 
   private constructor(db: Engine) {
     this.#db = db;
@@ -250,7 +257,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
 
   static #open(path: string, options: RegistryOptions): Promise<StateRegistry> {
     try {
-      const db = openEngine(path, options);
+      const db = openEngine(path, options, checkRegistryShape);
       try {
         migrateRegistry(db);
       } catch (error) {
@@ -339,7 +346,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * ```
    */
   get isOpen(): boolean {
-    return this.#db.isOpen;
+    return !this.#closing && this.#db.isOpen;
   }
 
   // ---------------------------------------------------------------------------
@@ -368,6 +375,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    */
   upsertModule(metadata: ModuleMetadata, state: ModuleState): Promise<void> {
     try {
+      using _call = this.#begin();
       if (typeof metadata !== "object" || metadata === null) {
         throw new TypeError(
           `module metadata must be an object, got ${describe(metadata)}`,
@@ -418,6 +426,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    */
   setModuleState(id: string, state: ModuleState): Promise<void> {
     try {
+      using _call = this.#begin();
       const key = checkText("module id", id);
       const stateText = checkState(state);
       const { changes } = this.#db.prepare(SQL.setModuleState).run(
@@ -451,6 +460,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    */
   getModule(id: string): Promise<ModuleRecord | undefined> {
     try {
+      using _call = this.#begin();
       const row = this.#db.prepare(SQL.getModule).get(
         checkText("module id", id),
       );
@@ -484,6 +494,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    */
   listModules(options: ListModulesOptions = {}): Promise<ModuleRecord[]> {
     try {
+      using _call = this.#begin();
       const invalid = options.invalid ?? "throw";
       if (invalid !== "throw" && invalid !== "skip") {
         throw new TypeError(
@@ -537,6 +548,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * ```
    */
   async setConfig(key: string, value: unknown): Promise<void> {
+    using _call = this.#begin();
     checkText("config key", key);
     const json = encodeJson(value);
     const write = (stored: string) => this.#db.prepare(SQL.setConfig).run(key, stored, formatTimestamp(new Date()));
@@ -610,6 +622,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    */
   deleteConfig(key: string): Promise<boolean> {
     try {
+      using _call = this.#begin();
       const { changes } = this.#db.prepare(SQL.deleteConfig).run(
         checkText("config key", key),
       );
@@ -620,6 +633,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   }
 
   async #readConfig<T>(key: string): Promise<T | typeof NOT_FOUND> {
+    using _call = this.#begin();
     checkText("config key", key);
     const row = this.#db.prepare(SQL.getConfig).get(key);
     if (row === undefined) return NOT_FOUND;
@@ -712,6 +726,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * ```
    */
   async rekey(newKey: RegistryKey, options: RekeyOptions = {}): Promise<void> {
+    using _call = this.#begin();
     await this.#requireSealing("rekey").rekey(newKey, options);
   }
 
@@ -739,11 +754,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * ```
    */
   rotateDataKey(): Promise<number> {
-    try {
-      return this.#requireSealing("rotateDataKey").rotateDataKey();
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.#track(() => this.#requireSealing("rotateDataKey").rotateDataKey());
   }
 
   /**
@@ -774,11 +785,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * ```
    */
   sealPlainValues(): Promise<number> {
-    try {
-      return this.#requireSealing("sealPlainValues").sealPlainValues();
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.#track(() => this.#requireSealing("sealPlainValues").sealPlainValues());
   }
 
   /**
@@ -805,11 +812,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * ```
    */
   convertToEnvelope(key: RegistryKey, options: RekeyOptions = {}): Promise<number> {
-    try {
-      return this.#requireSealing("convertToEnvelope").convertToEnvelope(key, options);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.#track(() => this.#requireSealing("convertToEnvelope").convertToEnvelope(key, options));
   }
 
   #requireSealing(operation: string): Sealing {
@@ -824,8 +827,13 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   // ---------------------------------------------------------------------------
 
   /**
-   * Closes the registry: finalizes every statement and closes the database.
-   * Safe to call twice; any call afterwards throws a `RegistryError`.
+   * Closes the registry: refuses new calls at once, waits for the calls in
+   * flight to finish (each either completes or fails whole; none is cut
+   * short), then finalizes every statement and closes the database. Safe to
+   * call twice; any call afterwards rejects with a `RegistryError`
+   * (`database '...' is closed`). `using` (`[Symbol.dispose]`) closes at once
+   * instead: calls in flight then fail with that error, and nothing of them
+   * is written.
    *
    * @example
    * ```ts
@@ -839,8 +847,13 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * ```
    */
   close(): Promise<void> {
-    this.#db.close();
-    return Promise.resolve();
+    this.#closing = true;
+    if (this.#inFlight === 0) {
+      this.#db.close();
+      return Promise.resolve();
+    }
+    this.#idle ??= Promise.withResolvers<void>();
+    return this.#idle.promise.then(() => this.#db.close());
   }
 
   /** Closes the registry at the end of an `await using` block. */
@@ -848,9 +861,27 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     return this.close();
   }
 
-  /** Closes the registry at the end of a `using` block. */
+  /** Closes the registry at the end of a `using` block, at once: calls in flight fail with the closed error. */
   [Symbol.dispose](): void {
+    this.#closing = true;
     this.#db.close();
+  }
+
+  /** Counts a call as in flight until the returned handle is disposed; refuses calls once `close()` began. */
+  #begin(): Disposable {
+    if (this.#closing) throw closedError(this.#db.path);
+    this.#inFlight++;
+    return {
+      [Symbol.dispose]: () => {
+        if (--this.#inFlight === 0) this.#idle?.resolve();
+      },
+    };
+  }
+
+  /** Runs `work` as one call in flight (see {@linkcode StateRegistry.close}). */
+  async #track<T>(work: () => Promise<T>): Promise<T> {
+    using _call = this.#begin();
+    return await work();
   }
 }
 

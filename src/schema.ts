@@ -43,8 +43,9 @@ export const REGISTRY_TABLES: readonly string[] = [
   "oxide_migrations",
 ];
 
-/** The columns each oxide-k table must have for the registry to use it. */
+/** The columns each table the registry uses must have, when it exists. */
 const REQUIRED_COLUMNS: Readonly<Record<string, readonly string[]>> = {
+  oxide_migrations: ["owner", "version", "name", "applied_at"],
   modules: [
     "id",
     "name",
@@ -142,29 +143,46 @@ export function recordedVersion(db: Engine, owner: string): number {
 }
 
 /**
- * Creates or upgrades the registry's schema, then checks that oxide-k's
- * tables have the columns the registry reads.
+ * Checks, without writing, that the tables the registry uses are absent or
+ * have the columns it reads, so a file of another shape is refused before
+ * anything is written to it.
  *
- * @throws {RegistryError} naming the file and table when a table has the wrong shape.
+ * @throws {RegistryError} naming the table when it has the wrong shape, or is a view or index.
+ */
+export function checkRegistryShape(db: Engine): void {
+  const objects = db.prepare(
+    "SELECT type FROM sqlite_master WHERE name = ?1 COLLATE NOCASE",
+  );
+  for (const [table, required] of Object.entries(REQUIRED_COLUMNS)) {
+    const type = objects.get(table)?.type;
+    if (type === undefined) continue;
+    if (type !== "table") {
+      throw new RegistryError(`its '${table}' is a ${type}, not a table: not an oxide-k registry`, { path: db.path });
+    }
+    const columns = new Set(
+      db.prepare(`SELECT name FROM pragma_table_info('${table}')`).all().map((row) => row.name),
+    );
+    const missing = required.filter((column) => !columns.has(column));
+    if (missing.length > 0) {
+      throw new RegistryError(
+        `it has a '${table}' table without the column(s) ${missing.join(", ")}: not an oxide-k registry`,
+        { path: db.path },
+      );
+    }
+  }
+}
+
+/**
+ * Checks the shape of the tables (see {@linkcode checkRegistryShape}), then
+ * creates or upgrades the registry's schema.
+ *
+ * @throws {RegistryError} naming the table when a table has the wrong shape; nothing is written then.
  */
 export function migrateRegistry(db: Engine): void {
+  checkRegistryShape(db);
   // oxide-k's own bootstrap runs every time; ours must also accept a file oxide-k created.
   db.transaction(() => {
     db.exec(`${MODULES_TABLE_SQL}; ${CONFIG_TABLE_SQL}`);
     applyMigrations(db, "registry", REGISTRY_MIGRATIONS);
   });
-  for (const [table, required] of Object.entries(REQUIRED_COLUMNS)) {
-    const columns = new Set(
-      db.prepare(`SELECT name FROM pragma_table_info('${table}')`).all().map((
-        row,
-      ) => row.name),
-    );
-    const missing = required.filter((column) => !columns.has(column));
-    if (missing.length > 0) {
-      throw new RegistryError(
-        `'${db.path}' has a '${table}' table without the column(s) ${missing.join(", ")}: not an oxide-k registry`,
-        { path: db.path },
-      );
-    }
-  }
 }

@@ -101,4 +101,9 @@ export interface EngineOpenOptions {
   path: string;
   /** FFI engine only: the SQLite library to load. */
   libPath?: string | undefined;
+  /**
+   * Node engine: the busy timeout in milliseconds, set as the connection opens, since its first statement (reading
+   * the SQLite version) already loads the schema and can meet another process's lock. Default 5000.
+   */
+  busyTimeoutMs?: number | undefined;
 }

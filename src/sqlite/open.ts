@@ -42,11 +42,21 @@ export const MEMORY_PATH = ":memory:";
  * Opens `path` (creating it if missing) with the chosen engine and applies
  * the connection settings.
  *
- * @throws {RegistryError} naming the path when the file cannot be opened or is not a database.
+ * Nothing is written to an existing file before it has been found usable: a
+ * read-only file is refused before its first read (SQLite would otherwise
+ * create `-wal`/`-shm` files beside it), and `check` runs before the switch to
+ * WAL (which rewrites the file header).
+ *
+ * @param path File path, or `":memory:"`.
+ * @param options Engine choice and connection settings.
+ * @param check Read-only checks of the file's content, run before anything is written; throw to refuse the file.
+ * @throws {RegistryError} naming the path when the file cannot be opened, is read-only, is not a database, or
+ * `check` refuses it.
  */
 export function openEngine(
   path: string,
   options: OpenEngineOptions = {},
+  check?: (engine: Engine) => void,
 ): Engine {
   const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
   if (
@@ -63,9 +73,16 @@ export function openEngine(
       `durability must be "full" or "normal", got '${durability}'`,
     );
   }
-  const engine = createEngine(path, options);
+  const engine = createEngine(path, { ...options, busyTimeoutMs });
   try {
+    if (path !== MEMORY_PATH && openedReadOnly(engine)) {
+      throw new RegistryError(
+        "attempt to write a readonly database: the file is read-only",
+        { path, code: SQLITE_READONLY },
+      );
+    }
     engine.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
+    check?.(engine);
     if (path !== MEMORY_PATH) {
       engine.exec(
         `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${durability.toUpperCase()}`,
@@ -80,7 +97,7 @@ export function openEngine(
 
 function createEngine(path: string, options: OpenEngineOptions): Engine {
   const choice = options.engine ?? "auto";
-  const engineOptions = { path, libPath: options.libPath };
+  const engineOptions = { path, libPath: options.libPath, busyTimeoutMs: options.busyTimeoutMs };
   switch (choice) {
     case "ffi":
       return withOpenError(path, () => new FfiEngine(engineOptions));
@@ -95,6 +112,26 @@ function createEngine(path: string, options: OpenEngineOptions): Engine {
       throw new TypeError(
         `engine must be "auto", "ffi" or "node", got '${choice}'`,
       );
+  }
+}
+
+const SQLITE_READONLY = 8;
+const SQLITE_CANTOPEN = 14;
+
+/**
+ * Whether SQLite fell back to opening the file read-only (it does so silently
+ * when the file is write-protected). The FFI engine asks SQLite; `node:sqlite`
+ * cannot say, so the node engine tries to open the file for writing (it
+ * already needs `--allow-write` on it).
+ */
+function openedReadOnly(engine: Engine): boolean {
+  if (engine instanceof FfiEngine) return engine.readonly;
+  try {
+    Deno.openSync(engine.path, { read: true, write: true }).close();
+    return false;
+  } catch (error) {
+    return error instanceof Deno.errors.PermissionDenied ||
+      (error as { code?: unknown }).code === "EROFS";
   }
 }
 
@@ -126,10 +163,22 @@ function openError(path: string, error: unknown): RegistryError {
     });
   }
   if (error.path === undefined) return error; // Library loading: nothing about this path.
-  const detail = error.message.replace(/^registry error: /, "");
+  const detail = error.message.replace(/^registry error: /, "") + openHint(error.code);
   return new RegistryError(`cannot open '${path}': ${detail}`, {
     path,
     cause: error,
     ...(error.code === undefined ? {} : { code: error.code }),
   });
+}
+
+/** What to do about the failures SQLite's messages leave vague. */
+function openHint(code: number | undefined): string {
+  switch (code === undefined ? undefined : code & 0xff) {
+    case SQLITE_READONLY:
+      return " (the registry needs write access to the file and to its folder, where SQLite keeps the -wal and -shm files)";
+    case SQLITE_CANTOPEN:
+      return " (check that the folder exists and that this process may create files in it)";
+    default:
+      return "";
+  }
 }
