@@ -889,7 +889,11 @@ const NOT_FOUND = Symbol("not found");
 
 /** Builds a record from a `modules` row, checking it as oxide-k's deserializer would. */
 function rowToModuleRecord(row: Row): ModuleRecord {
-  const id = String(row.id);
+  // SQLite lets another program store NULL, a number or a blob in a TEXT PRIMARY KEY; oxide-k cannot read them.
+  if (typeof row.id !== "string") {
+    throw new SerializationError(`a module row has an id that is not text: ${describe(row.id)}`);
+  }
+  const id = row.id;
   const kind = decodeEnumText(id, "kind", row.kind, KIND_BY_TEXT);
   const state = decodeEnumText(id, "state", row.state, STATE_BY_TEXT);
   const updatedAt = typeof row.updated_at === "string" ? parseTimestamp(row.updated_at) : undefined;

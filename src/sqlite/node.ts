@@ -49,7 +49,7 @@ export class NodeEngine implements Engine {
     let db: DatabaseSync | undefined;
     try {
       db = new DatabaseSync(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
-      this.sqliteVersion = String(db.prepare("SELECT sqlite_version() AS v").get()!.v);
+      this.sqliteVersion = bundledVersion();
     } catch (error) {
       db?.close();
       this.#release();
@@ -112,6 +112,26 @@ export class NodeEngine implements Engine {
   assertOpen(): void {
     if (!this.#open) throw closedError(this.path);
   }
+}
+
+let version: string | undefined;
+
+/**
+ * The version of the SQLite inside Deno, asked once of a private in-memory
+ * database: asking the file's own connection would read the file (its schema,
+ * and for a WAL file create the -wal and -shm files) before the caller has
+ * checked it may write there.
+ */
+function bundledVersion(): string {
+  if (version === undefined) {
+    const memory = new DatabaseSync(":memory:");
+    try {
+      version = String(memory.prepare("SELECT sqlite_version() AS v").get()!.v);
+    } finally {
+      memory.close();
+    }
+  }
+  return version;
 }
 
 class NodeStatement implements Statement {
