@@ -14,8 +14,6 @@ import {
 } from "./errors.ts";
 import { encodeJson } from "./json.ts";
 import {
-  isModuleKind,
-  isModuleState,
   MODULE_KINDS,
   MODULE_STATES,
   type ModuleKind,
@@ -24,10 +22,10 @@ import {
   type ModuleState,
 } from "./module.ts";
 import { checkRegistryShape, migrateRegistry } from "./schema.ts";
-import type { Engine, EngineName, Row } from "./sqlite/engine.ts";
+import type { Engine, EngineName, Row, Statement } from "./sqlite/engine.ts";
 import { closedError } from "./sqlite/ffi.ts";
 import { MEMORY_PATH, openEngine, type OpenEngineOptions } from "./sqlite/open.ts";
-import { formatTimestamp, parseTimestamp } from "./time.ts";
+import { nowTimestamp, parseTimestamp } from "./time.ts";
 import { keyFromEnv, type RegistryKey } from "./crypto/key.ts";
 import {
   openSealing,
@@ -98,6 +96,7 @@ ON CONFLICT(key) DO UPDATE SET
  */
 export class StateRegistry implements AsyncDisposable, Disposable {
   readonly #db: Engine;
+  readonly #sql: Statements;
   /** Set by `openEncrypted`: seals and opens config values. */
   #sealing: Sealing | undefined;
   /** Set by `close()`: new calls are refused while the calls in flight finish. */
@@ -109,6 +108,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
 
   private constructor(db: Engine) {
     this.#db = db;
+    this.#sql = prepareStatements(db);
   }
 
   /**
@@ -389,16 +389,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
       const description = metadata.description === undefined || metadata.description === null
         ? null
         : checkText("module description", metadata.description);
-      this.#db.prepare(SQL.upsertModule).run(
-        id,
-        name,
-        version,
-        kind,
-        stateText,
-        description,
-        formatTimestamp(new Date()),
-      );
-      return Promise.resolve();
+      this.#sql.upsertModule.run(id, name, version, kind, stateText, description, nowTimestamp());
+      return RESOLVED;
     } catch (error) {
       return Promise.reject(error);
     }
@@ -426,16 +418,12 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    */
   setModuleState(id: string, state: ModuleState): Promise<void> {
     try {
-      using _call = this.#begin();
+      this.#checkOpen();
       const key = checkText("module id", id);
       const stateText = checkState(state);
-      const { changes } = this.#db.prepare(SQL.setModuleState).run(
-        stateText,
-        formatTimestamp(new Date()),
-        key,
-      );
+      const { changes } = this.#sql.setModuleState.run(stateText, nowTimestamp(), key);
       if (changes === 0) throw new UnknownModuleError(key);
-      return Promise.resolve();
+      return RESOLVED;
     } catch (error) {
       return Promise.reject(error);
     }
@@ -460,13 +448,9 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    */
   getModule(id: string): Promise<ModuleRecord | undefined> {
     try {
-      using _call = this.#begin();
-      const row = this.#db.prepare(SQL.getModule).get(
-        checkText("module id", id),
-      );
-      return Promise.resolve(
-        row === undefined ? undefined : rowToModuleRecord(row),
-      );
+      this.#checkOpen();
+      const row = this.#sql.getModule.get(checkText("module id", id));
+      return Promise.resolve(row === undefined ? undefined : rowToModuleRecord(row));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -494,7 +478,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    */
   listModules(options: ListModulesOptions = {}): Promise<ModuleRecord[]> {
     try {
-      using _call = this.#begin();
+      this.#checkOpen();
       const invalid = options.invalid ?? "throw";
       if (invalid !== "throw" && invalid !== "skip") {
         throw new TypeError(
@@ -503,7 +487,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
       }
       const records: ModuleRecord[] = [];
       const failures: Error[] = [];
-      for (const row of this.#db.prepare(SQL.listModules).all()) {
+      for (const row of this.#sql.listModules.all()) {
         try {
           records.push(rowToModuleRecord(row));
         } catch (error) {
@@ -547,14 +531,17 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * assert.deepEqual(await reg.getConfig("endpoint"), { url: "https://example.com", retries: 3 });
    * ```
    */
-  async setConfig(key: string, value: unknown): Promise<void> {
-    using _call = this.#begin();
-    checkText("config key", key);
-    const json = encodeJson(value);
-    const write = (stored: string) => this.#db.prepare(SQL.setConfig).run(key, stored, formatTimestamp(new Date()));
-    // Sealed: written in a transaction that checks the keys did not change meanwhile.
-    if (this.#sealing !== undefined) return await this.#sealing.write(key, json, write);
-    write(await this.#encodeValue(key, json));
+  setConfig(key: string, value: unknown): Promise<void> {
+    // Sealed: async (WebCrypto), written in a transaction that checks the keys did not change meanwhile.
+    if (this.#sealing !== undefined) return this.#setSealed(this.#sealing, key, value);
+    try {
+      this.#checkOpen();
+      checkText("config key", key);
+      this.#sql.setConfig.run(key, encodeJson(value), nowTimestamp());
+      return RESOLVED;
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /**
@@ -576,10 +563,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * await assert.rejects(reg.getConfig("missing"), ConfigNotFoundError);
    * ```
    */
-  async getConfig<T = unknown>(key: string): Promise<T> {
-    const value = await this.#readConfig<T>(key);
-    if (value === NOT_FOUND) throw new ConfigNotFoundError(key);
-    return value;
+  getConfig<T = unknown>(key: string): Promise<T> {
+    return this.#readConfig<T>(key, true) as Promise<T>;
   }
 
   /**
@@ -598,9 +583,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * assert.equal(await reg.tryGetConfig("missing"), undefined);
    * ```
    */
-  async tryGetConfig<T = unknown>(key: string): Promise<T | undefined> {
-    const value = await this.#readConfig<T>(key);
-    return value === NOT_FOUND ? undefined : value;
+  tryGetConfig<T = unknown>(key: string): Promise<T | undefined> {
+    return this.#readConfig<T>(key, false);
   }
 
   /**
@@ -622,49 +606,51 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    */
   deleteConfig(key: string): Promise<boolean> {
     try {
-      using _call = this.#begin();
-      const { changes } = this.#db.prepare(SQL.deleteConfig).run(
-        checkText("config key", key),
-      );
+      this.#checkOpen();
+      const { changes } = this.#sql.deleteConfig.run(checkText("config key", key));
       return Promise.resolve(changes > 0);
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
-  async #readConfig<T>(key: string): Promise<T | typeof NOT_FOUND> {
+  /**
+   * Reads a config value; `required` decides between `ConfigNotFoundError` and `undefined`. A plain registry
+   * answers synchronously (nothing to track for close()); a sealed one awaits WebCrypto as a call in flight.
+   */
+  #readConfig<T>(key: string, required: boolean): Promise<T | undefined> {
+    try {
+      this.#checkOpen();
+      checkText("config key", key);
+      const row = this.#sql.getConfig.get(key);
+      if (row === undefined) {
+        if (required) throw new ConfigNotFoundError(key);
+        return RESOLVED;
+      }
+      const stored = storedText(key, row.value);
+      if (this.#sealing !== undefined) return this.#openSealed<T>(this.#sealing, key, stored);
+      refuseSealedValue(key, stored);
+      return Promise.resolve(parseConfig<T>(key, stored));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  async #openSealed<T>(sealing: Sealing, key: string, stored: string): Promise<T> {
+    using _call = this.#begin();
+    return parseConfig<T>(key, await sealing.open(key, stored));
+  }
+
+  async #setSealed(sealing: Sealing, key: string, value: unknown): Promise<void> {
     using _call = this.#begin();
     checkText("config key", key);
-    const row = this.#db.prepare(SQL.getConfig).get(key);
-    if (row === undefined) return NOT_FOUND;
-    const json = await this.#decodeValue(key, row.value);
-    try {
-      return JSON.parse(json) as T;
-    } catch (error) {
-      throw new SerializationError(
-        `value of config key '${key}' is not valid JSON: ${(error as Error).message}`,
-        {
-          cause: error,
-        },
-      );
-    }
+    const json = encodeJson(value);
+    await sealing.write(key, json, (stored) => this.#sql.setConfig.run(key, stored, nowTimestamp()));
   }
 
-  /** Turns a value's JSON into the text stored in `config.value`. */
-  #encodeValue(_key: string, json: string): string | Promise<string> {
-    return json;
-  }
-
-  /** Turns the stored `config.value` back into JSON text. */
-  #decodeValue(key: string, stored: unknown): string | Promise<string> {
-    if (typeof stored !== "string") {
-      throw new SerializationError(
-        `value of config key '${key}' is not text: ${describe(stored)}`,
-      );
-    }
-    if (this.#sealing !== undefined) return this.#sealing.open(key, stored);
-    refuseSealedValue(key, stored);
-    return stored;
+  /** Throws the closed error once `close()` began; synchronous calls need nothing more (they cannot be in flight). */
+  #checkOpen(): void {
+    if (this.#closing) throw closedError(this.#db.path);
   }
 
   // ---------------------------------------------------------------------------
@@ -885,7 +871,33 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   }
 }
 
-const NOT_FOUND = Symbol("not found");
+/** One resolved promise serves every synchronous call that returns nothing. */
+const RESOLVED: Promise<undefined> = Promise.resolve(undefined);
+
+/** The registry's statements, prepared once per connection. */
+type Statements = { readonly [K in keyof typeof SQL]: Statement };
+
+function prepareStatements(db: Engine): Statements {
+  return Object.fromEntries(Object.entries(SQL).map(([name, sql]) => [name, db.prepare(sql)])) as Statements;
+}
+
+/** The stored `config.value`, which must be text. */
+function storedText(key: string, stored: unknown): string {
+  if (typeof stored !== "string") {
+    throw new SerializationError(`value of config key '${key}' is not text: ${describe(stored)}`);
+  }
+  return stored;
+}
+
+function parseConfig<T>(key: string, json: string): T {
+  try {
+    return JSON.parse(json) as T;
+  } catch (error) {
+    throw new SerializationError(`value of config key '${key}' is not valid JSON: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+}
 
 /** Builds a record from a `modules` row, checking it as oxide-k's deserializer would. */
 function rowToModuleRecord(row: Row): ModuleRecord {
@@ -964,22 +976,30 @@ function checkText(what: string, value: unknown): string {
   return value;
 }
 
+/** Kinds and states as stored: JSON strings, with the quotes. */
+const TEXT_OF_KIND: ReadonlyMap<unknown, string> = new Map(MODULE_KINDS.map((kind) => [kind, `"${kind}"`]));
+const TEXT_OF_STATE: ReadonlyMap<unknown, string> = new Map(MODULE_STATES.map((state) => [state, `"${state}"`]));
+
+/** The stored text of `kind`, or a `SerializationError` when it is not a kind. */
 function checkKind(kind: unknown): string {
-  if (!isModuleKind(kind)) {
+  const text = TEXT_OF_KIND.get(kind);
+  if (text === undefined) {
     throw new SerializationError(
       `unknown module kind ${describe(kind)}: expected one of ${MODULE_KINDS.map((k) => `'${k}'`).join(", ")}`,
     );
   }
-  return `"${kind}"`;
+  return text;
 }
 
+/** The stored text of `state`, or a `SerializationError` when it is not a state. */
 function checkState(state: unknown): string {
-  if (!isModuleState(state)) {
+  const text = TEXT_OF_STATE.get(state);
+  if (text === undefined) {
     throw new SerializationError(
       `unknown module state ${describe(state)}: expected one of ${MODULE_STATES.map((s) => `'${s}'`).join(", ")}`,
     );
   }
-  return `"${state}"`;
+  return text;
 }
 
 /** A short, quoted description of any value for error messages. */
@@ -994,5 +1014,3 @@ function describe(value: unknown): string {
   }
   return `${typeof value} ${String(value)}`;
 }
-
-export type { ModuleKind };

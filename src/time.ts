@@ -27,6 +27,24 @@ export function formatTimestamp(date: Date): string {
   return (date.getUTCMilliseconds() === 0 ? iso.slice(0, 19) : iso.slice(0, 23)) + "+00:00";
 }
 
+let lastMs = NaN;
+let lastText = "";
+
+/**
+ * The current time as {@linkcode formatTimestamp} writes it, formatted at most
+ * once per millisecond (writes in a burst share the text).
+ *
+ * @returns e.g. `2026-11-28T09:15:02.123+00:00`.
+ */
+export function nowTimestamp(): string {
+  const ms = Date.now();
+  if (ms !== lastMs) {
+    lastText = formatTimestamp(new Date(ms));
+    lastMs = ms;
+  }
+  return lastText;
+}
+
 /**
  * Parses an RFC 3339 timestamp with any number of fraction digits and any
  * offset (`Z`, `+00:00`, `-05:30`). Digits past milliseconds are truncated.

@@ -256,8 +256,8 @@ class FfiStatement implements Statement {
   }
 
   #start(params: SqlValue[]): Deno.PointerObject {
-    this.#engine.assertOpen();
-    const handle = this.#handle!;
+    const handle = this.#handle; // Finalized (null) exactly when the engine closed.
+    if (handle === null) throw closedError(this.#engine.path);
     if (params.length !== this.#parameterCount) {
       throw new RangeError(
         `statement takes ${this.#parameterCount} parameter(s), got ${params.length}: '${this.sql}'`,
