@@ -629,8 +629,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
       }
       const stored = storedText(key, row.value);
       if (this.#sealing !== undefined) return this.#openSealed<T>(this.#sealing, key, stored);
-      refuseSealedValue(key, stored);
-      return Promise.resolve(parseConfig<T>(key, stored));
+      return Promise.resolve(parsePlainConfig<T>(key, stored));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -887,6 +886,16 @@ function storedText(key: string, stored: unknown): string {
     throw new SerializationError(`value of config key '${key}' is not text: ${describe(stored)}`);
   }
   return stored;
+}
+
+/** Parses a value read without a key. Sealed text is never JSON, so only a failed parse needs a closer look. */
+function parsePlainConfig<T>(key: string, stored: string): T {
+  try {
+    return JSON.parse(stored) as T;
+  } catch {
+    refuseSealedValue(key, stored); // Sealed: says it needs a key, never returns ciphertext.
+    return parseConfig<T>(key, stored); // Throws the SerializationError.
+  }
 }
 
 function parseConfig<T>(key: string, json: string): T {

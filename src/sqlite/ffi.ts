@@ -33,12 +33,22 @@ const MIN_INT64 = -(2n ** 63n);
 
 /** Bound text is encoded here first; SQLITE_TRANSIENT makes SQLite copy it, so one buffer serves every bind. */
 let scratch = new Uint8Array(4096);
+const SHORT_TEXT = 256; // <= scratch's initial length, so the ASCII copy never needs to grow it.
 
 function encodeToScratch(text: string): number {
-  // UTF-8 needs at most 3 bytes per UTF-16 code unit.
-  if (text.length * 3 > scratch.length) {
-    scratch = new Uint8Array(text.length * 3);
+  const length = text.length;
+  // Short ASCII text (ids, names, timestamps, most JSON) is copied by hand: TextEncoder's call costs more.
+  if (length <= SHORT_TEXT) {
+    let i = 0;
+    for (; i < length; i++) {
+      const code = text.charCodeAt(i);
+      if (code >= 0x80) break;
+      scratch[i] = code;
+    }
+    if (i === length) return length;
   }
+  // UTF-8 needs at most 3 bytes per UTF-16 code unit.
+  if (length * 3 > scratch.length) scratch = new Uint8Array(length * 3);
   return encoder.encodeInto(text, scratch).written;
 }
 
