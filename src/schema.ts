@@ -180,9 +180,18 @@ export function checkRegistryShape(db: Engine): void {
  */
 export function migrateRegistry(db: Engine): void {
   checkRegistryShape(db);
-  // oxide-k's own bootstrap runs every time; ours must also accept a file oxide-k created.
+  // Up to date: read only, so opening beside a busy writer does not wait for (or fail on) its write lock.
+  if (isUpToDate(db)) return;
+  // oxide-k's own bootstrap; ours must also accept a file oxide-k created.
   db.transaction(() => {
     db.exec(`${MODULES_TABLE_SQL}; ${CONFIG_TABLE_SQL}`);
     applyMigrations(db, "registry", REGISTRY_MIGRATIONS);
   });
+}
+
+function isUpToDate(db: Engine): boolean {
+  const tables = db.prepare(
+    "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN ('modules', 'config')",
+  ).get();
+  return tables?.n === 2 && recordedVersion(db, "registry") >= REGISTRY_MIGRATIONS.length;
 }

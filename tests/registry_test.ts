@@ -511,3 +511,27 @@ engineTest("listModules() refuses an unknown option value", async (engine) => {
   await using reg = await StateRegistry.inMemory({ engine });
   await assert.rejects(reg.listModules({ invalid: "ignore" as "skip" }), TypeError);
 });
+
+engineTest("opening an up-to-date file does not wait for another connection's write lock", async (engine) => {
+  await using dir = await tempDir();
+  const path = dir.file("registry.db");
+  {
+    await using reg = await StateRegistry.connect(path, { engine });
+    await reg.setConfig("k", "before");
+  }
+  await using writer = await StateRegistry.connect(path, { engine });
+  writer.db.exec("BEGIN IMMEDIATE");
+  writer.db.prepare("UPDATE config SET value = ? WHERE key = ?").run('"uncommitted"', "k");
+  try {
+    await using reader = await StateRegistry.connect(path, { engine, busyTimeoutMs: 0 });
+    assert.equal(await reader.getConfig("k"), "before");
+    await assert.rejects(reader.setConfig("k", "blocked"), (error: unknown) => {
+      assert.ok(error instanceof RegistryError);
+      assert.equal(error.codeName, "SQLITE_BUSY");
+      return true;
+    });
+  } finally {
+    writer.db.exec("ROLLBACK");
+  }
+  assert.equal(await writer.getConfig("k"), "before");
+});
