@@ -27,6 +27,11 @@ interface ExampleSpec {
   optional?: Record<string, RegExp>;
 }
 
+/** The ffi engine's message for a permission it checks itself (libsqlite3 opens files outside Deno's checks). */
+function ffiNeeds(access: "read" | "write", path: string): RegExp {
+  return new RegExp(`the "ffi" engine needs --allow-${access} for '${RegExp.escape(path)}'`);
+}
+
 /** Deno's own message for a missing permission. */
 function notCapable(access: "read" | "write" | "env", what: string): RegExp {
   return new RegExp(`Requires ${access} access to "${RegExp.escape(what)}", run again with the --allow-${access} flag`);
@@ -46,9 +51,11 @@ const EXAMPLES: ExampleSpec[] = [
       /^demo\.runs +1$/m,
     ],
     again: [/previous runs: 1\)/, /^demo\.runs +2$/m],
-    required: { "--allow-write=./data": notCapable("write", "./data") },
-    // Without --allow-ffi, engine "auto" runs the demo on the node engine. (--allow-read is not listed: the ffi
-    // engine's SQLite opens the file outside Deno's permission checks, so Deno cannot enforce it.)
+    required: {
+      "--allow-read=./data": ffiNeeds("read", "./data/registry.db"),
+      "--allow-write=./data": notCapable("write", "./data"),
+    },
+    // Without --allow-ffi, engine "auto" runs the demo on the node engine.
     optional: { "--allow-ffi": /^registry: \.\/data\/registry\.db \(engine: node, previous runs: 0\)$/m },
   },
   {
@@ -84,7 +91,7 @@ const EXAMPLES: ExampleSpec[] = [
         /^error: registry error: the "ffi" engine needs --allow-ffi: grant it, or open with \{ engine: "node" \}$/m,
       "--allow-write=./data": notCapable("write", "./data"),
       "--allow-env=OXIDE_SQLITE_PATH": notCapable("env", "OXIDE_SQLITE_PATH"),
-      // --allow-read=./data: see the demo; the ffi engine's SQLite reads the file outside Deno's checks.
+      "--allow-read=./data": ffiNeeds("read", "./data/ffi.db"),
     },
   },
   {
@@ -101,6 +108,7 @@ const EXAMPLES: ExampleSpec[] = [
     again: [/previous runs: 1\)$/m],
     required: {
       "--allow-env=OXIDE_REGISTRY_KEY": /OXIDE_REGISTRY_KEY .*not permitted.*--allow-env=OXIDE_REGISTRY_KEY/,
+      "--allow-read=./data": ffiNeeds("read", "./data/encrypted.db"),
       "--allow-write=./data": notCapable("write", "./data"),
     },
     optional: { "--allow-ffi": /\(engine: node, scheme: envelope, .*previous runs: 0\)$/m },

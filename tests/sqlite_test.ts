@@ -380,3 +380,19 @@ Deno.test("a file open through one engine is refused by the other in the same pr
     openEngine(path, { engine: second }).close(); // Every handle closed: the other engine may open it.
   }
 });
+
+Deno.test({
+  name: "the ffi engine checks --allow-read and --allow-write itself, since libsqlite3 bypasses Deno",
+  permissions: { ffi: true, read: true, write: false, env: true },
+  fn() {
+    const path = `${Deno.cwd()}/never_created_${crypto.randomUUID()}.db`;
+    assert.throws(() => openEngine(path, { engine: "ffi" }), (error: unknown) => {
+      assert.ok(error instanceof RegistryError);
+      assert.match(error.message, /the "ffi" engine needs --allow-write for '.*never_created_/);
+      return true;
+    });
+    assert.throws(() => Deno.statSync(path), Deno.errors.NotFound, "no file was created");
+    using memory = openEngine(":memory:", { engine: "ffi" }); // No file, no file permission needed.
+    assert.equal(memory.name, "ffi");
+  },
+});

@@ -52,6 +52,23 @@ function encodeToScratch(text: string): number {
   return encoder.encodeInto(text, scratch).written;
 }
 
+/**
+ * libsqlite3 opens files itself, out of reach of Deno's permission checks, so the engine checks them: the same
+ * `--allow-read` and `--allow-write` on the database path that the node engine needs.
+ */
+function checkFilePermissions(path: string): void {
+  if (path === ":memory:") return;
+  for (const name of ["read", "write"] as const) {
+    if (Deno.permissions.querySync({ name, path }).state !== "granted") {
+      throw new RegistryError(
+        `the "ffi" engine needs --allow-${name} for '${path}' (libsqlite3 opens the file itself, ` +
+          `so the registry checks Deno's permissions for it)`,
+        { path },
+      );
+    }
+  }
+}
+
 function cString(text: string): Uint8Array {
   return encoder.encode(`${text}\0`);
 }
@@ -80,6 +97,7 @@ export class FfiEngine implements Engine {
     );
     const flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
       SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
+    checkFilePermissions(options.path);
     this.#release = claimFile(options.path, "ffi");
     const rc = this.#lib.sqlite3_open_v2(cString(options.path), this.#out, flags, null);
     this.#db = Deno.UnsafePointer.create(this.#out[0]!);
