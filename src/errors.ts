@@ -16,6 +16,7 @@ export type KernelErrorKind =
   | "serde"
   | "denied"
   | "crypto"
+  | "extension"
   | "other";
 
 /**

@@ -111,7 +111,7 @@ export class ExtensionError extends KernelError {
     options?: ErrorOptions,
   ) {
     const where = version === undefined ? "" : ` migration ${version}`;
-    super("other", `extension '${extension}'${where}: ${detail}`, options);
+    super("extension", `extension '${extension}'${where}: ${detail}`, options);
     this.extension = extension;
     this.version = version;
   }

@@ -287,7 +287,7 @@ engineTest(
       });
       const err = await openExtension(reg, rogue).catch((e) => e);
       assert.ok(err instanceof ExtensionError, `${violation.name}: ${err}`);
-      assert.equal(err.kind, "other");
+      assert.equal(err.kind, "extension");
       assert.equal(err.extension, "rogue");
       assert.equal(err.version, 2);
       assert.ok(err.message.startsWith("extension 'rogue' migration 2: "), err.message);
