@@ -375,8 +375,8 @@ export function manifestMetadata(manifest: ModuleManifest): ModuleMetadata {
  * @param path The `module.json` file, or its folder.
  * @returns The manifest and its resolved paths.
  * @throws {ManifestError} When the file's content is invalid (names the file and field).
- * @throws {OtherError} When the file cannot be read (`failed to read manifest '...': ...`, the I/O error as `cause`).
- * @throws {Deno.errors.NotCapable} Without read permission on `path`.
+ * @throws {OtherError} When the file cannot be read (`failed to read manifest '...': ...`, the I/O error as `cause`),
+ * also without read permission (`... no read permission (run with --allow-read=...)`, Deno's `NotCapable` as `cause`).
  * @throws {TypeError} When `path` is not a non-empty string.
  *
  * @example Loading from a folder
@@ -414,7 +414,12 @@ export async function loadManifest(path: string): Promise<ResolvedManifest> {
     }
     bytes = await Deno.readFile(manifestPath);
   } catch (e) {
-    if (e instanceof Deno.errors.NotCapable) throw e;
+    if (e instanceof Deno.errors.NotCapable) {
+      throw new OtherError(
+        `failed to read manifest '${manifestPath}': no read permission (run with --allow-read=${manifestPath})`,
+        { cause: e },
+      );
+    }
     const reason = e instanceof Error ? e.message : String(e);
     throw new OtherError(
       `failed to read manifest '${manifestPath}': ${reason}`,
@@ -455,7 +460,7 @@ export async function loadManifest(path: string): Promise<ResolvedManifest> {
  * @param path The `module.json` file, or its folder.
  * @returns The resolved manifest.
  * @throws {ManifestError} When the manifest is invalid; nothing is written.
- * @throws {OtherError} When the file cannot be read; nothing is written.
+ * @throws {OtherError} When the file cannot be read (also without read permission); nothing is written.
  * @throws {RegistryError} When the registry cannot be written (or is closed).
  *
  * @example

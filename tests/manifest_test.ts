@@ -314,12 +314,47 @@ Deno.test("loadManifest() throws a TypeError for an empty or non-string path", a
 });
 
 Deno.test({
-  name: "loadManifest() without read permission fails with NotCapable",
+  name: "loadManifest() without read permission throws OtherError naming the file and the flag, NotCapable as cause",
   permissions: { read: false },
   fn: async () => {
-    await assert.rejects(loadManifest("/etc/oxide/module.json"), Deno.errors.NotCapable);
+    for (const path of ["/etc/oxide/module.json", "/etc/oxide"]) {
+      const err = await loadManifest(path).catch((e) => e);
+      assert.ok(err instanceof OtherError, String(err));
+      assert.equal(
+        err.message,
+        `failed to read manifest '${path}': no read permission (run with --allow-read=${path})`,
+      );
+      assert.ok(err.cause instanceof Deno.errors.NotCapable, String(err.cause));
+    }
   },
 });
+
+engineTest(
+  "registerModuleFromManifest() without read permission throws OtherError and writes nothing",
+  async (engine) => {
+    await using dir = await tempDir();
+    await Deno.mkdir(dir.file("echo"));
+    await Deno.writeTextFile(dir.file("echo/module.json"), JSON.stringify(MINIMAL));
+    const manifestDir = dir.file("echo");
+    const script = `import { KernelError, OtherError, registerModuleFromManifest, StateRegistry } from ${
+      JSON.stringify(new URL("../mod.ts", import.meta.url).href)
+    };
+await using reg = await StateRegistry.inMemory({ engine: ${JSON.stringify(engine)} });
+const err = await registerModuleFromManifest(reg, ${JSON.stringify(manifestDir)}).catch((e) => e);
+console.log(JSON.stringify([err instanceof OtherError, err instanceof KernelError, err.message, (await reg.listModules()).length]));`;
+    await Deno.writeTextFile(dir.file("main.ts"), script);
+    // `deno run` (not `eval`, which grants everything) with no read permission at all: the FFI engine finds
+    // libsqlite3 through --allow-ffi, the in-memory registry needs no file.
+    const out = await runDeno(["run", "--quiet", "--allow-ffi", "--allow-env", dir.file("main.ts")]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.deepEqual(JSON.parse(out.stdout), [
+      true,
+      true,
+      `failed to read manifest '${manifestDir}': no read permission (run with --allow-read=${manifestDir})`,
+      0,
+    ]);
+  },
+);
 
 engineTest(
   "registerModuleFromManifest() upserts the module as loaded and returns the resolved manifest",
