@@ -126,6 +126,13 @@ const NAME_PATTERN = /^[a-z][a-z0-9_.-]{0,63}$/;
  */
 const RESERVED_NAMES: readonly string[] = ["registry", "sealing"];
 
+/** Functions that would not run their body, or all of it, when called: `Object.prototype.toString` tags. */
+const NOT_SYNCHRONOUS: ReadonlyMap<string, string> = new Map([
+  ["[object AsyncFunction]", "an async"],
+  ["[object AsyncGeneratorFunction]", "an async generator"],
+  ["[object GeneratorFunction]", "a generator"],
+]);
+
 /** Marks the errors our write guards raise, so they can be told from others. */
 const GUARD_MARK = "oxide extension guard";
 
@@ -134,7 +141,8 @@ const GUARD_MARK = "oxide extension guard";
  *
  * @param definition The name and migrations.
  * @returns The frozen extension.
- * @throws {TypeError} When the definition, the name or a migration has the wrong shape.
+ * @throws {TypeError} When the definition, the name or a migration has the wrong shape (including an `up` that is
+ * an `async` or generator function: migrations are synchronous).
  * @throws {RangeError} When the name breaks the naming rule or is reserved (`"registry"`, `"sealing"`, `oxide...`), or the migrations are
  * not numbered 1, 2, 3, ... in order.
  *
@@ -212,6 +220,13 @@ export function defineExtension(definition: ExtensionDefinition): Extension {
         `migration ${version} of '${name}' needs 'up': SQL text or a function (db) => void, got ${describe(up)}`,
       );
     }
+    const flavour = typeof up === "function" ? NOT_SYNCHRONOUS.get(Object.prototype.toString.call(up)) : undefined;
+    if (flavour !== undefined) {
+      throw new TypeError(
+        `migration ${version} of '${name}' has ${flavour} 'up': it must be a synchronous function (db) => void, ` +
+          "because a migration runs inside one synchronous transaction",
+      );
+    }
     return Object.freeze({ version, name: what, up });
   });
   return Object.freeze({
@@ -232,8 +247,8 @@ export function defineExtension(definition: ExtensionDefinition): Extension {
  * @param registry The open registry.
  * @param extension An extension from {@linkcode defineExtension}.
  * @returns The recorded version after opening and the versions applied now.
- * @throws {ExtensionError} When a migration writes to or alters a registry table, or ends the transaction;
- * nothing of this call is kept.
+ * @throws {ExtensionError} When a migration writes to or alters a registry table, ends the transaction, or its
+ * `up` function returns a promise; nothing of this call is kept.
  * @throws {RegistryError} When a migration's SQL fails (the message names the migration), the write lock is not
  * obtained within the busy timeout, or the registry is closed; nothing of this call is kept.
  * @throws {TypeError} When `extension` did not come from {@linkcode defineExtension}.
@@ -369,7 +384,7 @@ function guard(
     installWriteGuards(db, tables);
     try {
       if (typeof migration.up === "string") db.exec(migration.up);
-      else migration.up(db);
+      else refuseThenable(extension, migration.version, migration.up(db));
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       const marked = message.indexOf(GUARD_MARK);
@@ -401,6 +416,34 @@ function guard(
       );
     }
   };
+}
+
+/**
+ * Refuses what an `up` function returned when it is a promise (or any
+ * thenable): the part after its first `await` would run after the
+ * transaction ends, outside the guards. Its rejection is swallowed, so it
+ * is not reported as unhandled.
+ */
+function refuseThenable(extension: string, version: number, result: unknown): void {
+  if ((typeof result !== "object" && typeof result !== "function") || result === null) return;
+  let then: unknown;
+  try {
+    then = (result as { then?: unknown }).then;
+  } catch {
+    return;
+  }
+  if (typeof then !== "function") return;
+  try {
+    Promise.resolve(result).catch(() => {});
+  } catch {
+    // A thenable whose then() throws: nothing to swallow.
+  }
+  throw new ExtensionError(
+    extension,
+    version,
+    "'up' returned a promise: a migration must be synchronous (what runs after its first await would run after " +
+      "the transaction, unguarded); the open is rolled back",
+  );
 }
 
 interface SchemaRow {

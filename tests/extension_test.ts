@@ -104,6 +104,24 @@ Deno.test("defineExtension() rejects malformed definitions", async (t) => {
     },
     { name: "empty up", definition: { name: "n", migrations: [{ ...ok, up: "" }] }, error: TypeError, words: "'up'" },
     { name: "up a number", definition: { name: "n", migrations: [{ ...ok, up: 1 }] }, error: TypeError, words: "'up'" },
+    {
+      name: "up an async function",
+      definition: { name: "n", migrations: [{ ...ok, up: async () => {} }] },
+      error: TypeError,
+      words: "migration 1 of 'n' has an async 'up': it must be a synchronous function",
+    },
+    {
+      name: "up an async generator function",
+      definition: { name: "n", migrations: [{ ...ok, up: async function* () {} }] },
+      error: TypeError,
+      words: "has an async generator 'up'",
+    },
+    {
+      name: "up a generator function",
+      definition: { name: "n", migrations: [{ ...ok, up: function* () {} }] },
+      error: TypeError,
+      words: "has a generator 'up'",
+    },
   ];
   for (const c of cases) {
     await t.step(c.name, () => {
@@ -172,6 +190,42 @@ engineTest("openExtension() runs a function migration inside the transaction", a
   );
   assert.equal(inTransaction, true);
   assert.equal(reg.db.inTransaction, false);
+});
+
+engineTest("openExtension() refuses an 'up' that returns a promise and keeps nothing", async (engine) => {
+  for (const settles of ["rejects", "resolves", "thenable"] as const) {
+    await using reg = await StateRegistry.inMemory({ engine });
+    await reg.setConfig("keep", 1);
+    const before = schema(reg);
+    const promising = defineExtension({
+      name: "promising",
+      migrations: [
+        NOTES_V1,
+        {
+          version: 2,
+          name: "looks synchronous",
+          // A plain function (not `async`, which defineExtension refuses) handing back a promise.
+          up: (db) => {
+            db.exec("CREATE TABLE promising_t (a)");
+            if (settles === "thenable") return { then: (resolve: () => void) => resolve() } as unknown as void;
+            return (settles === "rejects" ? Promise.reject(new Error("late")) : Promise.resolve()) as unknown as void;
+          },
+        },
+      ],
+    });
+    const err = await openExtension(reg, promising).catch((e) => e);
+    assert.ok(err instanceof ExtensionError, `${settles}: ${err}`);
+    assert.equal(err.kind, "extension");
+    assert.equal(err.version, 2);
+    assert.match(err.message, /^extension 'promising' migration 2: 'up' returned a promise: a migration must be sync/);
+    assert.deepEqual(schema(reg), before, `${settles}: migrations 1 and 2 rolled back`);
+    assert.equal(extensionVersion(reg, "promising"), 0);
+    assert.equal(reg.db.inTransaction, false);
+    assert.deepEqual(tempTriggers(reg), []);
+    assert.equal(await reg.getConfig("keep"), 1);
+    // The rejection was swallowed: the test's sanitizer fails it otherwise.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
 });
 
 engineTest("openExtension() of a newer definition applies only the new migrations", async (engine) => {
