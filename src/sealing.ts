@@ -105,6 +105,7 @@ VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)`,
   update: `UPDATE oxide_sealing SET scheme = ?1, version = ?2, kdf = ?3, iterations = ?4, salt = ?5,
     key_id = ?6, wrapped_key = ?7, generation = generation + 1, updated_at = ?8 WHERE id = 1`,
   values: "SELECT key, value FROM config ORDER BY key",
+  envelopeValue: "SELECT key FROM config WHERE substr(value, 1, 6) = '$oxide' LIMIT 1",
   otherKeys: "SELECT key FROM config WHERE key <> ?1 ORDER BY key",
   reseal: "UPDATE config SET value = ?1 WHERE key = ?2",
 } as const;
@@ -214,6 +215,7 @@ export async function openSealing(
     if (row !== undefined) {
       if (asked !== undefined && asked !== row.scheme) throw schemeMismatch(db.path, row.scheme);
       if (row.scheme === "oxide-k") {
+        refuseEnvelopeValues(db);
         return new Sealing(db, "oxide-k", row.generation, await importOxideKKey(key), undefined);
       }
       const kdf = row.kdf!;
@@ -665,7 +667,20 @@ function readRow(db: Engine): SealingRow | undefined {
     throw new CryptoError(`sealing parameters of '${db.path}': unknown scheme '${String(scheme)}'`);
   }
   const generation = Number(row.generation);
-  if (scheme === "oxide-k") return { scheme, kdf: undefined, wrapped: undefined, generation };
+  if (scheme === "oxide-k") {
+    // A downgrade: an envelope registry whose scheme field was changed would accept any key and seal new
+    // values under one SHA-256 of the passphrase. An oxide-k row never holds envelope parameters.
+    for (const field of ["wrapped_key", "key_id", "kdf", "salt", "iterations"] as const) {
+      if (row[field] !== null) {
+        throw new CryptoError(
+          `sealing parameters of '${db.path}' (table oxide_sealing): scheme 'oxide-k' with an envelope ${field} ${
+            quote(row[field])
+          }: the scheme field was altered; refusing to open`,
+        );
+      }
+    }
+    return { scheme, kdf: undefined, wrapped: undefined, generation };
+  }
   if (Number(row.version) !== ENVELOPE_VERSION) {
     throw new CryptoError(
       `sealing parameters of '${db.path}': envelope format version ${
@@ -712,6 +727,31 @@ function rowParams(
     envelope.wrapped.wrapped,
     now,
   ];
+}
+
+/**
+ * An oxide-k registry holds no envelope-sealed value: one there means the
+ * scheme was changed by hand (a downgrade), so the registry is refused.
+ */
+function refuseEnvelopeValues(db: Engine): void {
+  const row = db.prepare(SQL.envelopeValue).get();
+  if (row !== undefined) {
+    throw new CryptoError(
+      `sealing parameters of '${db.path}' (table oxide_sealing) say scheme 'oxide-k', but config key '${
+        String(row.key)
+      }' holds an envelope-sealed value: the scheme field was altered; refusing to open`,
+    );
+  }
+}
+
+/** A stored field, quoted and shortened for a message. */
+function quote(value: unknown): string {
+  const text = typeof value === "string"
+    ? value
+    : value instanceof Uint8Array
+    ? `<${value.length}-byte blob>`
+    : String(value);
+  return `'${text.length > 40 ? `${text.slice(0, 40)}...` : text}'`;
 }
 
 function countForms(db: Engine): Record<StoredForm, number> {

@@ -404,6 +404,40 @@ Deno.test("openEncrypted() refuses the scheme the registry does not use", async 
   assert.equal(await reg.getConfig("k"), 1);
 });
 
+Deno.test("openEncrypted() refuses an envelope registry whose scheme field was changed to oxide-k", async (t) => {
+  const tamperings: [string, string, RegExp][] = [
+    [
+      "scheme only",
+      "UPDATE oxide_sealing SET scheme = 'oxide-k'",
+      /table oxide_sealing\): scheme 'oxide-k' with an envelope wrapped_key '.+': the scheme field was altered/,
+    ],
+    [
+      "scheme and every envelope field",
+      "UPDATE oxide_sealing SET scheme = 'oxide-k', kdf = NULL, iterations = NULL, salt = NULL, key_id = NULL, " +
+      "wrapped_key = NULL",
+      /say scheme 'oxide-k', but config key 'api_token' holds an envelope-sealed value: the scheme field was altered/,
+    ],
+  ];
+  for (const [name, sql, message] of tamperings) {
+    await t.step(name, async () => {
+      await using dir = await tempDir();
+      const path = dir.file("r.db");
+      {
+        await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE);
+        await reg.setConfig("api_token", "s3cr3t");
+      }
+      await withRawDb(path, (db) => db.exec(sql));
+      const before = await snapshotFiles(path);
+      for (const key of ["wrong passphrase", PASSPHRASE]) {
+        const err = await StateRegistry.openEncrypted(path, key).catch((e) => e);
+        assert.ok(err instanceof CryptoError, String(err));
+        assert.match(err.message, message);
+      }
+      assert.deepEqual(await snapshotFiles(path), before, "nothing written");
+    });
+  }
+});
+
 Deno.test("openEncrypted() refuses keys and options of the wrong shape", async (t) => {
   await using dir = await tempDir();
   const cases: [string, () => Promise<unknown>, typeof TypeError | typeof RangeError][] = [
