@@ -92,6 +92,9 @@ export const SEALING_MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "oxide_sealing parameters table", up: SEALING_TABLE_SQL },
 ];
 
+/** How many stored oxide-k values the key check at open tries before it calls the key wrong. */
+const KEY_CHECK_VALUES = 16;
+
 /** How often a write or re-sealing starts over when other writers keep changing the registry. */
 const MAX_ATTEMPTS = 16;
 
@@ -105,6 +108,9 @@ VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)`,
   update: `UPDATE oxide_sealing SET scheme = ?1, version = ?2, kdf = ?3, iterations = ?4, salt = ?5,
     key_id = ?6, wrapped_key = ?7, generation = generation + 1, updated_at = ?8 WHERE id = 1`,
   values: "SELECT key, value FROM config ORDER BY key",
+  // The shape of oxide-k values (padded URL-safe base64, at least 40 characters), checked again in code.
+  oxideKCandidates: `SELECT key, value FROM config WHERE length(value) >= 40 AND length(value) % 4 = 0
+    AND value NOT GLOB '*[^-A-Za-z0-9_=]*' ORDER BY key LIMIT ?1`,
   envelopeValue: "SELECT key FROM config WHERE substr(value, 1, 6) = '$oxide' LIMIT 1",
   otherKeys: "SELECT key FROM config WHERE key <> ?1 ORDER BY key",
   reseal: "UPDATE config SET value = ?1 WHERE key = ?2",
@@ -216,7 +222,9 @@ export async function openSealing(
       if (asked !== undefined && asked !== row.scheme) throw schemeMismatch(db.path, row.scheme);
       if (row.scheme === "oxide-k") {
         refuseEnvelopeValues(db);
-        return new Sealing(db, "oxide-k", row.generation, await importOxideKKey(key), undefined);
+        const oxideKKey = await importOxideKKey(key);
+        await checkOxideKKey(db, oxideKKey);
+        return new Sealing(db, "oxide-k", row.generation, oxideKKey, undefined);
       }
       const kdf = row.kdf!;
       const kek = await deriveKek(key, kdf);
@@ -240,6 +248,8 @@ export async function openSealing(
       envelope = { kdf, kek, kekCurrent: true, dataKey, wrapped };
     }
     const oxideKKey = scheme === "oxide-k" ? await importOxideKKey(key) : await oxideKKeyOf(key);
+    // Stored oxide-k values make this an oxide-k registry only for a key that opens them.
+    if (scheme === "oxide-k") await checkOxideKKey(db, oxideKKey!);
     const created = db.transaction(() => {
       applyMigrations(db, "sealing", SEALING_MIGRATIONS);
       if (readRow(db) !== undefined) return false; // Another process created it first.
@@ -727,6 +737,36 @@ function rowParams(
     envelope.wrapped.wrapped,
     now,
   ];
+}
+
+/**
+ * The oxide-k scheme's key check, at open: when the registry holds oxide-k
+ * values, one of them must open with `oxideKKey`, or the key is wrong. Tries
+ * up to {@linkcode KEY_CHECK_VALUES} values, so one altered value does not
+ * lock the registry; an empty registry has nothing to check against.
+ *
+ * @throws {WrongKeyError} When no value opens and at least one fails authentication.
+ */
+async function checkOxideKKey(db: Engine, oxideKKey: CryptoKey): Promise<void> {
+  let failed: SealedValueError | undefined;
+  let tried = 0;
+  for (const row of db.prepare(SQL.oxideKCandidates).all(KEY_CHECK_VALUES)) {
+    if (typeof row.value !== "string" || storedForm(row.value) !== "oxide-k") continue;
+    tried++;
+    try {
+      await openOxideK(oxideKKey, String(row.key), row.value);
+      return;
+    } catch (error) {
+      if (!(error instanceof SealedValueError)) throw error;
+      if (error.reason === "wrong_key_or_tampered") failed ??= error;
+    }
+  }
+  if (failed !== undefined) {
+    throw new WrongKeyError(
+      `the key opens none of the oxide-k sealed values of '${db.path}' (tried ${tried}, first config key '${failed.key}')`,
+      { cause: failed },
+    );
+  }
 }
 
 /**
