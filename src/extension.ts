@@ -11,11 +11,15 @@
  *
  * The rule: an extension never alters the registry's own tables (`modules`,
  * `config`, `oxide_migrations`, and every name starting with `oxide_`).
- * While a migration runs, temporary triggers refuse any write to them, and
- * their schema (columns, indexes, triggers) is compared before and after;
- * either violation rolls the whole open back with an {@linkcode ExtensionError}.
- * The check catches mistakes, not malice: the extension's own code holds the
- * same connection afterwards.
+ * While a migration runs, temporary triggers refuse any write to them; their
+ * schema (columns, indexes, triggers, in the file and the connection's
+ * temporary schema) is compared before and after; a new or changed trigger
+ * on any table whose SQL writes one of them is refused (a conservative text
+ * check); and the connection's settings (`PRAGMA secure_delete`,
+ * `foreign_keys`, `journal_mode`, `synchronous`, `busy_timeout`, ...) are
+ * compared and restored. Any violation rolls the whole open back with an
+ * {@linkcode ExtensionError}. The check catches mistakes, not malice: the
+ * extension's own code holds the same connection afterwards.
  *
  * @module
  */
@@ -23,7 +27,7 @@
 import { KernelError, RegistryError } from "./errors.ts";
 import type { StateRegistry } from "./registry.ts";
 import { applyMigrations, type Migration, recordedVersion, REGISTRY_TABLES } from "./schema.ts";
-import type { Engine } from "./sqlite/engine.ts";
+import type { Engine, SqlValue } from "./sqlite/engine.ts";
 
 export type { Migration };
 
@@ -247,8 +251,9 @@ export function defineExtension(definition: ExtensionDefinition): Extension {
  * @param registry The open registry.
  * @param extension An extension from {@linkcode defineExtension}.
  * @returns The recorded version after opening and the versions applied now.
- * @throws {ExtensionError} When a migration writes to or alters a registry table, ends the transaction, or its
- * `up` function returns a promise; nothing of this call is kept.
+ * @throws {ExtensionError} When a migration writes to or alters a registry table, creates a trigger that writes
+ * one, changes a connection setting (restored), ends the transaction, or its `up` function returns a promise;
+ * nothing of this call is kept.
  * @throws {RegistryError} When a migration's SQL fails (the message names the migration), the write lock is not
  * obtained within the busy timeout, or the registry is closed; nothing of this call is kept.
  * @throws {TypeError} When `extension` did not come from {@linkcode defineExtension}.
@@ -379,9 +384,12 @@ function guard(
   migration: Readonly<Migration>,
 ): (db: Engine) => void {
   return (db) => {
-    const before = protectedSchema(db);
-    const tables = before.filter((row) => row.type === "table").map((row) => row.name);
+    const before = schemaSnapshot(db);
+    const settings = readSettings(db);
+    const tables = before.filter((row) => row.schema === "main" && row.type === "table" && isProtected(row))
+      .map((row) => row.name);
     installWriteGuards(db, tables);
+    let changedSettings: string[] = [];
     try {
       if (typeof migration.up === "string") db.exec(migration.up);
       else refuseThenable(extension, migration.version, migration.up(db));
@@ -398,7 +406,12 @@ function guard(
       }
       throw error;
     } finally {
-      if (db.isOpen) removeWriteGuards(db, tables);
+      if (db.isOpen) {
+        // Connection settings are not rolled back with the transaction: put them back whatever happened, first
+        // (`query_only` would stop the guards' removal).
+        changedSettings = restoreSettings(db, settings);
+        removeWriteGuards(db, tables);
+      }
     }
     if (!db.inTransaction) {
       throw new ExtensionError(
@@ -407,7 +420,18 @@ function guard(
         "ended the migration's transaction (COMMIT, END or ROLLBACK in its SQL)",
       );
     }
-    const changed = diffSchema(before, protectedSchema(db));
+    if (changedSettings.length > 0) {
+      throw new ExtensionError(
+        extension,
+        migration.version,
+        `may not change the connection's settings: it set ${changedSettings.join(", ")}`,
+      );
+    }
+    const after = schemaSnapshot(db);
+    const changed = [
+      ...diffSchema(before.filter(isProtected), after.filter(isProtected)),
+      ...registryWritingTriggers(before, after),
+    ];
     if (changed.length > 0) {
       throw new ExtensionError(
         extension,
@@ -447,6 +471,8 @@ function refuseThenable(extension: string, version: number, result: unknown): vo
 }
 
 interface SchemaRow {
+  /** `main` or `temp`. */
+  schema: string;
   type: string;
   name: string;
   table: string;
@@ -459,27 +485,42 @@ function isRegistryName(name: string): boolean {
   return REGISTRY_TABLES.includes(lower) || lower.startsWith("oxide_");
 }
 
-/** Every schema object on or named like a registry table. */
-function protectedSchema(db: Engine): SchemaRow[] {
+/** Whether a schema object is on, or named like, a registry table. */
+function isProtected(row: SchemaRow): boolean {
+  return isRegistryName(row.name) || isRegistryName(row.table);
+}
+
+/**
+ * Every schema object of the connection: the file's (`sqlite_master`) and the
+ * connection's temporary ones (`sqlite_temp_master`), where a `TEMP TRIGGER`
+ * on `main.config` or a `TEMP TABLE config` shadowing the registry's would
+ * live.
+ */
+function schemaSnapshot(db: Engine): SchemaRow[] {
   return db.prepare(
-    "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name",
+    `SELECT 'main' AS schema, type, name, tbl_name, sql FROM sqlite_master
+     UNION ALL SELECT 'temp', type, name, tbl_name, sql FROM sqlite_temp_master
+     ORDER BY 1, 2, 3`,
   ).all()
     .map((row) => ({
+      schema: String(row.schema),
       type: String(row.type),
       name: String(row.name),
       table: String(row.tbl_name),
       sql: row.sql === null ? null : String(row.sql),
     }))
     // An automatic index changes only with its table, which is reported itself.
-    .filter((row) => !row.name.startsWith("sqlite_autoindex_"))
-    .filter((row) => isRegistryName(row.name) || isRegistryName(row.table));
+    .filter((row) => !row.name.startsWith("sqlite_autoindex_"));
+}
+
+function describeRow(row: SchemaRow): string {
+  return `${row.schema === "temp" ? "temp " : ""}${row.type} '${row.name}'`;
 }
 
 /** What changed between two snapshots, as phrases ("dropped table 'config'"). */
 function diffSchema(before: SchemaRow[], after: SchemaRow[]): string[] {
-  const key = (row: SchemaRow) => `${row.type} '${row.name}'`;
-  const old = new Map(before.map((row) => [key(row), row]));
-  const now = new Map(after.map((row) => [key(row), row]));
+  const old = new Map(before.map((row) => [describeRow(row), row]));
+  const now = new Map(after.map((row) => [describeRow(row), row]));
   const changes: string[] = [];
   for (const [k, row] of old) {
     const next = now.get(k);
@@ -492,6 +533,101 @@ function diffSchema(before: SchemaRow[], after: SchemaRow[]): string[] {
     if (!old.has(k)) changes.push(`created ${k} on '${row.table}'`);
   }
   return changes;
+}
+
+/**
+ * New or changed triggers (on any table, in the file or temporary) whose body
+ * writes a registry table: they would write it later, outside any migration.
+ * A conservative text check of the trigger's SQL (comments and string
+ * literals left out): any `INSERT [OR ...] INTO`, `REPLACE INTO`,
+ * `UPDATE [OR ...]` or `DELETE FROM` naming a registry table, quoted or
+ * schema-qualified or not, counts.
+ */
+function registryWritingTriggers(before: SchemaRow[], after: SchemaRow[]): string[] {
+  const old = new Map(before.map((row) => [describeRow(row), row.sql]));
+  const found: string[] = [];
+  for (const row of after) {
+    if (row.type !== "trigger" || row.sql === null || old.get(describeRow(row)) === row.sql) continue;
+    const targets = writeTargets(row.sql).filter(isRegistryName);
+    if (targets.length > 0) {
+      const verb = old.has(describeRow(row)) ? "changed" : "created";
+      const names = [...new Set(targets.map((t) => t.toLowerCase()))].map((t) => `'${t}'`).join(", ");
+      found.push(`${verb} ${describeRow(row)} on '${row.table}' whose body writes registry table ${names}`);
+    }
+  }
+  return found;
+}
+
+const IDENT = '(?:"(?:[^"]|"")+"|`(?:[^`]|``)+`|\\[[^\\]]+\\]|[A-Za-z_][\\w$]*)';
+const WRITE_TARGET = new RegExp(
+  String
+    .raw`\b(?:INSERT(?:\s+OR\s+\w+)?\s+INTO|REPLACE\s+INTO|UPDATE(?:\s+OR\s+\w+)?|DELETE\s+FROM)\s+(${IDENT})(?:\s*\.\s*(${IDENT}))?`,
+  "gi",
+);
+
+/** The tables a statement's text writes to, unquoted (see {@linkcode registryWritingTriggers}). */
+function writeTargets(sql: string): string[] {
+  // Left to right, so a quote inside a comment or an identifier does not start a string, and so on.
+  const code = sql.replace(
+    /"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\]|'(?:[^']|'')*'|--[^\n]*|\/\*[\s\S]*?(?:\*\/|$)/g,
+    (token) => /^["`[]/.test(token) ? token : " ",
+  );
+  return Array.from(code.matchAll(WRITE_TARGET), (m) => unquote(m[2] ?? m[1]!));
+}
+
+function unquote(ident: string): string {
+  const first = ident[0];
+  if (first === '"') return ident.slice(1, -1).replaceAll('""', '"');
+  if (first === "`") return ident.slice(1, -1).replaceAll("``", "`");
+  if (first === "[") return ident.slice(1, -1);
+  return ident;
+}
+
+/**
+ * Connection settings a migration could change for the rest of the
+ * connection's life (a `PRAGMA` is not rolled back with the transaction):
+ * the registry's durability and locking, and the safety switches.
+ */
+const SETTINGS: readonly string[] = [
+  "busy_timeout",
+  "foreign_keys",
+  "ignore_check_constraints",
+  "journal_mode",
+  "locking_mode",
+  "query_only",
+  "recursive_triggers",
+  "secure_delete",
+  "synchronous",
+  "trusted_schema",
+  "writable_schema",
+];
+
+function readSettings(db: Engine): Map<string, SqlValue> {
+  const values = new Map<string, SqlValue>();
+  for (const name of SETTINGS) {
+    const row = db.prepare(`PRAGMA ${name}`).get();
+    const value = row === undefined ? undefined : Object.values(row)[0];
+    if (value !== undefined) values.set(name, value);
+  }
+  return values;
+}
+
+/** Puts back every setting that changed; returns them as phrases ("secure_delete from 1 to 0 (restored)"). */
+function restoreSettings(db: Engine, before: Map<string, SqlValue>): string[] {
+  const now = readSettings(db);
+  const changed: string[] = [];
+  for (const [name, value] of before) {
+    const current = now.get(name);
+    if (current === value) continue;
+    let outcome = "restored";
+    try {
+      db.exec(`PRAGMA ${name} = ${typeof value === "string" ? sqlString(value) : String(value)}`);
+    } catch (error) {
+      outcome = `could not restore it: ${error instanceof Error ? error.message : String(error)}`;
+    }
+    changed.push(`PRAGMA ${name} from ${String(value)} to ${String(current)} (${outcome})`);
+  }
+  return changed;
 }
 
 /** `CREATE TEMP TRIGGER`s that abort any write to the registry's tables. */

@@ -321,6 +321,34 @@ const VIOLATIONS: { name: string; up: Migration["up"]; words: string }[] = [
   { name: "drop modules", up: "DROP TABLE modules", words: "dropped table 'modules'" },
   { name: "rename config", up: "ALTER TABLE config RENAME TO rogue_config", words: "dropped table 'config'" },
   { name: "a table in the oxide_ namespace", up: "CREATE TABLE oxide_rogue (x)", words: "created table 'oxide_rogue'" },
+  {
+    name: "temp trigger on main.config",
+    up: "CREATE TEMP TRIGGER rogue_spy AFTER INSERT ON main.config BEGIN SELECT 1; END",
+    words: "created temp trigger 'rogue_spy' on 'config'",
+  },
+  {
+    name: "temp table shadowing config",
+    up: "CREATE TEMP TABLE config (key TEXT PRIMARY KEY, value TEXT, updated_at TEXT)",
+    words: "created temp table 'config' on 'config'",
+  },
+  {
+    name: "trigger on its own table that deletes from config",
+    up: "CREATE TABLE rogue_t (a); CREATE TRIGGER rogue_wipe AFTER INSERT ON rogue_t BEGIN DELETE FROM config; END",
+    words: "created trigger 'rogue_wipe' on 'rogue_t' whose body writes registry table 'config'",
+  },
+  {
+    name: "trigger writing a quoted modules (other case)",
+    up: `CREATE TABLE rogue_t (a); CREATE TRIGGER rogue_trg AFTER UPDATE ON rogue_t BEGIN
+      SELECT 'no DELETE FROM config here'; -- nor UPDATE config here
+      INSERT OR REPLACE INTO "Modules" VALUES ('x', 'x', '1', 'native', 'loaded', NULL, 't'); END`,
+    words: "created trigger 'rogue_trg' on 'rogue_t' whose body writes registry table 'modules'",
+  },
+  {
+    name: "temp trigger on its own table updating oxide_migrations",
+    up:
+      "CREATE TABLE rogue_t (a); CREATE TEMP TRIGGER rogue_trg BEFORE DELETE ON rogue_t BEGIN UPDATE OR IGNORE [oxide_migrations] SET name = 'x'; END",
+    words: "created temp trigger 'rogue_trg' on 'rogue_t' whose body writes registry table 'oxide_migrations'",
+  },
 ];
 
 engineTest(
@@ -372,6 +400,89 @@ engineTest("openExtension() refuses a migration that ends the transaction", asyn
     assert.deepEqual(tempTriggers(reg), []);
   }
 });
+
+engineTest("openExtension() allows triggers on its own tables that only read the registry's", async (engine) => {
+  await using reg = await StateRegistry.inMemory({ engine });
+  await reg.setConfig("k", 1);
+  const status = await openExtension(
+    reg,
+    defineExtension({
+      name: "echoes",
+      migrations: [{
+        version: 1,
+        name: "table and trigger",
+        up: `CREATE TABLE echoes_t (a, n); CREATE TABLE echoes_log (msg);
+          CREATE TRIGGER echoes_trg AFTER INSERT ON echoes_t BEGIN
+            -- copies, never DELETE FROM config
+            INSERT INTO echoes_log VALUES ('not UPDATE config: ' || (SELECT count(*) FROM config));
+          END`,
+      }],
+    }),
+  );
+  assert.deepEqual(status.applied, [1]);
+  reg.db.exec("INSERT INTO echoes_t VALUES (1, 2)");
+  assert.deepEqual(reg.db.prepare("SELECT msg FROM echoes_log").all(), [{ msg: "not UPDATE config: 1" }]);
+});
+
+/** Reads a connection setting. */
+function pragma(reg: StateRegistry, name: string): unknown {
+  return Object.values(reg.db.prepare(`PRAGMA ${name}`).get() ?? {})[0];
+}
+
+engineTest(
+  "openExtension() refuses a migration that changes connection settings, and restores them",
+  async (engine) => {
+    await using dir = await tempDir();
+    await using reg = await StateRegistry.connect(dir.file("registry.db"), { engine });
+    const cases: [string, (before: unknown) => string][] = [
+      ["secure_delete", (v) => `PRAGMA secure_delete = ${v === 1 ? "OFF" : "ON"}`],
+      ["busy_timeout", () => "PRAGMA busy_timeout = 1"],
+      ["recursive_triggers", () => "PRAGMA recursive_triggers = ON"],
+      ["trusted_schema", (v) => `PRAGMA trusted_schema = ${v === 1 ? "OFF" : "ON"}`],
+      ["query_only", () => "PRAGMA query_only = ON"],
+    ];
+    for (const [name, set] of cases) {
+      const before = pragma(reg, name);
+      const err = await openExtension(
+        reg,
+        defineExtension({
+          name: "rogue",
+          migrations: [{ version: 1, name: "settings", up: `CREATE TABLE rogue_t (a); ${set(before)}` }],
+        }),
+      ).catch((e) => e);
+      assert.ok(err instanceof ExtensionError, `${name}: ${err}`);
+      assert.ok(
+        err.message.startsWith(
+          `extension 'rogue' migration 1: may not change the connection's settings: it set PRAGMA ${name} from ${before} to `,
+        ),
+        err.message,
+      );
+      assert.ok(err.message.endsWith("(restored)"), err.message);
+      assert.equal(pragma(reg, name), before, `${name} restored`);
+      assert.equal(extensionVersion(reg, "rogue"), 0);
+    }
+    // journal_mode and synchronous only change outside a transaction: after a COMMIT, refused too; both come back.
+    assert.equal(pragma(reg, "journal_mode"), "wal");
+    const synchronous = pragma(reg, "synchronous");
+    assert.notEqual(synchronous, 0);
+    const err = await openExtension(
+      reg,
+      defineExtension({
+        name: "rogue",
+        migrations: [{
+          version: 1,
+          name: "journal",
+          up: "COMMIT; PRAGMA journal_mode = DELETE; PRAGMA synchronous = OFF",
+        }],
+      }),
+    ).catch((e) => e);
+    assert.ok(err instanceof ExtensionError, String(err));
+    assert.match(err.message, /ended the migration's transaction/);
+    assert.equal(pragma(reg, "journal_mode"), "wal");
+    assert.equal(pragma(reg, "synchronous"), synchronous);
+    await reg.setConfig("still", "writable");
+  },
+);
 
 engineTest("openExtension() allows an extension to read the registry's tables", async (engine) => {
   await using reg = await StateRegistry.inMemory({ engine });
