@@ -180,9 +180,10 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * a key derived from `key`; each value bound to its config key), or
    * `"oxide-k"` when the registry already holds oxide-k sealed values or
    * `options.scheme` asks for it (readable by a Rust oxide-k kernel given the
-   * same passphrase). With the envelope scheme a wrong key fails here, before
-   * anything is read or written; with the oxide-k scheme it fails when a value
-   * is first read.
+   * same passphrase). A wrong key fails here, before anything is read or
+   * written (oxide-k scheme: once the registry holds a value to check it
+   * against). An envelope registry refuses oxide-k values it meets (not bound
+   * to their config key); only `convertToEnvelope` reads them.
    *
    * @param path File path (the folder must exist), or `":memory:"`.
    * @param key A passphrase, 32 raw key bytes, or an AES-GCM 256-bit `CryptoKey`
@@ -191,7 +192,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * @returns The open registry.
    * @throws {TypeError} when `path` or `key` has the wrong shape.
    * @throws {RangeError} when raw key bytes are not 32 bytes, or `iterations` is below 600,000.
-   * @throws {WrongKeyError} when the key does not open the registry (envelope scheme).
+   * @throws {WrongKeyError} when the key does not open the registry.
    * @throws {CryptoError} when `options.scheme` differs from the scheme the registry uses.
    * @throws {RegistryError} when the file cannot be opened.
    *

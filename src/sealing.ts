@@ -230,7 +230,7 @@ export async function openSealing(
       const kek = await deriveKek(key, kdf);
       const dataKey = await unwrapDataKey(kek, row.wrapped!);
       const envelope = { kdf, kek, kekCurrent: true, dataKey, wrapped: row.wrapped! };
-      return new Sealing(db, "envelope", row.generation, await oxideKKeyOf(key), envelope);
+      return new Sealing(db, "envelope", row.generation, undefined, envelope);
     }
     const forms = countForms(db);
     if (forms.envelope > 0) {
@@ -247,9 +247,9 @@ export async function openSealing(
       const { dataKey, wrapped } = await generateDataKey(kek);
       envelope = { kdf, kek, kekCurrent: true, dataKey, wrapped };
     }
-    const oxideKKey = scheme === "oxide-k" ? await importOxideKKey(key) : await oxideKKeyOf(key);
+    const oxideKKey = scheme === "oxide-k" ? await importOxideKKey(key) : undefined;
     // Stored oxide-k values make this an oxide-k registry only for a key that opens them.
-    if (scheme === "oxide-k") await checkOxideKKey(db, oxideKKey!);
+    if (oxideKKey !== undefined) await checkOxideKKey(db, oxideKKey);
     const created = db.transaction(() => {
       applyMigrations(db, "sealing", SEALING_MIGRATIONS);
       if (readRow(db) !== undefined) return false; // Another process created it first.
@@ -270,7 +270,7 @@ export class Sealing {
   readonly #db: Engine;
   #scheme: SealingScheme;
   #generation: number;
-  /** Opens (and, in the oxide-k scheme, seals) oxide-k values; `undefined` when the key cannot. */
+  /** oxide-k scheme: seals and opens values. `undefined` in the envelope scheme, which never opens oxide-k values. */
   #oxideKKey: CryptoKey | undefined;
   #envelope: EnvelopeKeys | undefined;
   readonly #mutex = new Mutex();
@@ -357,8 +357,7 @@ export class Sealing {
 
   /**
    * Changes the key. Envelope scheme: re-wraps the data key (values are not
-   * touched; any oxide-k values left are re-sealed). oxide-k scheme: re-seals
-   * every value. One transaction.
+   * touched). oxide-k scheme: re-seals every value. One transaction.
    *
    * @param newKey The new key.
    * @param options PBKDF2 iterations for a new passphrase.
@@ -380,20 +379,18 @@ export class Sealing {
         }));
       }
       const kek = await deriveKek(newKey, kdf);
-      const oxideKKey = await oxideKKeyOf(newKey);
       return await this.#reseal(async () => {
         const current = this.#currentEnvelope("rekey");
         const exportable = await unwrapDataKey(current.kek, current.wrapped, true);
         const wrapped = await wrapDataKey(kek, current.dataKey.keyId, exportable.key);
         const envelope = { kdf, kek, kekCurrent: true, dataKey: current.dataKey, wrapped };
         return {
-          // Values stay under the same data key; oxide-k values left over move to it.
+          // Values stay under the same data key: only the wrapped data key changes.
           seal: (configKey, json) => sealEnvelope(current.dataKey, configKey, json),
-          select: (form) => form === "oxide-k",
+          select: () => false,
           commit: () => this.#db.prepare(SQL.update).run(...rowParams("envelope", envelope)),
           apply: () => {
             this.#envelope = envelope;
-            this.#oxideKKey = oxideKKey;
           },
         };
       });
@@ -420,7 +417,8 @@ export class Sealing {
         const envelope = { ...current, dataKey, wrapped };
         return {
           seal: (configKey, json) => sealEnvelope(dataKey, configKey, json),
-          select: (form) => form !== "plain",
+          // oxide-k values met here are foreign (not bound to their config key): left as they are, still refused.
+          select: (form) => form === "envelope",
           commit: () => this.#db.prepare(SQL.update).run(...rowParams("envelope", envelope)),
           apply: () => {
             this.#envelope = envelope;
@@ -463,7 +461,6 @@ export class Sealing {
     const kdf = newKdfParams(key, options);
     return this.#mutex.run(async () => {
       const kek = await deriveKek(key, kdf);
-      const oxideKKey = await oxideKKeyOf(key);
       const { dataKey, wrapped } = await generateDataKey(kek);
       const envelope = { kdf, kek, kekCurrent: true, dataKey, wrapped };
       return await this.#reseal(() => {
@@ -477,7 +474,7 @@ export class Sealing {
           apply: () => {
             this.#scheme = "envelope";
             this.#envelope = envelope;
-            this.#oxideKKey = oxideKKey;
+            this.#oxideKKey = undefined;
           },
         };
       });
@@ -523,28 +520,14 @@ export class Sealing {
 
   async #openOxideK(configKey: string, stored: string): Promise<string> {
     if (this.#oxideKKey === undefined) {
+      // Not bound to its config key: an old oxide-k ciphertext copied here would read back as this key's value.
       throw new SealedValueError(
         configKey,
         "wrong_scheme",
-        "it is sealed under the oxide-k scheme, which this registry's CryptoKey cannot open (it needs the encrypt and decrypt usages)",
+        "it is sealed under the oxide-k scheme, which this envelope-scheme registry does not read (oxide-k values are not bound to their config key: it was written by a Rust kernel after the conversion, or planted)",
       );
     }
-    try {
-      return await openOxideK(this.#oxideKKey, configKey, stored);
-    } catch (error) {
-      if (
-        this.#scheme === "envelope" && error instanceof SealedValueError &&
-        error.reason === "wrong_key_or_tampered"
-      ) {
-        throw new SealedValueError(
-          configKey,
-          "wrong_scheme",
-          "it is sealed under the oxide-k scheme and does not open with this envelope registry's key (wrong key, or the value was altered)",
-          { cause: error },
-        );
-      }
-      throw error;
-    }
+    return await openOxideK(this.#oxideKKey, configKey, stored);
   }
 
   #currentEnvelope(operation: string): EnvelopeKeys {
@@ -810,14 +793,6 @@ function schemeMismatch(path: string, actual: SealingScheme): CryptoError {
     : new CryptoError(
       `'${path}' holds values sealed with the oxide-k scheme: open it with scheme "oxide-k" (or no scheme) and call convertToEnvelope() to move to the envelope scheme`,
     );
-}
-
-/** The oxide-k key the same key material gives, for reading oxide-k values met in an envelope registry. */
-async function oxideKKeyOf(key: RegistryKey): Promise<CryptoKey | undefined> {
-  if (key instanceof CryptoKey && !(key.usages.includes("encrypt") && key.usages.includes("decrypt"))) {
-    return undefined;
-  }
-  return await importOxideKKey(key);
 }
 
 function checkStored(configKey: string, stored: unknown): string {

@@ -824,6 +824,38 @@ Deno.test("values written in the oxide-k scheme decrypt with independent WebCryp
   }
 });
 
+Deno.test("an envelope registry refuses an old oxide-k ciphertext replayed under another key, even after rotation", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  let oldAdmin: string;
+  {
+    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme: "oxide-k" });
+    await reg.setConfig("admin.password", "root-pw");
+    await reg.setConfig("guest.password", "guest-pw");
+    oldAdmin = await rawValue(path, "admin.password"); // An attacker's old backup.
+    assert.equal(await reg.convertToEnvelope(PASSPHRASE), 2);
+  }
+  await setRawValue(path, "guest.password", oldAdmin);
+  // A value a Rust kernel would write with the same passphrase: not bound to its key either.
+  await setRawValue(path, "rust.written", await independentOxideKSeal(PASSPHRASE, '"from rust"'));
+  await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE);
+  const assertRefused = async () => {
+    for (const key of ["guest.password", "rust.written"]) {
+      const err = await reg.getConfig(key).catch((e) => e);
+      assert.ok(err instanceof SealedValueError, `${key}: ${err}`);
+      assert.equal(err.reason, "wrong_scheme");
+      assert.match(err.message, new RegExp(`'${key}' cannot be opened: it is sealed under the oxide-k scheme`));
+    }
+  };
+  await assertRefused();
+  assert.equal(await reg.getConfig("admin.password"), "root-pw");
+  // Re-sealing does not launder them into bound values.
+  assert.equal(await reg.rotateDataKey(), 1);
+  await reg.rekey(RAW_KEY);
+  await assertRefused();
+  assert.equal(await rawValue(path, "guest.password"), oldAdmin, "left as it was");
+});
+
 Deno.test("convertToEnvelope() moves an oxide-k registry to the envelope scheme in one step", async () => {
   await using dir = await tempDir();
   const path = dir.file("r.db");
