@@ -84,6 +84,7 @@ export {
   DecisionLog,
   type DecisionPage,
   type DecisionQuery,
+  type DecisionReadOptions,
   newDecision,
   type NewDecisionOptions,
 } from "./src/decision_log.ts";

@@ -63,8 +63,19 @@ export interface NewDecisionOptions {
   timestamp?: Date | undefined;
 }
 
+/** How {@linkcode DecisionLog.recent}, {@linkcode DecisionLog.byActor} and {@linkcode DecisionLog.query} read rows. */
+export interface DecisionReadOptions {
+  /**
+   * What to do with a stored row that cannot be read (written by another
+   * program: a bad timestamp, id or JSON): `"throw"` (default) fails with a
+   * {@linkcode SerializationError} naming every such row read; `"skip"`
+   * leaves them out.
+   */
+  invalid?: "throw" | "skip" | undefined;
+}
+
 /** Filters and paging of {@linkcode DecisionLog.query}. Every filter is optional; they combine with AND. */
-export interface DecisionQuery {
+export interface DecisionQuery extends DecisionReadOptions {
   /** Only decisions by this actor. */
   actor?: string | undefined;
   /** Only decisions with this action. */
@@ -113,7 +124,7 @@ const MAX_PAGE = 10_000;
  * @returns The decision, ready for {@linkcode DecisionLog.log}.
  * @throws {TypeError} When `actor`, `action` or `rationale` is not a string, `confidence` is not a number, or
  * `timestamp` is not a valid `Date`.
- * @throws {RangeError} When `confidence` is NaN.
+ * @throws {RangeError} When `confidence` is NaN, or `timestamp` is outside years 0000 to 9999.
  *
  * @example
  * ```ts
@@ -147,6 +158,7 @@ export function newDecision(
   if (Number.isNaN(confidence)) throw new RangeError("confidence must be a number in [0, 1], got NaN");
   const timestamp = options.timestamp ?? new Date();
   checkDate("timestamp", timestamp);
+  checkYears("timestamp", timestamp);
   return {
     id: crypto.randomUUID(),
     timestamp,
@@ -247,7 +259,8 @@ export class DecisionLog {
    * @param decision The decision, usually from {@linkcode newDecision}.
    * @returns Its id, as stored (lowercase).
    * @throws {TypeError} When a field has the wrong type, or `id` is not a UUID.
-   * @throws {RangeError} When `confidence` is not in [0, 1].
+   * @throws {RangeError} When `confidence` is not in [0, 1], or `timestamp` is outside years 0000 to 9999 (RFC 3339
+   * has four-digit years: neither this module nor oxide-k could read it back).
    * @throws {SerializationError} When `inputs` or `output` has no faithful JSON form; nothing is written.
    * @throws {RegistryError} When a decision with this id is already logged (`codeName` `SQLITE_CONSTRAINT`),
    * or the registry is closed.
@@ -274,6 +287,7 @@ export class DecisionLog {
         throw new TypeError(`decision id must be a UUID string, got ${describe(id)}`);
       }
       checkDate("decision timestamp", timestamp);
+      checkYears("decision timestamp", timestamp);
       checkText("actor", actor);
       checkText("action", action);
       checkText("rationale", rationale);
@@ -316,10 +330,12 @@ export class DecisionLog {
    * The most recent decisions, newest first.
    *
    * @param limit How many at most (a non-negative integer).
-   * @returns Up to `limit` decisions.
+   * @param options `invalid`: what to do with rows that cannot be read (default `"throw"`).
+   * @returns Up to `limit` decisions (fewer when rows are skipped).
    * @throws {RangeError} When `limit` is not a non-negative safe integer.
-   * @throws {SerializationError} When a stored row cannot be read (bad JSON, a confidence that is not a number).
-   * @throws {OtherError} When a stored timestamp is not RFC 3339 (`bad timestamp: ...`).
+   * @throws {TypeError} When `invalid` is not `"throw"` or `"skip"`.
+   * @throws {SerializationError} When a stored row cannot be read (a bad timestamp, id or JSON, a confidence that is
+   * not a number) and `invalid` is `"throw"`; the message names every such row, the first row's error is the `cause`.
    *
    * @example
    * ```ts
@@ -334,12 +350,13 @@ export class DecisionLog {
    * assert.deepEqual((await log.recent(2)).map((d) => d.action), ["c", "b"]);
    * ```
    */
-  recent(limit: number): Promise<Decision[]> {
+  recent(limit: number, options: DecisionReadOptions = {}): Promise<Decision[]> {
     return settle(() => {
       if (!Number.isSafeInteger(limit) || limit < 0) {
         throw new RangeError(`limit must be a non-negative integer, got ${describe(limit)}`);
       }
-      return this.#registry.db.prepare(SQL.recent).all(limit).map(rowToDecision);
+      const invalid = invalidOption(options);
+      return toDecisions(this.#registry.db.prepare(SQL.recent).all(limit), invalid);
     });
   }
 
@@ -348,10 +365,10 @@ export class DecisionLog {
    * {@linkcode DecisionLog.query} instead.
    *
    * @param actor The actor.
+   * @param options `invalid`: what to do with rows that cannot be read (default `"throw"`).
    * @returns Its decisions.
-   * @throws {TypeError} When `actor` is not a string.
-   * @throws {SerializationError} When a stored row cannot be read.
-   * @throws {OtherError} When a stored timestamp is not RFC 3339.
+   * @throws {TypeError} When `actor` is not a string, or `invalid` is not `"throw"` or `"skip"`.
+   * @throws {SerializationError} When a stored row cannot be read and `invalid` is `"throw"` (names every such row).
    *
    * @example
    * ```ts
@@ -366,10 +383,11 @@ export class DecisionLog {
    * assert.equal((await log.byActor("c")).length, 0);
    * ```
    */
-  byActor(actor: string): Promise<Decision[]> {
+  byActor(actor: string, options: DecisionReadOptions = {}): Promise<Decision[]> {
     return settle(() => {
       checkText("actor", actor);
-      return this.#registry.db.prepare(SQL.byActor).all(actor).map(rowToDecision);
+      const invalid = invalidOption(options);
+      return toDecisions(this.#registry.db.prepare(SQL.byActor).all(actor), invalid);
     });
   }
 
@@ -403,12 +421,13 @@ export class DecisionLog {
    * order: it stays valid while rows are added (a new, newer row never shows
    * up in later pages), and may be used with other filters.
    *
-   * @param options `actor`, `action`, `since` (inclusive), `until` (exclusive), `limit` (default 100), `cursor`.
+   * @param options `actor`, `action`, `since` (inclusive), `until` (exclusive), `limit` (default 100), `cursor`,
+   * `invalid` (`"throw"`, the default, or `"skip"`: a page then holds fewer decisions than the rows it read, and
+   * `nextCursor` continues after them).
    * @returns The page and the cursor of the next one.
    * @throws {TypeError} When a filter has the wrong type or `cursor` is not one this method returned.
    * @throws {RangeError} When `limit` is not an integer from 1 to 10,000, or a date is outside years 0 to 9999.
-   * @throws {SerializationError} When a stored row cannot be read.
-   * @throws {OtherError} When a stored timestamp is not RFC 3339.
+   * @throws {SerializationError} When a stored row cannot be read and `invalid` is `"throw"` (names every such row).
    *
    * @example Paging through one actor's decisions in a time window
    * ```ts
@@ -440,6 +459,7 @@ export class DecisionLog {
       if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
         throw new RangeError(`limit must be an integer from 1 to ${MAX_PAGE}, got ${describe(limit)}`);
       }
+      const invalid = invalidOption(options);
       const filters: QueryShape = {
         actor: actor !== undefined,
         action: action !== undefined,
@@ -462,7 +482,7 @@ export class DecisionLog {
       if (more) rows.pop();
       const last = rows.at(-1);
       return {
-        decisions: rows.map(rowToDecision),
+        decisions: toDecisions(rows, invalid),
         nextCursor: more && last !== undefined
           ? encodeCursor(String(last.timestamp_utc), Number(last.row_id))
           : undefined,
@@ -494,9 +514,48 @@ function toF32(value: number): number {
 /** A `Date` bound as a `timestamp_utc` key (milliseconds, padded to nine fraction digits). */
 function utcKey(what: string, date: Date): string {
   checkDate(what, date);
+  checkYears(what, date);
+  return `${date.toISOString().slice(0, 23)}000000Z`;
+}
+
+/** Refuses a date RFC 3339 cannot write: outside years 0000 to 9999 (`toISOString` gives six digits and a sign). */
+function checkYears(what: string, date: Date): void {
   const iso = date.toISOString();
-  if (iso.length !== 24) throw new RangeError(`${what} must be within years 0 to 9999, got ${iso}`);
-  return `${iso.slice(0, 23)}000000Z`;
+  if (iso.length !== 24) throw new RangeError(`${what} must be within years 0000 to 9999, got ${iso}`);
+}
+
+function invalidOption(options: DecisionReadOptions): "throw" | "skip" {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`options must be an object, got ${describe(options)}`);
+  }
+  const invalid = options.invalid ?? "throw";
+  if (invalid !== "throw" && invalid !== "skip") {
+    throw new TypeError(`invalid must be "throw" or "skip", got ${describe(invalid)}`);
+  }
+  return invalid;
+}
+
+/** Decisions from rows; rows that cannot be read are skipped, or reported all together. */
+function toDecisions(rows: Row[], invalid: "throw" | "skip"): Decision[] {
+  const decisions: Decision[] = [];
+  const failures: KernelError[] = [];
+  for (const row of rows) {
+    try {
+      decisions.push(rowToDecision(row));
+    } catch (error) {
+      if (!(error instanceof KernelError)) throw error;
+      failures.push(error);
+    }
+  }
+  if (failures.length > 0 && invalid === "throw") {
+    throw new SerializationError(
+      `${failures.length} decision row(s) cannot be read (read past them with { invalid: "skip" }): ${
+        failures.map((error) => error.message.replace(/^serialization error: /, "")).join("; ")
+      }`,
+      { cause: failures[0] },
+    );
+  }
+  return decisions;
 }
 
 function encodeCursor(key: string, rowId: number): string {

@@ -11,7 +11,8 @@
  *
  * @param date A valid date.
  * @returns e.g. `2026-11-28T09:15:02.123+00:00`.
- * @throws {RangeError} for an invalid date.
+ * @throws {RangeError} for an invalid date, or one outside years 0000 to 9999 (RFC 3339 has four-digit years:
+ * neither chrono nor {@linkcode parseTimestamp} could read it back).
  *
  * @example
  * ```ts
@@ -20,10 +21,14 @@
  *
  * assert.equal(formatTimestamp(new Date(Date.UTC(2026, 10, 28, 9, 15, 2, 120))), "2026-11-28T09:15:02.120+00:00");
  * assert.equal(formatTimestamp(new Date(Date.UTC(2026, 10, 28, 9, 15, 2))), "2026-11-28T09:15:02+00:00");
+ * assert.throws(() => formatTimestamp(new Date(Date.UTC(10000, 0, 1))), RangeError);
  * ```
  */
 export function formatTimestamp(date: Date): string {
   const iso = date.toISOString(); // Throws RangeError for an invalid date.
+  if (iso.length !== 24) { // "+010000-01-01T00:00:00.000Z", "-000005-...": a six-digit, signed year.
+    throw new RangeError(`${iso} is outside years 0000 to 9999, which an RFC 3339 timestamp cannot hold`);
+  }
   return (date.getUTCMilliseconds() === 0 ? iso.slice(0, 19) : iso.slice(0, 23)) + "+00:00";
 }
 

@@ -316,13 +316,101 @@ engineTest("rows that cannot be read give errors naming the decision", async (en
   const log = await DecisionLog.open(reg);
   const badTime = oxideKInsert(reg.db, { timestamp: "yesterday", actor: "t" });
   let err = await log.byActor("t").catch((e) => e);
-  assert.ok(err instanceof OtherError, String(err));
-  assert.equal(err.message, `bad timestamp: decision '${badTime}' has 'yesterday', not an RFC 3339 timestamp`);
+  assert.ok(err instanceof SerializationError, String(err));
+  assert.equal(
+    err.message,
+    `serialization error: 1 decision row(s) cannot be read (read past them with { invalid: "skip" }): ` +
+      `bad timestamp: decision '${badTime}' has 'yesterday', not an RFC 3339 timestamp`,
+  );
+  assert.ok(err.cause instanceof OtherError, String(err.cause));
   const badJson = oxideKInsert(reg.db, { timestamp: "2026-01-01T00:00:00+00:00", actor: "j", output: "{oops" });
   err = await log.byActor("j").catch((e) => e);
   assert.ok(err instanceof SerializationError, String(err));
   assert.ok(err.message.includes(`decision '${badJson}' has output that is not valid JSON`), err.message);
+  assert.ok(err.cause instanceof SerializationError, String(err.cause));
 });
+
+engineTest(
+  "recent(), byActor() and query() name every unreadable row, or skip them with { invalid: 'skip' }",
+  async (engine) => {
+    await using reg = await StateRegistry.inMemory({ engine });
+    const log = await DecisionLog.open(reg);
+    const good: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      good.push(await log.log(newDecision("a", "act", `#${i}`, { timestamp: second(10 * i) })));
+    }
+    // What an older version of this module wrote for year 10000, and another program's bad JSON, between ours.
+    const far = oxideKInsert(reg.db, { timestamp: "+010000-01-01T00:00+00:00", actor: "a", action: "act" });
+    const json = oxideKInsert(reg.db, {
+      timestamp: "1970-01-01T00:00:15+00:00",
+      actor: "a",
+      action: "act",
+      inputs: "{",
+    });
+    const reads: [string, (invalid?: "throw" | "skip") => Promise<Decision[]>][] = [
+      ["recent", (invalid) => log.recent(10, { invalid })],
+      ["byActor", (invalid) => log.byActor("a", { invalid })],
+      ["query", async (invalid) => (await log.query({ action: "act", invalid })).decisions],
+    ];
+    for (const [name, read] of reads) {
+      for (const invalid of [undefined, "throw"] as const) {
+        const err = await read(invalid).catch((e) => e);
+        assert.ok(err instanceof SerializationError, `${name}: ${err}`);
+        assert.ok(err.message.startsWith("serialization error: 2 decision row(s) cannot be read"), err.message);
+        assert.ok(err.message.includes(`decision '${far}' has '+010000-01-01T00:00+00:00'`), err.message);
+        assert.ok(err.message.includes(`decision '${json}' has inputs that is not valid JSON`), err.message);
+      }
+      assert.deepEqual((await read("skip")).map((d) => d.rationale), ["#3", "#2", "#1", "#0"], name);
+      await assert.rejects(read("bogus" as "skip"), TypeError);
+    }
+    // Paging with "skip": a page may hold fewer decisions than its limit, and the cursor goes past the bad rows.
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await log.query({ limit: 2, cursor, invalid: "skip" });
+      seen.push(...names(page));
+      cursor = page.nextCursor;
+    } while (cursor !== undefined);
+    assert.deepEqual(seen, ["#3", "#2", "#1", "#0"]);
+    assert.equal(good.length, 4);
+  },
+);
+
+engineTest(
+  "log() and newDecision() refuse a timestamp outside years 0000 to 9999; both ends read back",
+  async (engine) => {
+    await using reg = await StateRegistry.inMemory({ engine });
+    const log = await DecisionLog.open(reg);
+    const good = newDecision("a", "b", "c");
+    for (
+      const date of [
+        new Date(Date.UTC(10000, 0, 1)),
+        new Date(Date.UTC(-5, 0, 1)),
+        new Date("-000001-12-31T23:59:59.999Z"),
+      ]
+    ) {
+      const err = await log.log({ ...good, timestamp: date }).catch((e) => e);
+      assert.ok(err instanceof RangeError, String(err));
+      assert.equal(err.message, `decision timestamp must be within years 0000 to 9999, got ${date.toISOString()}`);
+      assert.throws(() => newDecision("a", "b", "c", { timestamp: date }), RangeError);
+      assert.throws(
+        () => formatTimestamp(date),
+        new RegExp(`^RangeError: ${date.toISOString().replace("+", "\\+")} is outside`),
+      );
+    }
+    assert.equal(await log.count(), 0, "nothing written");
+    const ends = [new Date("0000-01-01T00:00:00.000Z"), new Date("9999-12-31T23:59:59.999Z")];
+    for (const timestamp of ends) await log.log(newDecision("ends", "b", timestamp.toISOString(), { timestamp }));
+    assert.deepEqual((await log.byActor("ends")).map((d) => d.timestamp.toISOString()), [
+      "9999-12-31T23:59:59.999Z",
+      "0000-01-01T00:00:00.000Z",
+    ]);
+    assert.deepEqual(reg.db.prepare("SELECT timestamp FROM xai_decisions ORDER BY timestamp").all(), [
+      { timestamp: "0000-01-01T00:00:00+00:00" },
+      { timestamp: "9999-12-31T23:59:59.999+00:00" },
+    ]);
+  },
+);
 
 // --- log() refusals ---------------------------------------------------------------------------------
 
