@@ -379,7 +379,9 @@ export class WrongKeyError extends CryptoError {
 }
 
 /**
- * A sealed configuration value was read from a registry opened without a key.
+ * A sealed configuration value was read from a registry opened without a key,
+ * or a registry opened without a key was asked to write into a sealed one
+ * (the value would be stored in plain text).
  *
  * @example
  * ```ts
@@ -390,6 +392,10 @@ export class WrongKeyError extends CryptoError {
  * assert.equal(
  *   err.message,
  *   "value of config key 'api.token' is sealed (envelope scheme); open the registry with openEncrypted",
+ * );
+ * assert.equal(
+ *   new KeyRequiredError("api.token", "envelope", "write").message,
+ *   "cannot write config key 'api.token' without the key: this registry is sealed (envelope scheme); open it with openEncrypted",
  * );
  * ```
  */
@@ -402,10 +408,13 @@ export class KeyRequiredError extends CryptoError {
    *
    * @param key The config key whose value is sealed.
    * @param scheme The scheme it is sealed under, `"envelope"` or `"oxide-k"`.
+   * @param operation `"read"` (default): the value is sealed; `"write"`: the registry is sealed, so a keyless write is refused.
    */
-  constructor(key: string, scheme: string) {
+  constructor(key: string, scheme: string, operation: "read" | "write" = "read") {
     super(
-      `value of config key '${key}' is sealed (${scheme} scheme); open the registry with openEncrypted`,
+      operation === "write"
+        ? `cannot write config key '${key}' without the key: this registry is sealed (${scheme} scheme); open it with openEncrypted`
+        : `value of config key '${key}' is sealed (${scheme} scheme); open the registry with openEncrypted`,
     );
     this.key = key;
   }

@@ -7,6 +7,7 @@
 import {
   ConfigNotFoundError,
   CryptoError,
+  KeyRequiredError,
   OtherError,
   RegistryError,
   SerializationError,
@@ -31,6 +32,7 @@ import {
   openSealing,
   refuseSealedValue,
   type RekeyOptions,
+  sealedScheme,
   type Sealing,
   type SealingInfo,
   type SealingOptions,
@@ -70,6 +72,13 @@ VALUES (?1, ?2, ?3)
 ON CONFLICT(key) DO UPDATE SET
     value      = excluded.value,
     updated_at = excluded.updated_at`,
+  // A keyless handle's write to a file: refused (no row changed) once any connection sealed the registry. Checked
+  // inside the statement, so no other process can seal between a check and the write.
+  setConfigUnsealed: `INSERT INTO config (key, value, updated_at)
+SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'oxide_sealing')
+ON CONFLICT(key) DO UPDATE SET
+    value      = excluded.value,
+    updated_at = excluded.updated_at`,
   getConfig: "SELECT value FROM config WHERE key = ?1",
   deleteConfig: "DELETE FROM config WHERE key = ?1",
 } as const;
@@ -99,6 +108,10 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   readonly #sql: Statements;
   /** Set by `openEncrypted`: seals and opens config values. */
   #sealing: Sealing | undefined;
+  /** A keyless handle on a file: the write statement that refuses a sealed registry. */
+  readonly #plainWrite: Statement;
+  /** Set by `connect` when the registry is sealed (its values written by a Rust kernel, with no `oxide_sealing`). */
+  #sealedAtOpen: string | undefined;
   /** Set by `close()`: new calls are refused while the calls in flight finish. */
   #closing = false;
   /** Calls started and not yet settled. */
@@ -109,6 +122,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   private constructor(db: Engine) {
     this.#db = db;
     this.#sql = prepareStatements(db);
+    // A private in-memory database cannot be sealed by anyone else: it keeps the unguarded, faster statement.
+    this.#plainWrite = db.path === MEMORY_PATH ? this.#sql.setConfig : this.#sql.setConfigUnsealed;
   }
 
   /**
@@ -168,7 +183,15 @@ export class StateRegistry implements AsyncDisposable, Disposable {
         new TypeError(`connect() needs a file path, got ${describe(path)}`),
       );
     }
-    return StateRegistry.#open(path, options);
+    return StateRegistry.#open(path, options).then((registry) => {
+      try {
+        registry.#sealedAtOpen = sealedScheme(registry.#db);
+      } catch (error) {
+        registry.#db.close();
+        throw error;
+      }
+      return registry;
+    });
   }
 
   /**
@@ -521,6 +544,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * @throws {TypeError} when `key` is not a string.
    * @throws {SerializationError} when `value` has no faithful JSON form (`undefined`, NaN, a cycle, a Date, ...);
    * nothing is written.
+   * @throws {KeyRequiredError} when the registry was opened without a key and is sealed (by `openEncrypted` in any
+   * process, or by a Rust kernel): the value would be stored in plain text; nothing is written.
    *
    * @example
    * ```ts
@@ -538,7 +563,10 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     try {
       this.#checkOpen();
       checkText("config key", key);
-      this.#sql.setConfig.run(key, encodeJson(value), nowTimestamp());
+      // A keyless write into a sealed registry would store the value in plain text.
+      if (this.#sealedAtOpen !== undefined) throw new KeyRequiredError(key, this.#sealedAtOpen, "write");
+      const { changes } = this.#plainWrite.run(key, encodeJson(value), nowTimestamp());
+      if (changes === 0) throw new KeyRequiredError(key, sealedScheme(this.#db) ?? "unknown", "write");
       return RESOLVED;
     } catch (error) {
       return Promise.reject(error);

@@ -102,6 +102,7 @@ const SQL = {
   tableExists: "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'oxide_sealing'",
   row: "SELECT scheme, version, kdf, iterations, salt, key_id, wrapped_key, generation FROM oxide_sealing WHERE id = 1",
   generation: "SELECT generation FROM oxide_sealing WHERE id = 1",
+  scheme: "SELECT scheme FROM oxide_sealing WHERE id = 1",
   insert:
     `INSERT INTO oxide_sealing (id, scheme, version, kdf, iterations, salt, key_id, wrapped_key, generation, updated_at)
 VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)`,
@@ -177,6 +178,38 @@ function isJson(text: string): boolean {
 export function refuseSealedValue(configKey: string, stored: string): void {
   const form = storedForm(stored);
   if (form !== "plain") throw new KeyRequiredError(configKey, form);
+}
+
+/**
+ * Tells whether a registry is sealed, for a handle opened without a key: its
+ * `oxide_sealing` table exists (created with its row by `openEncrypted`), or
+ * it holds sealed values (a file a Rust oxide-k kernel sealed has no table).
+ *
+ * @param db The registry's connection.
+ * @returns The scheme (`"unknown"` when the table has no row), or `undefined` for a plain registry.
+ *
+ * @example
+ * ```ts
+ * import { sealedScheme } from "./sealing.ts";
+ * import { StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using plain = await StateRegistry.inMemory();
+ * assert.equal(sealedScheme(plain.db), undefined);
+ * await using sealed = await StateRegistry.openEncrypted(":memory:", new Uint8Array(32));
+ * assert.equal(sealedScheme(sealed.db), "envelope");
+ * ```
+ */
+export function sealedScheme(db: Engine): string | undefined {
+  if (db.prepare(SQL.tableExists).get() !== undefined) {
+    const row = db.prepare(SQL.scheme).get();
+    return row === undefined ? "unknown" : String(row.scheme);
+  }
+  if (db.prepare(SQL.envelopeValue).get() !== undefined) return "envelope";
+  for (const row of db.prepare(SQL.oxideKCandidates).all(KEY_CHECK_VALUES)) {
+    if (typeof row.value === "string" && storedForm(row.value) === "oxide-k") return "oxide-k";
+  }
+  return undefined;
 }
 
 /** A first-in, first-out async lock. */

@@ -400,6 +400,67 @@ for (const scheme of ["envelope", "oxide-k"] as const) {
   });
 }
 
+engineTest(
+  "a registry opened without a key refuses to write into a sealed registry; nothing is written",
+  async (engine) => {
+    await using dir = await tempDir();
+    const message = (key: string, scheme: string) =>
+      `cannot write config key '${key}' without the key: this registry is sealed (${scheme} scheme); open it with openEncrypted`;
+    const assertRefused = async (reg: StateRegistry, scheme: string) => {
+      const err = await reg.setConfig("api_token", "PLAINTEXT-SECRET").catch((e) => e);
+      assert.ok(err instanceof KeyRequiredError, String(err));
+      assert.equal(err.message, message("api_token", scheme));
+    };
+
+    // Sealed before this handle opened.
+    {
+      const path = dir.file("sealed.db");
+      {
+        await using reg = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
+        await reg.setConfig("api_token", "s3cr3t");
+      }
+      const stored = await rawValue(path, "api_token");
+      {
+        await using plain = await StateRegistry.connect(path, { engine });
+        await assertRefused(plain, "envelope");
+        // Metadata and deletes stay allowed: they write no secret.
+        await plain.upsertModule(ECHO, "running");
+      }
+      assert.equal(await rawValue(path, "api_token"), stored);
+      assert.deepEqual(await filesContaining(path, "PLAINTEXT-SECRET"), []);
+    }
+
+    // Sealed by another connection after this handle opened: the check runs inside the write.
+    {
+      const path = dir.file("later.db");
+      await using plain = await StateRegistry.connect(path, { engine });
+      await plain.setConfig("before", 1);
+      {
+        await using sealed = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
+        assert.equal(await sealed.sealPlainValues(), 1);
+      }
+      await assertRefused(plain, "envelope");
+      assert.deepEqual(await filesContaining(path, "PLAINTEXT-SECRET"), []);
+    }
+
+    // A file a Rust kernel sealed (oxide-k values, no oxide_sealing table).
+    {
+      const path = dir.file("rust.db");
+      const db = new DatabaseSync(path);
+      try {
+        db.exec(OXIDE_K_SCHEMA);
+        db.prepare("INSERT INTO config VALUES ('k', ?, '2026-11-28T09:15:02+00:00')").run(
+          await independentOxideKSeal(PASSPHRASE, "1"),
+        );
+      } finally {
+        db.close();
+      }
+      await using plain = await StateRegistry.connect(path, { engine });
+      await assertRefused(plain, "oxide-k");
+    }
+  },
+);
+
 Deno.test("an encrypted registry refuses a value stored unsealed until sealPlainValues() seals it", async () => {
   await using dir = await tempDir();
   const path = dir.file("r.db");
