@@ -36,20 +36,36 @@ export function utcKeySql(x: string): string {
 /** Migration 1 of extension `xai`: oxide-k's table and index, accepted as they are when oxide-k made them. */
 export const MIGRATION_1_SQL = `${TABLE_SQL}; ${INDEX_SQL}`;
 
+/** The triggers that fill `timestamp_utc` for rows any program inserts or re-times (migration 2). */
+export const UTC_TRIGGERS_SQL: Readonly<Record<string, string>> = {
+  xai_decisions_utc_insert:
+    `CREATE TRIGGER xai_decisions_utc_insert AFTER INSERT ON xai_decisions WHEN NEW.timestamp_utc IS NULL
+BEGIN
+  UPDATE xai_decisions SET timestamp_utc = ${utcKeySql("NEW.timestamp")} WHERE rowid = NEW.rowid;
+END`,
+  xai_decisions_utc_update: `CREATE TRIGGER xai_decisions_utc_update AFTER UPDATE OF timestamp ON xai_decisions
+BEGIN
+  UPDATE xai_decisions SET timestamp_utc = ${utcKeySql("NEW.timestamp")} WHERE rowid = NEW.rowid;
+END`,
+};
+
+/** The indexes on `timestamp_utc` every read names (migration 2). */
+export const UTC_INDEXES_SQL: Readonly<Record<string, string>> = {
+  idx_xai_time_utc: "CREATE INDEX idx_xai_time_utc ON xai_decisions(timestamp_utc)",
+  idx_xai_actor_time_utc: "CREATE INDEX idx_xai_actor_time_utc ON xai_decisions(actor, timestamp_utc)",
+  idx_xai_action_time_utc: "CREATE INDEX idx_xai_action_time_utc ON xai_decisions(action, timestamp_utc)",
+};
+
+/** Fills `timestamp_utc` where it is missing (migration 2's backfill; also after a lost trigger is recreated). */
+export const BACKFILL_SQL = `UPDATE xai_decisions SET timestamp_utc = ${utcKeySql("timestamp")}`;
+
 /** Migration 2 of extension `xai`: the `timestamp_utc` sort key, the triggers that fill it, and its indexes. */
-export const MIGRATION_2_SQL = `ALTER TABLE xai_decisions ADD COLUMN timestamp_utc TEXT;
-UPDATE xai_decisions SET timestamp_utc = ${utcKeySql("timestamp")};
-CREATE TRIGGER xai_decisions_utc_insert AFTER INSERT ON xai_decisions WHEN NEW.timestamp_utc IS NULL
-BEGIN
-  UPDATE xai_decisions SET timestamp_utc = ${utcKeySql("NEW.timestamp")} WHERE rowid = NEW.rowid;
-END;
-CREATE TRIGGER xai_decisions_utc_update AFTER UPDATE OF timestamp ON xai_decisions
-BEGIN
-  UPDATE xai_decisions SET timestamp_utc = ${utcKeySql("NEW.timestamp")} WHERE rowid = NEW.rowid;
-END;
-CREATE INDEX idx_xai_time_utc ON xai_decisions(timestamp_utc);
-CREATE INDEX idx_xai_actor_time_utc ON xai_decisions(actor, timestamp_utc);
-CREATE INDEX idx_xai_action_time_utc ON xai_decisions(action, timestamp_utc)`;
+export const MIGRATION_2_SQL = [
+  "ALTER TABLE xai_decisions ADD COLUMN timestamp_utc TEXT",
+  BACKFILL_SQL,
+  ...Object.values(UTC_TRIGGERS_SQL),
+  ...Object.values(UTC_INDEXES_SQL),
+].join(";\n");
 
 /** The indexes migration 2 creates; every read names the one it uses (`INDEXED BY`), see {@linkcode querySql}. */
 export const TIME_INDEX = "idx_xai_time_utc";

@@ -21,7 +21,17 @@
 
 import { KernelError, OtherError, RegistryError, SerializationError } from "./errors.ts";
 import { defineExtension, type Extension, openExtension } from "./extension.ts";
-import { DECISION_SQL as SQL, MIGRATION_1_SQL, MIGRATION_2_SQL, type QueryShape, querySql } from "./_decision_sql.ts";
+import {
+  BACKFILL_SQL,
+  DECISION_SQL as SQL,
+  INDEX_SQL,
+  MIGRATION_1_SQL,
+  MIGRATION_2_SQL,
+  type QueryShape,
+  querySql,
+  UTC_INDEXES_SQL,
+  UTC_TRIGGERS_SQL,
+} from "./_decision_sql.ts";
 import { encodeJson } from "./json.ts";
 import type { StateRegistry } from "./registry.ts";
 import type { Row, SqlValue } from "./sqlite/engine.ts";
@@ -217,8 +227,9 @@ export class DecisionLog {
   /**
    * Opens the decision log of a registry, creating `xai_decisions` and its
    * indexes if missing (a file where oxide-k already created them is used as
-   * it is, and gains the `timestamp_utc` column and indexes). Safe to call
-   * from several processes at once.
+   * it is, and gains the `timestamp_utc` column and indexes), and recreating
+   * any of its indexes or triggers that were dropped. Safe to call from
+   * several processes at once.
    *
    * @param registry The open registry.
    * @returns The log.
@@ -250,6 +261,7 @@ export class DecisionLog {
         { path: db.path },
       );
     }
+    repairSchema(registry);
     return new DecisionLog(registry);
   }
 
@@ -489,6 +501,32 @@ export class DecisionLog {
       };
     });
   }
+}
+
+/**
+ * Recreates the indexes and triggers of `xai_decisions` someone dropped (the
+ * reads name their index, and would fail with "no such index"; rows another
+ * program inserts without the triggers get no sort key). Reads only when
+ * nothing is missing, so an up-to-date open takes no write lock.
+ */
+function repairSchema(registry: StateRegistry): void {
+  const db = registry.db;
+  const present = new Set(
+    db.prepare("SELECT name FROM sqlite_master WHERE tbl_name = 'xai_decisions' AND type IN ('index', 'trigger')")
+      .all().map((row) => row.name),
+  );
+  const indexes = Object.entries({ idx_xai_actor_time: INDEX_SQL, ...UTC_INDEXES_SQL })
+    .filter(([name]) => !present.has(name));
+  const triggers = Object.entries(UTC_TRIGGERS_SQL).filter(([name]) => !present.has(name));
+  if (indexes.length === 0 && triggers.length === 0) return;
+  // IF NOT EXISTS: another process may be repairing at the same moment.
+  const ifNotExists = (sql: string) =>
+    sql.replace(/^CREATE (INDEX|TRIGGER) (?!IF NOT EXISTS)/, "CREATE $1 IF NOT EXISTS ");
+  db.transaction(() => {
+    for (const [, sql] of [...triggers, ...indexes]) db.exec(ifNotExists(sql));
+    // Rows inserted while a trigger was missing have no sort key.
+    if (triggers.length > 0) db.exec(`${BACKFILL_SQL} WHERE timestamp_utc IS NULL`);
+  });
 }
 
 /** Runs synchronous work as a promise, so that a throw becomes a rejection. */

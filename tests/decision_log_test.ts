@@ -478,6 +478,31 @@ engineTest("a decision log on a closed registry throws RegistryError", async (en
   await assert.rejects(DecisionLog.open(reg), RegistryError);
 });
 
+engineTest(
+  "DecisionLog.open() recreates dropped indexes and triggers, and keys rows inserted without them",
+  async (engine) => {
+    await using reg = await StateRegistry.inMemory({ engine });
+    await DecisionLog.open(reg);
+    const objects = () =>
+      reg.db.prepare(
+        "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'xai_decisions' AND type != 'table' AND sql IS NOT NULL ORDER BY name",
+      ).all();
+    const before = objects();
+    assert.equal(before.length, 6);
+    for (const row of before) reg.db.exec(`DROP ${row.type} ${row.name}`);
+    // Another program's insert while the triggers are gone: no sort key.
+    const orphan = oxideKInsert(reg.db, { timestamp: "2026-01-01T00:00:05Z", rationale: "orphan" });
+    assert.equal(reg.db.prepare("SELECT timestamp_utc FROM xai_decisions").get()?.timestamp_utc, null);
+    const log = await DecisionLog.open(reg);
+    assert.deepEqual(objects(), before, "the same indexes and triggers, with the same SQL");
+    await log.log(newDecision("a", "b", "ours", { timestamp: second(1) }));
+    assert.deepEqual((await log.recent(5)).map((d) => d.rationale), ["orphan", "ours"]);
+    assert.equal((await log.query({ since: second(3) })).decisions[0]?.id, orphan);
+    oxideKInsert(reg.db, { timestamp: "2026-01-01T00:00:09Z", rationale: "later" });
+    assert.equal((await log.recent(1))[0]?.rationale, "later", "the insert trigger is back");
+  },
+);
+
 engineTest("DecisionLog.open() refuses an xai_decisions table of another shape and keeps nothing", async (engine) => {
   await using reg = await StateRegistry.inMemory({ engine });
   reg.db.exec("CREATE TABLE xai_decisions (id TEXT PRIMARY KEY, note TEXT)");
