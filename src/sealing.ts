@@ -23,14 +23,17 @@ import { checkRegistryKey, type RegistryKey } from "./crypto/key.ts";
 import { importOxideKKey, looksOxideKSealed, openOxideK, sealOxideK } from "./crypto/oxide_k.ts";
 import {
   type DataKey,
+  decodeSalt,
   deriveKek,
   ENVELOPE_VERSION,
   envelopeKeyId,
   generateDataKey,
   isEnvelopeSealed,
   type KdfParams,
+  KEY_ID_SHAPE,
   newKdfParams,
   openEnvelope,
+  PBKDF2_SALT_BYTES,
   sealedForKey,
   sealEnvelope,
   unwrapDataKey,
@@ -575,7 +578,7 @@ export class Sealing {
 
   #storedGeneration(): number | undefined {
     const row = this.#db.prepare(SQL.generation).get();
-    return row === undefined ? undefined : Number(row.generation);
+    return row === undefined ? undefined : readGeneration(this.#db.path, row.generation);
   }
 
   /** Follows a change of keys made by another process (or connection). */
@@ -688,18 +691,20 @@ function readRow(db: Engine): SealingRow | undefined {
   if (db.prepare(SQL.tableExists).get() === undefined) return undefined;
   const row = db.prepare(SQL.row).get();
   if (row === undefined) return undefined;
+  const path = db.path;
   const scheme = row.scheme;
-  if (scheme !== "envelope" && scheme !== "oxide-k") {
-    throw new CryptoError(`sealing parameters of '${db.path}': unknown scheme '${String(scheme)}'`);
+  if (scheme !== "envelope" && scheme !== "oxide-k") throw badField(path, "scheme", scheme, "an unknown scheme");
+  const generation = readGeneration(path, row.generation);
+  if (row.version !== ENVELOPE_VERSION) {
+    throw badField(path, "version", row.version, `this library reads format version ${ENVELOPE_VERSION}`);
   }
-  const generation = Number(row.generation);
   if (scheme === "oxide-k") {
     // A downgrade: an envelope registry whose scheme field was changed would accept any key and seal new
     // values under one SHA-256 of the passphrase. An oxide-k row never holds envelope parameters.
     for (const field of ["wrapped_key", "key_id", "kdf", "salt", "iterations"] as const) {
       if (row[field] !== null) {
         throw new CryptoError(
-          `sealing parameters of '${db.path}' (table oxide_sealing): scheme 'oxide-k' with an envelope ${field} ${
+          `sealing parameters of '${path}' (table oxide_sealing): scheme 'oxide-k' with an envelope ${field} ${
             quote(row[field])
           }: the scheme field was altered; refusing to open`,
         );
@@ -707,31 +712,41 @@ function readRow(db: Engine): SealingRow | undefined {
     }
     return { scheme, kdf: undefined, wrapped: undefined, generation };
   }
-  if (Number(row.version) !== ENVELOPE_VERSION) {
-    throw new CryptoError(
-      `sealing parameters of '${db.path}': envelope format version ${
-        String(row.version)
-      }; this library reads version ${ENVELOPE_VERSION}`,
-    );
+  return { scheme, kdf: readKdf(path, row), wrapped: readWrapped(path, row), generation };
+}
+
+/** A CryptoError naming the table, the field and its stored value. */
+function badField(path: string, field: string, value: unknown, why: string): CryptoError {
+  return new CryptoError(
+    `sealing parameters of '${path}' (table oxide_sealing) are damaged: field '${field}' is ${quote(value)}: ${why}`,
+  );
+}
+
+function readGeneration(path: string, value: unknown): number {
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    throw badField(path, "generation", value, "not a non-negative integer");
   }
-  return { scheme, kdf: readKdf(db.path, row), wrapped: readWrapped(db.path, row), generation };
+  return value;
 }
 
 function readKdf(path: string, row: Row): KdfParams {
   if (row.kdf === "raw") return { kdf: "raw" };
-  if (row.kdf === "pbkdf2-sha256" && typeof row.salt === "string") {
-    const salt = Uint8Array.fromBase64(row.salt, { alphabet: "base64url" });
-    return { kdf: "pbkdf2-sha256", iterations: Number(row.iterations), salt };
+  if (row.kdf !== "pbkdf2-sha256") throw badField(path, "kdf", row.kdf, "an unknown key derivation");
+  const salt = typeof row.salt === "string" ? decodeSalt(row.salt) : undefined;
+  if (salt === undefined) {
+    throw badField(path, "salt", row.salt, `not padded URL-safe base64 of ${PBKDF2_SALT_BYTES} bytes`);
   }
-  throw new CryptoError(
-    `sealing parameters of '${path}': unknown key derivation '${String(row.kdf)}'`,
-  );
+  if (typeof row.iterations !== "number" || !Number.isSafeInteger(row.iterations)) {
+    throw badField(path, "iterations", row.iterations, "not an integer");
+  }
+  return { kdf: "pbkdf2-sha256", iterations: row.iterations, salt };
 }
 
 function readWrapped(path: string, row: Row): WrappedDataKey {
-  if (typeof row.key_id !== "string" || typeof row.wrapped_key !== "string") {
-    throw new CryptoError(`sealing parameters of '${path}': the wrapped data key is missing`);
+  if (typeof row.key_id !== "string" || !KEY_ID_SHAPE.test(row.key_id)) {
+    throw badField(path, "key_id", row.key_id, "not a data key id");
   }
+  if (typeof row.wrapped_key !== "string") throw badField(path, "wrapped_key", row.wrapped_key, "not text");
   return { keyId: row.key_id, wrapped: row.wrapped_key };
 }
 
@@ -802,6 +817,7 @@ function refuseEnvelopeValues(db: Engine): void {
 
 /** A stored field, quoted and shortened for a message. */
 function quote(value: unknown): string {
+  if (value === null) return "NULL";
   const text = typeof value === "string"
     ? value
     : value instanceof Uint8Array

@@ -535,6 +535,50 @@ Deno.test("openEncrypted() refuses an envelope registry whose scheme field was c
   }
 });
 
+Deno.test("openEncrypted() refuses every hostile oxide_sealing row with a CryptoError naming the field", async (t) => {
+  const cases: [string, string, RegExp][] = [
+    ["salt not base64", "salt = '!!!'", /field 'salt' is '!!!': not padded URL-safe base64 of 16 bytes/],
+    ["empty salt", "salt = ''", /field 'salt' is '': not padded/],
+    ["15-byte salt", "salt = 'AAAAAAAAAAAAAAAAAAAA'", /field 'salt' is 'AAAAAAAAAAAAAAAAAAAA'/],
+    ["unpadded salt", "salt = rtrim(salt, '=')", /field 'salt'/],
+    ["salt as a blob", "salt = x'00'", /field 'salt' is '<1-byte blob>'/],
+    ["NULL salt", "salt = NULL", /field 'salt' is NULL/],
+    ["unknown kdf", "kdf = 'scrypt'", /field 'kdf' is 'scrypt': an unknown key derivation/],
+    ["NULL kdf", "kdf = NULL", /field 'kdf' is NULL/],
+    ["iterations as text", "iterations = 'many'", /field 'iterations' is 'many': not an integer/],
+    ["iterations as a blob", "iterations = x'00'", /field 'iterations' is '<1-byte blob>'/],
+    ["fractional iterations", "iterations = 600000.5", /field 'iterations' is '600000.5'/],
+    ["NULL iterations", "iterations = NULL", /field 'iterations' is NULL/],
+    ["generation as text", "generation = 'abc'", /field 'generation' is 'abc': not a non-negative integer/],
+    ["negative generation", "generation = -1", /field 'generation' is '-1'/],
+    ["fractional generation", "generation = 1.5", /field 'generation' is '1.5'/],
+    ["newer version", "version = 2", /field 'version' is '2': this library reads format version 1/],
+    ["version as text", "version = 'one'", /field 'version' is 'one'/],
+    ["unknown scheme", "scheme = 'rot13'", /field 'scheme' is 'rot13': an unknown scheme/],
+    ["empty key id", "key_id = ''", /field 'key_id' is '': not a data key id/],
+    ["key id with a dollar", "key_id = 'a$b'", /field 'key_id' is 'a\$b'/],
+    ["NULL wrapped key", "wrapped_key = NULL", /field 'wrapped_key' is NULL: not text/],
+    ["short wrapped key", "wrapped_key = 'zz'", /\(table oxide_sealing, field wrapped_key\) is malformed/],
+  ];
+  for (const [name, assignment, message] of cases) {
+    await t.step(name, async () => {
+      await using dir = await tempDir();
+      const path = dir.file("r.db");
+      {
+        await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE);
+        await reg.setConfig("a", 1);
+      }
+      await withRawDb(path, (db) => db.exec(`UPDATE oxide_sealing SET ${assignment}`));
+      const before = await snapshotFiles(path);
+      const err = await StateRegistry.openEncrypted(path, PASSPHRASE).catch((e) => e);
+      assert.ok(err instanceof CryptoError, `${name}: ${err}`);
+      assert.match(err.message, /table oxide_sealing/);
+      assert.match(err.message, message);
+      assert.deepEqual(await snapshotFiles(path), before, "nothing written");
+    });
+  }
+});
+
 Deno.test("openEncrypted() refuses keys and options of the wrong shape", async (t) => {
   await using dir = await tempDir();
   const cases: [string, () => Promise<unknown>, typeof TypeError | typeof RangeError][] = [

@@ -31,6 +31,9 @@ export const MIN_PBKDF2_ITERATIONS = 600_000;
 /** Bytes of a new PBKDF2 salt. */
 export const PBKDF2_SALT_BYTES = 16;
 
+/** The shape of a data key id, as stored in `oxide_sealing.key_id` and in each value's prefix. */
+export const KEY_ID_SHAPE: RegExp = /^[A-Za-z0-9_-]{1,64}$/;
+
 const NONCE_BYTES = 12;
 const TAG_BYTES = 16;
 const KEY_ID_BYTES = 8;
@@ -107,6 +110,28 @@ export function newKdfParams(key: RegistryKey, options: KdfOptions = {}): KdfPar
   if (typeof key !== "string") return { kdf: "raw" };
   const salt = crypto.getRandomValues(new Uint8Array(PBKDF2_SALT_BYTES));
   return { kdf: "pbkdf2-sha256", iterations, salt };
+}
+
+/**
+ * Decodes a stored PBKDF2 salt strictly: padded URL-safe base64 of exactly
+ * {@linkcode PBKDF2_SALT_BYTES} bytes, as {@linkcode newKdfParams}' salt is stored.
+ *
+ * @param text The stored text.
+ * @returns The salt, or `undefined` when `text` is not such an encoding.
+ *
+ * @example
+ * ```ts
+ * import { decodeSalt } from "./envelope.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(decodeSalt("AAAAAAAAAAAAAAAAAAAAAA==")?.length, 16);
+ * assert.equal(decodeSalt("!!!"), undefined);
+ * assert.equal(decodeSalt("AAAA"), undefined);
+ * ```
+ */
+export function decodeSalt(text: string): Uint8Array<ArrayBuffer> | undefined {
+  const salt = fromBase64Url(text, true);
+  return salt?.length === PBKDF2_SALT_BYTES ? salt : undefined;
 }
 
 /**
@@ -240,7 +265,7 @@ export async function unwrapDataKey(
   const blob = fromBase64Url(wrapped.wrapped, false);
   if (blob === undefined || blob.length !== NONCE_BYTES + 32 + TAG_BYTES) {
     throw new WrongKeyError(
-      `the stored data key '${wrapped.keyId}' is malformed: the sealing parameters were altered`,
+      `the stored data key '${wrapped.keyId}' (table oxide_sealing, field wrapped_key) is malformed: the sealing parameters were altered`,
     );
   }
   try {
