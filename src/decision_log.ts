@@ -619,9 +619,32 @@ function decodeCursor(cursor: unknown): [string, number] {
   throw new TypeError(`cursor ${describe(cursor)} is not a cursor returned by query()`);
 }
 
+/**
+ * A stored id as oxide-k's `Uuid::parse_str` reads it (hyphenated, 32 digits
+ * without hyphens, `{braced}` or `urn:uuid:`, any case), as the lowercase
+ * hyphenated text it displays; `undefined` when it is not a UUID.
+ */
+function parseUuid(stored: SqlValue | undefined): string | undefined {
+  if (typeof stored !== "string") return undefined;
+  const lower = stored.toLowerCase();
+  const body = stored.startsWith("urn:uuid:")
+    ? lower.slice(9)
+    : lower.startsWith("{") && lower.endsWith("}")
+    ? lower.slice(1, -1)
+    : lower;
+  if (UUID.test(body)) return body;
+  if (/^[0-9a-f]{32}$/.test(body) && body === lower) {
+    return `${body.slice(0, 8)}-${body.slice(8, 12)}-${body.slice(12, 16)}-${body.slice(16, 20)}-${body.slice(20)}`;
+  }
+  return undefined;
+}
+
 /** Builds a decision from a row, checking it as oxide-k's `row_to_decision` would. */
 function rowToDecision(row: Row): Decision {
-  const id = String(row.id);
+  const id = parseUuid(row.id);
+  if (id === undefined) {
+    throw new OtherError(`bad uuid: decision at rowid ${String(row.row_id)} has id ${describe(row.id)}, not a UUID`);
+  }
   const timestamp = typeof row.timestamp === "string" ? parseTimestamp(row.timestamp) : undefined;
   if (timestamp === undefined) {
     throw new OtherError(`bad timestamp: decision '${id}' has ${describe(row.timestamp)}, not an RFC 3339 timestamp`);

@@ -331,6 +331,42 @@ engineTest("rows that cannot be read give errors naming the decision", async (en
 });
 
 engineTest(
+  "rows whose id is not a UUID are refused as oxide-k would ('bad uuid'), its other spellings read",
+  async (engine) => {
+    await using reg = await StateRegistry.inMemory({ engine });
+    const log = await DecisionLog.open(reg);
+    const uuid = "0f8e3c2a-1b4d-4e5f-8a9b-0c1d2e3f4a5b";
+    const spellings = [uuid.toUpperCase(), uuid.replaceAll("-", ""), `{${uuid}}`, `urn:uuid:${uuid}`];
+    for (const [i, id] of spellings.entries()) {
+      oxideKInsert(reg.db, { id, timestamp: `2026-01-01T00:00:0${i}Z`, actor: "ok" });
+    }
+    assert.deepEqual((await log.byActor("ok")).map((d) => d.id), [uuid, uuid, uuid, uuid]);
+    const insert = reg.db.prepare(
+      "INSERT INTO xai_decisions (id, timestamp, actor, action, rationale, inputs, output, confidence) VALUES (?, '2026-01-01T00:00:00Z', 'bad', 'a', 'r', 'null', 'null', 1)",
+    );
+    const bad: [unknown, string][] = [
+      ["not-a-uuid", "'not-a-uuid'"],
+      ["", "''"],
+      [`${uuid}x`, `'${uuid}x'`],
+      [`{${uuid.replaceAll("-", "")}}`, `'{${uuid.replaceAll("-", "")}}'`],
+      [null, "null"],
+      [new Uint8Array(16), "a 16-byte blob"],
+    ];
+    for (const [id] of bad) insert.run(id as string);
+    const err = await log.byActor("bad").catch((e) => e);
+    assert.ok(err instanceof SerializationError, String(err));
+    assert.ok(err.message.includes(`${bad.length} decision row(s) cannot be read`), err.message);
+    const rowids = reg.db.prepare("SELECT rowid AS r FROM xai_decisions WHERE actor = 'bad' ORDER BY rowid").all();
+    for (const [i, [, shown]] of bad.entries()) {
+      const expected = `bad uuid: decision at rowid ${rowids[i]?.r} has id ${shown}, not a UUID`;
+      assert.ok(err.message.includes(expected), `${expected}\n${err.message}`);
+    }
+    assert.ok(err.cause instanceof OtherError);
+    assert.deepEqual(await log.byActor("bad", { invalid: "skip" }), []);
+  },
+);
+
+engineTest(
   "recent(), byActor() and query() name every unreadable row, or skip them with { invalid: 'skip' }",
   async (engine) => {
     await using reg = await StateRegistry.inMemory({ engine });
