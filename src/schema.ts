@@ -111,7 +111,9 @@ export function applyMigrations(
         else migration.up(db);
       } catch (error) {
         throw new RegistryError(
-          `migration ${migration.version} ('${migration.name}') of '${owner}' failed: ${(error as Error).message}`,
+          `migration ${migration.version} ('${migration.name}') of '${owner}' failed: ${
+            error instanceof Error ? error.message : String(error)
+          }`,
           { cause: error, path: db.path },
         );
       }

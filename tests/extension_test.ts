@@ -254,6 +254,24 @@ engineTest("openExtension() keeps nothing when a migration fails, and names it",
   assert.deepEqual((await openExtension(reg, notes(NOTES_V1))).applied, [1], "the registry is usable afterwards");
 });
 
+engineTest("openExtension() names what a migration threw, also when it is not an Error", async (engine) => {
+  await using reg = await StateRegistry.inMemory({ engine });
+  for (const [thrown, shown] of [["boom", "boom"], [42, "42"], [{ toString: () => "custom" }, "custom"]] as const) {
+    const ext = notes({
+      version: 1,
+      name: "throws",
+      up: () => {
+        throw thrown;
+      },
+    });
+    const err = await openExtension(reg, ext).catch((e) => e);
+    assert.ok(err instanceof RegistryError, String(err));
+    assert.equal(err.message, `registry error: migration 1 ('throws') of 'notes' failed: ${shown}`);
+    assert.equal(err.cause, thrown);
+  }
+  assert.equal(extensionVersion(reg, "notes"), 0);
+});
+
 engineTest("openExtension() rejects an extension defineExtension() did not make", async (engine) => {
   await using reg = await StateRegistry.inMemory({ engine });
   const fake = { name: "fake", migrations: [NOTES_V1], latestVersion: 1 };
