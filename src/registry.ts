@@ -214,7 +214,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * @param options Engine settings, `scheme`, and PBKDF2 `iterations` for a new passphrase registry.
    * @returns The open registry.
    * @throws {TypeError} when `path` or `key` has the wrong shape.
-   * @throws {RangeError} when raw key bytes are not 32 bytes, or `iterations` is below 600,000.
+   * @throws {RangeError} when raw key bytes are not 32 bytes, or `iterations` is outside 600,000 to 10,000,000.
    * @throws {WrongKeyError} when the key does not open the registry.
    * @throws {CryptoError} when `options.scheme` differs from the scheme the registry uses.
    * @throws {RegistryError} when the file cannot be opened.

@@ -52,13 +52,13 @@ export interface SealingOptions {
    * Asking for the other scheme than the registry uses is an error.
    */
   scheme?: SealingScheme | undefined;
-  /** PBKDF2 iterations when a new envelope registry is created from a passphrase (at least and by default 600,000). */
+  /** PBKDF2 iterations when a new envelope registry is created from a passphrase (600,000 to 10,000,000; default 600,000). */
   iterations?: number | undefined;
 }
 
 /** Options of `rekey` and `convertToEnvelope`. */
 export interface RekeyOptions {
-  /** PBKDF2 iterations for a new passphrase (at least and by default 600,000). */
+  /** PBKDF2 iterations for a new passphrase (600,000 to 10,000,000; default 600,000). */
   iterations?: number | undefined;
 }
 
@@ -236,7 +236,7 @@ class Mutex {
  * @param options The scheme to use and PBKDF2 iterations for a new registry.
  * @returns The sealing state for the registry's value hooks.
  * @throws {TypeError} When `key` or an option has the wrong shape.
- * @throws {RangeError} When raw key bytes are not 32 bytes, or `iterations` is below 600,000.
+ * @throws {RangeError} When raw key bytes are not 32 bytes, or `iterations` is outside 600,000 to 10,000,000.
  * @throws {WrongKeyError} When the key does not open the registry (envelope scheme).
  * @throws {CryptoError} When `scheme` differs from the scheme the registry uses, or its parameters are damaged.
  */

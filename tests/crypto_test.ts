@@ -12,6 +12,7 @@ import {
   envelopeKeyId,
   generateDataKey,
   isEnvelopeSealed,
+  MAX_PBKDF2_ITERATIONS,
   MIN_PBKDF2_ITERATIONS,
   newKdfParams,
   openEnvelope,
@@ -239,6 +240,16 @@ Deno.test("deriveKek() refuses stored parameters below 600,000 iterations", asyn
   }).catch((e) => e);
   assert.ok(err instanceof CryptoError);
   assert.match(err.message, /stored PBKDF2 iteration count 1000 is below the minimum 600000/);
+});
+
+Deno.test("PBKDF2 iterations are capped at 10,000,000, new and stored", async () => {
+  assert.equal(MAX_PBKDF2_ITERATIONS, 10_000_000);
+  assert.throws(() => newKdfParams("pass", { iterations: MAX_PBKDF2_ITERATIONS + 1 }), /from 600000 to 10000000/);
+  for (const iterations of [MAX_PBKDF2_ITERATIONS + 1, 4e9]) {
+    const err = await deriveKek("pass", { kdf: "pbkdf2-sha256", iterations, salt: new Uint8Array(16) }).catch((e) => e);
+    assert.ok(err instanceof CryptoError, String(err));
+    assert.match(err.message, new RegExp(`count ${iterations} is above the maximum 10000000`));
+  }
 });
 
 Deno.test("unwrapDataKey() is the key check: a wrong or altered key fails", async () => {

@@ -245,6 +245,17 @@ Deno.test("a passphrase registry stores PBKDF2 parameters of at least 600,000 it
   // Lowering the stored count by hand does not weaken anything: the key no longer opens.
   await withRawDb(path, (db) => db.exec("UPDATE oxide_sealing SET iterations = 1000"));
   await assert.rejects(StateRegistry.openEncrypted(path, PASSPHRASE), /below the minimum 600000/);
+  // Nor can a huge stored count make the open hang: it is refused before any derivation.
+  await withRawDb(path, (db) => db.exec("UPDATE oxide_sealing SET iterations = 4000000000"));
+  await assert.rejects(StateRegistry.openEncrypted(path, PASSPHRASE), (err: unknown) => {
+    assert.ok(err instanceof CryptoError);
+    assert.match(err.message, /field iterations\): stored PBKDF2 iteration count 4000000000 is above the maximum/);
+    return true;
+  });
+  await assert.rejects(
+    StateRegistry.openEncrypted(dir.file("slow.db"), PASSPHRASE, { iterations: 10_000_001 }),
+    RangeError,
+  );
 });
 
 // ---------------------------------------------------------------------------

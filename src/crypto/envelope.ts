@@ -28,6 +28,11 @@ export const ENVELOPE_VERSION = 1;
 export const ENVELOPE_PREFIX: string = `$oxide${ENVELOPE_VERSION}$`;
 /** The fewest PBKDF2 iterations accepted, for new and stored parameters alike. */
 export const MIN_PBKDF2_ITERATIONS = 600_000;
+/**
+ * The most PBKDF2 iterations accepted, for new and stored parameters alike: a
+ * count written into the file by someone else cannot make an open hang.
+ */
+export const MAX_PBKDF2_ITERATIONS = 10_000_000;
 /** Bytes of a new PBKDF2 salt. */
 export const PBKDF2_SALT_BYTES = 16;
 
@@ -88,7 +93,7 @@ export interface WrappedDataKey {
  * @param key The new key.
  * @param options `iterations` for a passphrase.
  * @returns The parameters to store.
- * @throws {RangeError} When `iterations` is not an integer of at least 600,000.
+ * @throws {RangeError} When `iterations` is not an integer from 600,000 to 10,000,000.
  *
  * @example
  * ```ts
@@ -102,9 +107,11 @@ export interface WrappedDataKey {
  */
 export function newKdfParams(key: RegistryKey, options: KdfOptions = {}): KdfParams {
   const iterations = options.iterations ?? MIN_PBKDF2_ITERATIONS;
-  if (!Number.isSafeInteger(iterations) || iterations < MIN_PBKDF2_ITERATIONS) {
+  if (
+    !Number.isSafeInteger(iterations) || iterations < MIN_PBKDF2_ITERATIONS || iterations > MAX_PBKDF2_ITERATIONS
+  ) {
     throw new RangeError(
-      `PBKDF2 iterations must be an integer of at least ${MIN_PBKDF2_ITERATIONS}: got ${iterations}`,
+      `PBKDF2 iterations must be an integer from ${MIN_PBKDF2_ITERATIONS} to ${MAX_PBKDF2_ITERATIONS}: got ${iterations}`,
     );
   }
   if (typeof key !== "string") return { kdf: "raw" };
@@ -144,7 +151,7 @@ export function decodeSalt(text: string): Uint8Array<ArrayBuffer> | undefined {
  * @throws {RangeError} When raw key bytes are not 32 bytes long.
  * @throws {WrongKeyError} When the sort of key does not match the parameters
  * (a passphrase for a raw-key registry or the other way round).
- * @throws {CryptoError} When the stored iteration count is below the minimum.
+ * @throws {CryptoError} When the stored iteration count is below the minimum or above the maximum.
  *
  * @example
  * ```ts
@@ -177,6 +184,11 @@ export async function deriveKek(key: RegistryKey, params: KdfParams): Promise<Cr
   if (!Number.isSafeInteger(params.iterations) || params.iterations < MIN_PBKDF2_ITERATIONS) {
     throw new CryptoError(
       `sealing parameters: stored PBKDF2 iteration count ${params.iterations} is below the minimum ${MIN_PBKDF2_ITERATIONS}`,
+    );
+  }
+  if (params.iterations > MAX_PBKDF2_ITERATIONS) {
+    throw new CryptoError(
+      `sealing parameters (table oxide_sealing, field iterations): stored PBKDF2 iteration count ${params.iterations} is above the maximum ${MAX_PBKDF2_ITERATIONS}`,
     );
   }
   const material = await crypto.subtle.importKey("raw", utf8(key), "PBKDF2", false, [
