@@ -638,29 +638,44 @@ for (const scheme of ["envelope", "oxide-k"] as const) {
   });
 }
 
-Deno.test("sealPlainValues() seals an existing plain registry and leaves no plaintext in its files", async () => {
-  await using dir = await tempDir();
-  const path = dir.file("r.db");
-  const secret = `s3cr3t-${crypto.randomUUID()}`;
-  {
-    await using plain = await StateRegistry.connect(path);
-    await plain.upsertModule(ECHO, "loaded");
-    await plain.setConfig("api_token", secret);
-    await plain.setConfig("retries", 3);
-  }
-  assert.notDeepEqual(await filesContaining(path, secret), []);
-  {
-    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE);
-    assert.equal(await reg.sealPlainValues(), 2);
-    assert.equal(await reg.sealPlainValues(), 0, "idempotent");
-    assert.equal(await reg.getConfig("api_token"), secret);
-    assert.deepEqual(await filesContaining(path, secret), [], "old plain text overwritten, WAL truncated");
-  }
-  assert.deepEqual(await filesContaining(path, secret), []);
-  await using again = await StateRegistry.openEncrypted(path, PASSPHRASE);
-  assert.equal(await again.getConfig("retries"), 3);
-  assert.equal((await again.getModule("echo"))?.name, "Echo");
-});
+engineTest(
+  "sealPlainValues() seals an existing plain registry and leaves no plaintext in its files",
+  async (engine) => {
+    // The system libsqlite3 (ffi) has secure_delete on by default; the node engine's SQLite does not, so there this
+    // test fails unless sealing turns secure_delete on itself.
+    await using dir = await tempDir();
+    const path = dir.file("r.db");
+    const id = crypto.randomUUID();
+    const current = `s3cr3t-current-${id}`;
+    const big = `s3cr3t-big-${id}-${"b".repeat(6000)}`; // Larger than a 4 KiB page: overflow pages.
+    {
+      await using plain = await StateRegistry.connect(path, { engine });
+      await plain.upsertModule(ECHO, "loaded");
+      for (let i = 0; i < 40; i++) await plain.setConfig(`filler${i}`, "f".repeat(200));
+      await plain.setConfig("api_token", `s3cr3t-old-${id}`);
+      await plain.setConfig("big", big);
+      await plain.setConfig("api_token", current); // Overwritten: the old text lingers in free space.
+      await plain.setConfig("retries", 3);
+    }
+    for (const secret of [current, big.slice(0, 60)]) {
+      assert.notDeepEqual(await filesContaining(path, secret), [], `the scan finds '${secret.slice(0, 20)}' before`);
+    }
+    {
+      await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
+      assert.equal(await reg.sealPlainValues(), 43);
+      assert.equal(await reg.sealPlainValues(), 0, "idempotent");
+      assert.equal(await reg.getConfig("api_token"), current);
+      assert.equal(await reg.getConfig("big"), big);
+      for (const secret of [current, big.slice(0, 60)]) {
+        assert.deepEqual(await filesContaining(path, secret), [], "old plain text overwritten, WAL truncated");
+      }
+    }
+    for (const secret of [current, big.slice(0, 60)]) assert.deepEqual(await filesContaining(path, secret), []);
+    await using again = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
+    assert.equal(await again.getConfig("retries"), 3);
+    assert.equal((await again.getModule("echo"))?.name, "Echo");
+  },
+);
 
 // ---------------------------------------------------------------------------
 // rekey and rotateDataKey
