@@ -138,6 +138,45 @@ const OPTIONAL_STRINGS = [
 ] as const;
 const STRING_LISTS = ["operations", "capabilities"] as const;
 
+/** The keys oxide-k reads; serde_json rejects any of them given twice (and ignores repeated unknown keys). */
+const KNOWN_KEYS: ReadonlySet<string> = new Set<string>([
+  ...REQUIRED_STRINGS,
+  "kind",
+  ...OPTIONAL_STRINGS.map(([key]) => key),
+  ...STRING_LISTS,
+]);
+
+/**
+ * The keys of the top-level object of `text`, in order, repeats included
+ * (`JSON.parse` keeps only the last). `text` must be valid JSON whose top
+ * level is an object: a small scan, not a parser.
+ */
+function topLevelKeys(text: string): string[] {
+  const keys: string[] = [];
+  let depth = 0;
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let end = i + 1;
+      while (text[end] !== '"') end += text[end] === "\\" ? 2 : 1;
+      if (depth === 1 && expectKey) {
+        keys.push(JSON.parse(text.slice(i, end + 1)) as string);
+        expectKey = false;
+      }
+      i = end;
+    } else if (c === "{" || c === "[") {
+      depth++;
+      expectKey = depth === 1;
+    } else if (c === "}" || c === "]") {
+      depth--;
+    } else if (c === "," && depth === 1) {
+      expectKey = true;
+    }
+  }
+  return keys;
+}
+
 /** A short, quoted rendering of an offending value for error messages. */
 function describe(value: unknown): string {
   if (typeof value === "string") {
@@ -253,12 +292,14 @@ function validateManifest(value: unknown, source: string): ModuleManifest {
  * Parses and validates the text of a `module.json`. Unknown keys are ignored,
  * as oxide-k ignores them; `null` counts as absent for the optional string
  * fields; `operations` and `capabilities` default to `[]`. `id`, `name` and
- * `version` must be non-empty strings.
+ * `version` must be non-empty strings. As serde_json does, a known key given
+ * twice and a leading byte order mark are refused.
  *
  * @param text The file's text.
  * @param source The name errors should give the file. Defaults to `"<string>"`.
  * @returns The manifest, with camelCase fields.
- * @throws {ManifestError} When the text is not JSON, not an object, or a field is missing or of the wrong type.
+ * @throws {ManifestError} When the text is not JSON (or starts with a byte order mark), not an object, or a field is
+ * missing, repeated or of the wrong type.
  * @throws {TypeError} When `text` is not a string.
  *
  * @example
@@ -289,6 +330,13 @@ export function parseManifest(
       `parseManifest() expects the manifest text as a string, got ${typeof text}`,
     );
   }
+  if (text.startsWith("\uFEFF")) {
+    throw new ManifestError(
+      source,
+      undefined,
+      "starts with a byte order mark (U+FEFF), which oxide-k (serde_json) rejects: save it without one",
+    );
+  }
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -297,6 +345,19 @@ export function parseManifest(
     throw new ManifestError(source, undefined, `not valid JSON: ${reason}`, {
       cause: e,
     });
+  }
+  if (typeof value === "object" && value !== null && !Array.isArray(value)) {
+    const seen = new Set<string>();
+    for (const key of topLevelKeys(text)) {
+      if (seen.has(key) && KNOWN_KEYS.has(key)) {
+        throw new ManifestError(
+          source,
+          key,
+          "appears more than once (duplicate key), which oxide-k (serde_json) rejects",
+        );
+      }
+      seen.add(key);
+    }
   }
   return validateManifest(value, source);
 }
@@ -430,7 +491,8 @@ export async function loadManifest(path: string): Promise<ResolvedManifest> {
   }
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(
+    // ignoreBOM: keep a byte order mark in the text, for parseManifest to refuse as serde_json does.
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(
       bytes,
     );
   } catch (e) {

@@ -63,6 +63,17 @@ Deno.test("parseManifest() ignores unknown keys, as oxide-k does", () => {
   assert.deepEqual(parsed, { ...MINIMAL, operations: [], capabilities: [] });
 });
 
+Deno.test("parseManifest() accepts repeated unknown keys and repeats below the top level, as serde_json does", () => {
+  const text = `{"x": 1, "id": "echo", "x": {"id": "a", "id": "b"}, "name": "Echo", "version": "0.1.0",
+    "description": "has \\",\\"id\\": \\"fake\\" and { [ inside", "kind": "wasm", "x": [{"kind": 1}, {"kind": 2}]}`;
+  assert.deepEqual(parseManifest(text), {
+    ...MINIMAL,
+    description: 'has ","id": "fake" and { [ inside',
+    operations: [],
+    capabilities: [],
+  });
+});
+
 Deno.test("manifestToJson() gives back the snake_case JSON oxide-k reads", () => {
   assert.deepEqual(manifestToJson(parseManifest(JSON.stringify(SAMPLE))), SAMPLE);
   assert.deepEqual(manifestToJson(parseManifest(JSON.stringify(MINIMAL))), {
@@ -85,6 +96,24 @@ Deno.test("manifestMetadata() keeps id, name, version, kind and description", ()
 /** Every malformed manifest: its text, the field blamed (undefined: the file as a whole), words of the message. */
 const MALFORMED: { name: string; text: string; field: string | undefined; detail: string }[] = [
   { name: "bad JSON", text: '{"id": "echo",', field: undefined, detail: "not valid JSON" },
+  {
+    name: "a byte order mark",
+    text: `\uFEFF${JSON.stringify(MINIMAL)}`,
+    field: undefined,
+    detail: "starts with a byte order mark (U+FEFF), which oxide-k (serde_json) rejects",
+  },
+  {
+    name: "id twice",
+    text: JSON.stringify(MINIMAL).replace(/}$/, ',"id":"other"}'),
+    field: "id",
+    detail: "appears more than once (duplicate key), which oxide-k (serde_json) rejects",
+  },
+  {
+    name: "operations twice, once spelled with an escape",
+    text: JSON.stringify({ ...MINIMAL, operations: ["a"] }).replace(/}$/, ',"oper\\u0061tions":[]}'),
+    field: "operations",
+    detail: "duplicate key",
+  },
   { name: "empty file", text: "", field: undefined, detail: "not valid JSON" },
   { name: "an array", text: "[]", field: undefined, detail: "expected a JSON object, got an array" },
   { name: "a string", text: '"echo"', field: undefined, detail: "expected a JSON object, got 'echo'" },
@@ -297,6 +326,17 @@ Deno.test("loadManifest() rejects a file that is not UTF-8 with a ManifestError"
   assert.ok(err instanceof ManifestError, String(err));
   assert.equal(err.path, dir.file("module.json"));
   assert.match(err.message, /not valid UTF-8/);
+});
+
+Deno.test("loadManifest() refuses a file starting with a UTF-8 byte order mark, as oxide-k does", async () => {
+  await using dir = await tempDir();
+  const json = new TextEncoder().encode(JSON.stringify(MINIMAL));
+  await Deno.writeFile(dir.file("module.json"), new Uint8Array([0xef, 0xbb, 0xbf, ...json]));
+  const err = await loadManifest(dir.path).catch((e) => e);
+  assert.ok(err instanceof ManifestError, String(err));
+  assert.equal(err.path, dir.file("module.json"));
+  assert.equal(err.field, undefined);
+  assert.match(err.message, /starts with a byte order mark/);
 });
 
 Deno.test("loadManifest() names the file in validation errors", async () => {
