@@ -155,6 +155,15 @@ Deno.test("openOxideK() names the config key and the reason for each failure", a
   }
 });
 
+Deno.test("two passphrases differing only in lone surrogates cannot derive one key: both are refused", async () => {
+  // Encoded as UTF-8, both would become "pass\uFFFD" and so the same key.
+  for (const passphrase of ["pass\ud800", "pass\udfff"]) {
+    await assert.rejects(importOxideKKey(passphrase), TypeError);
+    await assert.rejects(deriveKek(passphrase, newKdfParams("x")), TypeError);
+  }
+  assert.doesNotThrow(() => checkRegistryKey("pass\ud83d\ude00", []), "a surrogate pair is fine");
+});
+
 Deno.test("importOxideKKey() takes 32 raw bytes or a CryptoKey as the key itself", async () => {
   const raw = await importOxideKKey(KEY_A);
   const cryptoKey = await crypto.subtle.importKey("raw", KEY_A, "AES-GCM", false, [
@@ -173,6 +182,8 @@ Deno.test("checkRegistryKey() refuses keys of the wrong shape", async (t) => {
   const encryptOnly = await crypto.subtle.importKey("raw", KEY_A, "AES-GCM", false, ["encrypt"]);
   const cases: [string, unknown, typeof TypeError | typeof RangeError, RegExp][] = [
     ["empty passphrase", "", TypeError, /empty passphrase/],
+    ["a lone high surrogate", "pass\ud800word", TypeError, /well-formed Unicode: it contains a lone surrogate/],
+    ["a lone low surrogate", "\udc00", TypeError, /lone surrogate/],
     ["16 raw bytes", new Uint8Array(16), RangeError, /32 bytes: got 16 bytes/],
     ["a number", 42, TypeError, /passphrase string, 32 raw key bytes/],
     ["an ArrayBuffer", new ArrayBuffer(32), TypeError, /passphrase string/],

@@ -602,6 +602,11 @@ Deno.test("openEncrypted() refuses keys and options of the wrong shape", async (
       TypeError,
     ],
     ["an empty path", () => StateRegistry.openEncrypted("", RAW_KEY), TypeError],
+    [
+      "a passphrase with a lone surrogate",
+      () => StateRegistry.openEncrypted(dir.file("e.db"), "pass\ud800"),
+      TypeError,
+    ],
   ];
   for (const [name, open, errorClass] of cases) {
     await t.step(name, () => assert.rejects(open(), errorClass));

@@ -16,7 +16,7 @@ const UNPADDED_BASE64URL = /^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?$/;
 /**
  * Encodes text as UTF-8.
  *
- * @param text Any string (lone surrogates become U+FFFD).
+ * @param text Any string (lone surrogates become U+FFFD; passphrases with one are refused before they get here).
  * @returns Its UTF-8 bytes.
  */
 export function utf8(text: string): Uint8Array<ArrayBuffer> {

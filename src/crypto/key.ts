@@ -31,7 +31,8 @@ export const RAW_KEY_BYTES = 32;
  *
  * @param key The value to check.
  * @param usages For a `CryptoKey`, the usages it must allow.
- * @throws {TypeError} When `key` is not a non-empty string, a `Uint8Array` or an AES-GCM 256-bit `CryptoKey` with `usages`.
+ * @throws {TypeError} When `key` is not a non-empty, well-formed (no lone surrogate) string, a `Uint8Array` or an
+ * AES-GCM 256-bit `CryptoKey` with `usages`.
  * @throws {RangeError} When raw key bytes are not exactly 32 bytes long.
  *
  * @example
@@ -51,6 +52,10 @@ export function checkRegistryKey(
   if (typeof key === "string") {
     if (key.length === 0) {
       throw new TypeError("Registry key must not be an empty passphrase");
+    }
+    if (!key.isWellFormed()) {
+      // UTF-8 encoding would turn every lone surrogate into U+FFFD: two different passphrases, one key.
+      throw new TypeError("Registry passphrase must be well-formed Unicode: it contains a lone surrogate");
     }
     return;
   }
