@@ -98,6 +98,9 @@ export const SEALING_MIGRATIONS: readonly Migration[] = [
 /** How many stored oxide-k values the key check at open tries before it calls the key wrong. */
 const KEY_CHECK_VALUES = 16;
 
+/** How many other config keys a failed read tries as the value's origin, after a key holding the same text. */
+const ORIGIN_CANDIDATES = 32;
+
 /** How often a write or re-sealing starts over when other writers keep changing the registry. */
 const MAX_ATTEMPTS = 16;
 
@@ -116,7 +119,8 @@ VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)`,
   oxideKCandidates: `SELECT key, value FROM config WHERE length(value) >= 40 AND length(value) % 4 = 0
     AND value NOT GLOB '*[^-A-Za-z0-9_=]*' ORDER BY key LIMIT ?1`,
   envelopeValue: "SELECT key FROM config WHERE substr(value, 1, 6) = '$oxide' LIMIT 1",
-  otherKeys: "SELECT key FROM config WHERE key <> ?1 ORDER BY key",
+  otherKeys: "SELECT key FROM config WHERE key <> ?1 ORDER BY key LIMIT ?2",
+  sameValue: "SELECT key FROM config WHERE value = ?1 AND key <> ?2 LIMIT 1",
   reseal: "UPDATE config SET value = ?1 WHERE key = ?2",
 } as const;
 
@@ -543,8 +547,7 @@ export class Sealing {
       if (!(error instanceof SealedValueError && error.reason === "tampered" && error.cause)) {
         throw error;
       }
-      const others = this.#db.prepare(SQL.otherKeys).all(configKey).map((row) => String(row.key));
-      const origin = await sealedForKey(dataKey, stored, others);
+      const origin = await this.#originOf(dataKey, configKey, stored);
       if (origin === undefined) throw error;
       throw new SealedValueError(
         configKey,
@@ -564,6 +567,21 @@ export class Sealing {
       );
     }
     return await openOxideK(this.#oxideKKey, configKey, stored);
+  }
+
+  /**
+   * Which config key a value that failed to open was sealed for: a key that
+   * stores the very same text (a copy; one query, one decryption), else a
+   * trial of at most {@linkcode ORIGIN_CANDIDATES} other keys, so a failed
+   * read costs a bounded number of decryptions, not one per config key.
+   */
+  async #originOf(dataKey: DataKey, configKey: string, stored: string): Promise<string | undefined> {
+    const twin = this.#db.prepare(SQL.sameValue).get(stored, configKey);
+    if (twin !== undefined && await sealedForKey(dataKey, stored, [String(twin.key)]) !== undefined) {
+      return String(twin.key);
+    }
+    const others = this.#db.prepare(SQL.otherKeys).all(configKey, ORIGIN_CANDIDATES).map((row) => String(row.key));
+    return await sealedForKey(dataKey, stored, others);
   }
 
   #currentEnvelope(operation: string): EnvelopeKeys {
@@ -860,12 +878,19 @@ function checkPlainJson(configKey: string, stored: string): string {
   return stored;
 }
 
-/** Drops old page images (old ciphertexts, old wrapped keys, plain values) from the WAL. Best effort. */
-function truncateWal(db: Engine): void {
-  if (db.path === ":memory:") return;
+/**
+ * Drops old page images (old ciphertexts, old wrapped keys, plain values) from
+ * the WAL. Best effort: it works only when no other connection is reading.
+ *
+ * @returns Whether the WAL was truncated.
+ */
+function truncateWal(db: Engine): boolean {
+  if (db.path === ":memory:") return true;
   try {
-    db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    // Its row says whether the checkpoint was blocked: busy = 1 when another connection is reading.
+    const row = db.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get();
+    return row?.busy === 0;
   } catch {
-    // Another connection is reading; the WAL is reset by a later checkpoint.
+    return false; // Locked: the WAL is reset by a later checkpoint.
   }
 }

@@ -353,6 +353,18 @@ Deno.test("a sealed value copied onto another config key by raw SQL fails, namin
   await assert.rejects(reg.getConfig("elsewhere"), /'elsewhere' cannot be opened: it failed authentication/);
 });
 
+Deno.test("a copied value is named by its source among many config keys", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
+  for (let i = 0; i < 80; i++) await reg.setConfig(`k${String(i).padStart(2, "0")}`, i);
+  await setRawValue(path, "k00", await rawValue(path, "k79")); // The source sorts last, beyond the trial bound.
+  const err = await reg.getConfig("k00").catch((e) => e);
+  assert.ok(err instanceof SealedValueError);
+  assert.equal(err.reason, "moved");
+  assert.match(err.message, /it was sealed for config key 'k79'/);
+});
+
 Deno.test("the oxide-k scheme cannot detect a value copied to another key (the envelope scheme can)", async () => {
   await using dir = await tempDir();
   const path = dir.file("r.db");
