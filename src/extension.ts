@@ -137,6 +137,20 @@ const NOT_SYNCHRONOUS: ReadonlyMap<string, string> = new Map([
   ["[object GeneratorFunction]", "a generator"],
 ]);
 
+/** The savepoint that tells whether a migration's SQL ended the transaction. */
+const MARKER = "oxide_extension_migration";
+
+/** Releases a savepoint; false when it no longer exists. */
+function release(db: Engine, name: string): boolean {
+  try {
+    db.exec(`RELEASE ${name}`);
+    return true;
+  } catch (error) {
+    if (error instanceof RegistryError && /no such savepoint/.test(error.message)) return false;
+    throw error;
+  }
+}
+
 /** Marks the errors our write guards raise, so they can be told from others. */
 const GUARD_MARK = "oxide extension guard";
 
@@ -389,6 +403,8 @@ function guard(
     const tables = before.filter((row) => row.schema === "main" && row.type === "table" && isProtected(row))
       .map((row) => row.name);
     installWriteGuards(db, tables);
+    // A marker: gone after the migration if its SQL ended the transaction, even if it began another one.
+    db.exec(`SAVEPOINT ${MARKER}`);
     let changedSettings: string[] = [];
     try {
       if (typeof migration.up === "string") db.exec(migration.up);
@@ -413,11 +429,16 @@ function guard(
         removeWriteGuards(db, tables);
       }
     }
-    if (!db.inTransaction) {
+    if (!db.inTransaction || !release(db, MARKER)) {
+      // A COMMIT committed the guards too: discard any transaction its SQL began (which would undo their removal),
+      // then remove them for good.
+      if (db.inTransaction) db.exec("ROLLBACK");
+      removeWriteGuards(db, tables);
       throw new ExtensionError(
         extension,
         migration.version,
-        "ended the migration's transaction (COMMIT, END or ROLLBACK in its SQL)",
+        "ended the migration's transaction (COMMIT, END, ROLLBACK or RELEASE in its SQL); what a COMMIT in it " +
+          "committed stays",
       );
     }
     if (changedSettings.length > 0) {

@@ -405,7 +405,16 @@ engineTest(
 );
 
 engineTest("openExtension() refuses a migration that ends the transaction", async (engine) => {
-  for (const sql of ["COMMIT", "ROLLBACK", "END"]) {
+  for (
+    const sql of [
+      "COMMIT",
+      "ROLLBACK",
+      "END",
+      "COMMIT; BEGIN",
+      "ROLLBACK; BEGIN IMMEDIATE",
+      "RELEASE oxide_extension_migration",
+    ]
+  ) {
     await using reg = await StateRegistry.inMemory({ engine });
     const err = await openExtension(
       reg,
