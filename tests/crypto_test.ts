@@ -107,6 +107,35 @@ Deno.test("openOxideK() opens values sealed by an independent AES-GCM implementa
   }
 });
 
+Deno.test("oxide-k values of every length mod 3 match Python's base64.urlsafe_b64encode, padding included", async () => {
+  // Python: AESGCM(sha256(b"s3cr3t-key")).encrypt(bytes(range(12)), plaintext, None), nonce prepended,
+  // base64.urlsafe_b64encode. The blob is 28 + len(plaintext) bytes: one "=", two, or none.
+  const vectors: [string, string][] = [
+    ["1", "AAECAwQFBgcICQoLExFjCSvnYRLRUTeqaeN9ST4="],
+    ["42", "AAECAwQFBgcICQoLFtoBgAOb4p1JkvP7Eb12QNpX"],
+    ['"x"', "AAECAwQFBgcICQoLAJDzkhVpMc5O07-AxIHhzEIxng=="],
+    ['"ab"', "AAECAwQFBgcICQoLAImzNgFPpeNVNo4bb1wFSmVbrdM="],
+    ["[1,2]", "AAECAwQFBgcICQoLedn9JhT0MZlhnYWkoFIpTZpI-N-i"],
+    ['{"a":1}', "AAECAwQFBgcICQoLWcqwNnMIZ2a4PpEteAX6syRdRZvSCqs="],
+    ['"héllo"', "AAECAwQFBgcICQoLAIASvSVVdZuE13utapXbOeTQR-zgSBzS"],
+  ];
+  const key = await importOxideKKey("s3cr3t-key");
+  const rawKey = await crypto.subtle.digest("SHA-256", new TextEncoder().encode("s3cr3t-key"));
+  const webKey = await crypto.subtle.importKey("raw", rawKey, "AES-GCM", false, ["encrypt"]);
+  const nonce = Uint8Array.from({ length: 12 }, (_, i) => i);
+  const paddings = new Set<number>();
+  for (const [plain, python] of vectors) {
+    const sealed = await crypto.subtle.encrypt({ name: "AES-GCM", iv: nonce }, webKey, new TextEncoder().encode(plain));
+    const blob = new Uint8Array([...nonce, ...new Uint8Array(sealed)]);
+    assert.equal(toBase64Url(blob, true), python, `encoding of ${plain}`);
+    assert.deepEqual(fromBase64Url(python, true), blob, `decoding of ${plain}`);
+    assert.equal(await openOxideK(key, "k", python), plain);
+    assert.equal(looksOxideKSealed(python), true);
+    paddings.add(python.length - python.replace(/=+$/, "").length);
+  }
+  assert.deepEqual([...paddings].sort(), [0, 1, 2], "every padding length is covered");
+});
+
 Deno.test("sealOxideK() writes padded base64url of nonce, ciphertext and tag", async () => {
   const key = await importOxideKKey("s3cr3t-key");
   for (const plain of ['"my-super-secret-token"', "1", "null", '"x"', '{"a":[1,2]}']) {
