@@ -852,6 +852,110 @@ while (true) { await reg.rotateDataKey(); await Deno.stdout.write(line); }`,
   assert.deepEqual(await rawKeyIds(path), new Set([reg.sealing!.keyId!]));
 });
 
+Deno.test("a process killed during oxide-k rekeys leaves every value readable under exactly one key", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  const keys = ["rekey-a", "rekey-b"];
+  // Every rekey re-seals every value in the oxide-k scheme: a real window to be killed in.
+  const values: [string, unknown][] = Array.from({ length: 800 }, (_, i) => [`k${i}`, { i, pad: "x".repeat(i % 200) }]);
+  {
+    await using reg = await StateRegistry.openEncrypted(path, keys[0]!, { scheme: "oxide-k" });
+    await setAll(reg, values);
+  }
+  const script = dir.file("rekey_forever.ts");
+  await Deno.writeTextFile(
+    script,
+    `import { StateRegistry } from ${JSON.stringify(import.meta.resolve("../mod.ts"))};
+const keys = ${JSON.stringify(keys)};
+const reg = await StateRegistry.openEncrypted(Deno.args[0], keys[0]);
+const line = new TextEncoder().encode("rekeyed\\n");
+for (let i = 1; ; i++) { await reg.rekey(keys[i % 2]); await Deno.stdout.write(line); }`,
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", script, path],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  const times: number[] = [];
+  while ((seen.match(/rekeyed/g) ?? []).length < 3) {
+    const { value, done } = await reader.read();
+    assert.ok(!done, `child exited early: ${seen}`);
+    seen += value;
+    times.push(performance.now());
+  }
+  // Kill at a random point of a rekey (sealing, or writing the new values), not always at its start.
+  const cycle = times.at(-1)! - times.at(-2)!;
+  await new Promise((resolve) => setTimeout(resolve, Math.random() * cycle));
+  child.kill("SIGKILL");
+  await reader.cancel();
+  assert.equal((await child.status).signal, "SIGKILL");
+  const opened: string[] = [];
+  for (const key of keys) {
+    try {
+      await using reg = await StateRegistry.openEncrypted(path, key);
+      await assertAll(reg, values);
+      opened.push(key);
+    } catch (error) {
+      assert.ok(error instanceof WrongKeyError, String(error));
+    }
+  }
+  assert.equal(opened.length, 1, `exactly one key opens the registry: ${opened}`);
+  for (const [key, value] of values) {
+    assert.deepEqual(JSON.parse(await independentOxideKOpen(opened[0]!, await rawValue(path, key))), value, key);
+  }
+});
+
+Deno.test("writer processes racing a rotating process lose nothing and seal nothing under a stale key", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  {
+    await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
+    await reg.setConfig("init", 0);
+  }
+  const script = dir.file("worker.ts");
+  await Deno.writeTextFile(
+    script,
+    `import { StateRegistry } from ${JSON.stringify(import.meta.resolve("../mod.ts"))};
+const [path, role, count] = Deno.args;
+const reg = await StateRegistry.openEncrypted(path, new Uint8Array(32).fill(0x5a));
+const out = new TextEncoder();
+for (let i = 0; i < Number(count); i++) {
+  if (role === "rotator") {
+    await reg.rotateDataKey();
+    if (i % 4 === 0) await reg.rekey(new Uint8Array(32).fill(0x5a));
+  } else {
+    await reg.setConfig(role + "-" + (i % 10), i);
+    await Deno.stdout.write(out.encode(role + "-" + (i % 10) + "=" + i + "\\n"));
+  }
+}
+await reg.close();`,
+  );
+  const spawn = (role: string, count: number) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", script, path, role, String(count)],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  const outputs = await Promise.all([spawn("rotator", 12), spawn("w1", 80), spawn("w2", 80)]);
+  const last = new Map<string, number>();
+  for (const output of outputs) {
+    assert.ok(output.success, new TextDecoder().decode(output.stderr));
+    for (const line of new TextDecoder().decode(output.stdout).split("\n").filter(Boolean)) {
+      const [key, value] = line.split("=");
+      last.set(key!, Number(value));
+    }
+  }
+  assert.equal(last.size, 20);
+  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
+  for (const [key, value] of last) assert.equal(await reg.getConfig(key), value, key);
+  assert.deepEqual(await rawKeyIds(path), new Set([reg.sealing!.keyId!]), "every value under the current data key");
+  assert.ok(reg.sealing!.generation >= 12, "the rotations happened");
+});
+
 Deno.test("setConfig() calls racing rotateDataKey() in one process are neither lost nor sealed under a stale key", async () => {
   await using dir = await tempDir();
   const path = dir.file("r.db");
