@@ -4,46 +4,43 @@ import { RegistryError, type SqlValue } from "@oxide/registry";
 import { openEngine } from "../src/sqlite/open.ts";
 import { ENGINES, engineTest, tempDir } from "./_helpers.ts";
 
-engineTest("values round-trip exactly", (engine) => {
+engineTest("values round-trip exactly, in the same storage class", (engine) => {
   using db = openEngine(":memory:", { engine });
-  db.exec("CREATE TABLE t (v)");
-  const values: [string, SqlValue][] = [
-    ["empty text", ""],
-    ["ASCII text", "hello"],
-    ["non-ASCII text", "héllo wörld ✓ 日本語 🦕"],
-    ["long text", "x".repeat(100_000)],
-    ["ASCII at the hand-copy limit", "a".repeat(256)],
-    ["ASCII past the hand-copy limit", "b".repeat(257)],
-    ["non-ASCII after ASCII at the limit", `${"c".repeat(255)}é`],
-    ["long non-ASCII text", "ж".repeat(50_000)],
-    ["zero", 0],
-    ["negative", -42],
-    ["above 2^31", 2 ** 31 + 7],
-    ["largest safe integer", Number.MAX_SAFE_INTEGER],
-    ["smallest safe integer", Number.MIN_SAFE_INTEGER],
-    ["bigint above 2^53", 2n ** 53n + 1n],
-    ["largest int64", 2n ** 63n - 1n],
-    ["smallest int64", -(2n ** 63n)],
-    ["double", 1.5],
-    ["tiny double", 5e-324],
-    ["huge double", 1.7976931348623157e308],
-    ["null", null],
-    ["empty blob", new Uint8Array()],
-    ["blob with zeros", new Uint8Array([0, 1, 0, 255, 0])],
+  db.exec("CREATE TABLE t (v)"); // No type: the storage class is whatever was bound.
+  const values: [string, SqlValue, string][] = [
+    ["empty text", "", "text"],
+    ["ASCII text", "hello", "text"],
+    ["non-ASCII text", "héllo wörld ✓ 日本語 🦕", "text"],
+    ["long text", "x".repeat(100_000), "text"],
+    ["ASCII at the hand-copy limit", "a".repeat(256), "text"],
+    ["ASCII past the hand-copy limit", "b".repeat(257), "text"],
+    ["non-ASCII after ASCII at the limit", `${"c".repeat(255)}é`, "text"],
+    ["long non-ASCII text", "ж".repeat(50_000), "text"],
+    ["zero", 0, "integer"],
+    ["negative zero", -0, "real"],
+    ["negative", -42, "integer"],
+    ["above 2^31", 2 ** 31 + 7, "integer"],
+    ["largest safe integer", Number.MAX_SAFE_INTEGER, "integer"],
+    ["smallest safe integer", Number.MIN_SAFE_INTEGER, "integer"],
+    ["bigint above 2^53", 2n ** 53n + 1n, "integer"],
+    ["largest int64", 2n ** 63n - 1n, "integer"],
+    ["smallest int64", -(2n ** 63n), "integer"],
+    ["double", 1.5, "real"],
+    ["integral double beyond 2^53", 2 ** 60, "real"],
+    ["tiny double", 5e-324, "real"],
+    ["huge double", 1.7976931348623157e308, "real"],
+    ["null", null, "null"],
+    ["empty blob", new Uint8Array(), "blob"],
+    ["blob with zeros", new Uint8Array([0, 1, 0, 255, 0]), "blob"],
   ];
   const insert = db.prepare("INSERT INTO t (v) VALUES (?)");
-  const select = db.prepare(
-    "SELECT v, typeof(v) AS type FROM t WHERE rowid = ?",
-  );
-  for (const [what, value] of values) {
+  const select = db.prepare("SELECT v, typeof(v) AS type FROM t WHERE rowid = ?");
+  for (const [what, value, type] of values) {
     const { lastInsertRowid } = insert.run(value);
     const row = select.get(lastInsertRowid);
     assert.deepEqual(row?.v, value, what);
+    assert.equal(row?.type, type, `${what}: storage class`);
   }
-  assert.equal(
-    select.get(insert.run(new Uint8Array()).lastInsertRowid)?.type,
-    "blob",
-  );
 });
 
 Deno.test("text with an embedded NUL round-trips [ffi]", () => {
@@ -396,3 +393,85 @@ Deno.test({
     assert.equal(memory.name, "ffi");
   },
 });
+
+engineTest("a path with a NUL character is a TypeError, before any file is touched", (engine) => {
+  for (const path of ["./outside.db\0/../inside.db", "a\0"]) {
+    assert.throws(() => openEngine(path, { engine }), TypeError);
+  }
+  assert.throws(() => openEngine("", { engine }), TypeError);
+});
+
+engineTest("both engines speak one SQL dialect: foreign keys on, double-quoted fallback literals", (engine) => {
+  using db = openEngine(":memory:", { engine });
+  assert.deepEqual(db.prepare("PRAGMA foreign_keys").get(), { foreign_keys: 1 });
+  db.exec("CREATE TABLE parent (id INTEGER PRIMARY KEY); CREATE TABLE child (p INTEGER REFERENCES parent(id))");
+  assert.throws(() => db.prepare("INSERT INTO child (p) VALUES (?)").run(7), /FOREIGN KEY constraint failed/);
+  assert.deepEqual(db.prepare(`SELECT "no such column" AS v`).get(), { v: "no such column" });
+  assert.deepEqual(db.prepare("SELECT ?2 - ?1 + ? AS v").get(1, 2, 3), { v: 4 });
+  // Named parameters would bind differently on the two engines: both refuse them.
+  for (const sql of ["SELECT :a AS v", "SELECT @a AS v", "SELECT $a AS v"]) {
+    assert.throws(
+      () => db.prepare(sql),
+      (error: unknown) => error instanceof RangeError && /named/.test(error.message),
+    );
+  }
+});
+
+engineTest("prepare() takes exactly one statement", (engine) => {
+  using db = openEngine(":memory:", { engine });
+  for (const sql of ["", "  -- only a comment\n", "SELECT 1; SELECT 2", "SELECT 1; /* c */ SELECT 'a;b'"]) {
+    assert.throws(() => db.prepare(sql), RangeError, JSON.stringify(sql));
+  }
+  assert.deepEqual(db.prepare("SELECT 'a;b' AS v; -- trailing comment").get(), { v: "a;b" });
+  assert.deepEqual(db.prepare("SELECT 1 AS v;").get(), { v: 1 });
+});
+
+engineTest("a cached SELECT * follows another connection's schema change", async (engine) => {
+  await using dir = await tempDir();
+  const path = dir.file("schema.db");
+  using a = openEngine(path, { engine });
+  using b = openEngine(path, { engine });
+  a.exec("CREATE TABLE t (a TEXT, b TEXT, c TEXT); INSERT INTO t VALUES ('A', 'B', 'C')");
+  const select = a.prepare("SELECT * FROM t");
+  assert.deepEqual(select.get(), { a: "A", b: "B", c: "C" });
+  b.exec("ALTER TABLE t DROP COLUMN a");
+  assert.deepEqual(select.get(), { b: "B", c: "C" }, "never labelled with a dropped column's name");
+  b.exec("ALTER TABLE t ADD COLUMN d TEXT DEFAULT 'D'");
+  // node:sqlite keeps a statement's column count from its first run: an added column appears after a reopen only.
+  assert.deepEqual(select.all(), [engine === "ffi" ? { b: "B", c: "C", d: "D" } : { b: "B", c: "C" }]);
+});
+
+engineTest(
+  "closing the last connection finalizes everything: the WAL and shared memory are removed",
+  async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("closed.db");
+    const db = openEngine(path, { engine });
+    db.exec("CREATE TABLE t (a)");
+    for (let i = 0; i < 10; i++) db.prepare("INSERT INTO t VALUES (?)").run(i);
+    db.prepare("SELECT count(*) AS n FROM t").get();
+    assert.ok(await exists(`${path}-wal`), "the WAL exists while open");
+    db.close();
+    assert.equal(await exists(`${path}-wal`), false, "WAL removed: no statement kept the connection alive");
+    assert.equal(await exists(`${path}-shm`), false);
+  },
+);
+
+Deno.test("auto opens a file with the engine this process already has it open with", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("held.db");
+  using held = openEngine(path, { engine: "node" });
+  using again = openEngine(path); // auto would pick ffi here; the file's engine wins.
+  assert.equal(again.name, "node");
+  assert.equal(held.name, "node");
+});
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}

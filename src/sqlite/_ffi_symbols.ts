@@ -44,6 +44,8 @@ export const SYMBOLS = {
   sqlite3_clear_bindings: { parameters: ["pointer"], result: "i32" },
   // (sqlite3_stmt *pStmt)
   sqlite3_finalize: { parameters: ["pointer"], result: "i32" },
+  // (sqlite3_stmt *pStmt, int op, int resetFlg)
+  sqlite3_stmt_status: { parameters: ["pointer", "i32", "i32"], result: "i32" },
   // (sqlite3_stmt *pStmt)
   sqlite3_bind_parameter_count: { parameters: ["pointer"], result: "i32" },
   // (sqlite3_stmt *pStmt, int i, const char *zData, int nData, void (*xDel)(void*)); xDel = SQLITE_TRANSIENT (-1)
@@ -100,5 +102,6 @@ export const SQLITE_OPEN_MEMORY = 0x00000080;
 export const SQLITE_OPEN_NOMUTEX = 0x00008000;
 export const SQLITE_OPEN_EXRESCODE = 0x02000000;
 export const SQLITE_PREPARE_PERSISTENT = 0x01;
+export const SQLITE_STMTSTATUS_REPREPARE = 5;
 /** `SQLITE_TRANSIENT`: SQLite copies bound data before the bind call returns. */
 export const SQLITE_TRANSIENT = -1n;

@@ -38,6 +38,11 @@ export function claimFile(path: string, engine: EngineName): () => void {
   };
 }
 
+/** The engine that has `path` open in this process, if any. */
+export function fileOwner(path: string): EngineName | undefined {
+  return path === ":memory:" ? undefined : owners.get(canonicalPath(path))?.engine;
+}
+
 function canonicalPath(path: string): string {
   try {
     return Deno.realPathSync(path);

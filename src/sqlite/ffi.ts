@@ -19,11 +19,13 @@ import {
   SQLITE_OPEN_READWRITE,
   SQLITE_PREPARE_PERSISTENT,
   SQLITE_ROW,
+  SQLITE_STMTSTATUS_REPREPARE,
   SQLITE_TEXT,
   SQLITE_TRANSIENT,
 } from "./_ffi_symbols.ts";
 import { claimFile } from "./_file_owners.ts";
 import { loadSqlite } from "./_library.ts";
+import { checkStatement, scanSql } from "./_sql_text.ts";
 import { runTransaction } from "./_transaction.ts";
 
 const encoder = new TextEncoder();
@@ -143,6 +145,7 @@ export class FfiEngine implements Engine {
   prepare(sql: string): Statement {
     let statement = this.#statements.get(sql);
     if (statement === undefined) {
+      checkStatement(sql, scanSql(sql));
       const bytes = encoder.encode(sql);
       const rc = this.#lib.sqlite3_prepare_v3(
         this.#handle(),
@@ -171,9 +174,11 @@ export class FfiEngine implements Engine {
     if (this.#db === null) return;
     for (const statement of this.#statements.values()) statement.finalize();
     this.#statements.clear();
-    this.#lib.sqlite3_close_v2(this.#db);
+    const rc = this.#lib.sqlite3_close_v2(this.#db);
+    const error = rc === SQLITE_OK ? undefined : this.error(rc);
     this.#db = null;
     this.#release();
+    if (error !== undefined) throw error;
   }
 
   [Symbol.dispose](): void {
@@ -217,7 +222,8 @@ class FfiStatement implements Statement {
   readonly #lib: Sqlite3;
   #handle: Deno.PointerValue;
   readonly #parameterCount: number;
-  readonly #columns: string[] = [];
+  #columns: string[];
+  #reprepares = 0;
 
   constructor(
     engine: FfiEngine,
@@ -230,11 +236,27 @@ class FfiStatement implements Statement {
     this.#handle = handle;
     this.sql = sql;
     this.#parameterCount = lib.sqlite3_bind_parameter_count(handle);
-    const count = lib.sqlite3_column_count(handle);
+    this.#columns = this.#readColumns(handle);
+  }
+
+  #readColumns(handle: Deno.PointerObject): string[] {
+    const columns: string[] = [];
+    const count = this.#lib.sqlite3_column_count(handle);
     for (let i = 0; i < count; i++) {
-      this.#columns.push(
-        Deno.UnsafePointerView.getCString(lib.sqlite3_column_name(handle, i)!),
-      );
+      columns.push(Deno.UnsafePointerView.getCString(this.#lib.sqlite3_column_name(handle, i)!));
+    }
+    return columns;
+  }
+
+  /**
+   * After another connection changes the schema, SQLite re-prepares the statement inside step(): `SELECT *` may
+   * then have other columns. Re-read the names whenever that happened, so rows are never labelled with stale ones.
+   */
+  #syncColumns(handle: Deno.PointerObject): void {
+    const reprepares = this.#lib.sqlite3_stmt_status(handle, SQLITE_STMTSTATUS_REPREPARE, 0);
+    if (reprepares !== this.#reprepares) {
+      this.#reprepares = reprepares;
+      this.#columns = this.#readColumns(handle);
     }
   }
 
@@ -254,7 +276,10 @@ class FfiStatement implements Statement {
     const handle = this.#start(params);
     try {
       const rc = this.#lib.sqlite3_step(handle);
-      if (rc === SQLITE_ROW) return this.#row(handle);
+      if (rc === SQLITE_ROW) {
+        this.#syncColumns(handle);
+        return this.#row(handle);
+      }
       if (rc !== SQLITE_DONE) throw this.#engine.error(rc);
       return undefined;
     } finally {
@@ -267,7 +292,12 @@ class FfiStatement implements Statement {
     const rows: Row[] = [];
     try {
       let rc;
+      let first = true;
       while ((rc = this.#lib.sqlite3_step(handle)) === SQLITE_ROW) {
+        if (first) {
+          this.#syncColumns(handle);
+          first = false;
+        }
         rows.push(this.#row(handle));
       }
       if (rc !== SQLITE_DONE) throw this.#engine.error(rc);
@@ -304,9 +334,10 @@ class FfiStatement implements Statement {
       const length = encodeToScratch(value); // May replace `scratch`: read it after.
       rc = lib.sqlite3_bind_text(handle, index, scratch, length, SQLITE_TRANSIENT);
     } else if (typeof value === "number") {
+      // -0 goes to the REAL branch: as an integer it would come back as 0.
       if ((value | 0) === value && !Object.is(value, -0)) {
         rc = lib.sqlite3_bind_int(handle, index, value);
-      } else if (Number.isSafeInteger(value)) {
+      } else if (Number.isSafeInteger(value) && !Object.is(value, -0)) {
         rc = lib.sqlite3_bind_int64(handle, index, BigInt(value));
       } else rc = lib.sqlite3_bind_double(handle, index, value);
     } else if (value === null) {

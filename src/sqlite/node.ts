@@ -12,6 +12,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { RegistryError } from "../errors.ts";
 import type { Engine, EngineOpenOptions, Row, RunResult, SqlValue, Statement } from "./engine.ts";
 import { claimFile } from "./_file_owners.ts";
+import { checkStatement, scanSql } from "./_sql_text.ts";
 import { runTransaction } from "./_transaction.ts";
 import { closedError } from "./ffi.ts";
 
@@ -48,7 +49,11 @@ export class NodeEngine implements Engine {
     this.#release = claimFile(options.path, "node");
     let db: DatabaseSync | undefined;
     try {
-      db = new DatabaseSync(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
+      db = new DatabaseSync(options.path, {
+        timeout: options.busyTimeoutMs ?? 5000,
+        // As the system libsqlite3 the ffi engine loads: "abc" falls back to a string literal. One SQL dialect.
+        enableDoubleQuotedStringLiterals: true,
+      });
       this.sqliteVersion = bundledVersion();
     } catch (error) {
       db?.close();
@@ -79,6 +84,8 @@ export class NodeEngine implements Engine {
     let statement = this.#statements.get(sql);
     if (statement === undefined) {
       this.assertOpen();
+      const shape = scanSql(sql);
+      checkStatement(sql, shape);
       let inner: StatementSync;
       try {
         inner = this.#db.prepare(sql);
@@ -86,7 +93,7 @@ export class NodeEngine implements Engine {
         throw nodeError(error, this.path);
       }
       inner.setReadBigInts(true);
-      statement = new NodeStatement(this, inner, sql);
+      statement = new NodeStatement(this, inner, sql, shape.parameters);
       this.#statements.set(sql, statement);
     }
     return statement;
@@ -140,27 +147,38 @@ class NodeStatement implements Statement {
   readonly #inner: StatementSync;
   readonly #parameterCount: number;
 
-  constructor(engine: NodeEngine, inner: StatementSync, sql: string) {
+  constructor(engine: NodeEngine, inner: StatementSync, sql: string, parameterCount: number) {
     this.#engine = engine;
     this.#inner = inner;
     this.sql = sql;
-    this.#parameterCount = countParameters(sql);
+    this.#parameterCount = parameterCount;
   }
 
-  /** `node:sqlite` binds missing parameters as NULL; refuse a wrong count, as the FFI engine does. */
-  #check(params: SqlValue[]): void {
+  /**
+   * Checks the count (`node:sqlite` binds missing parameters as NULL) and binds integral numbers as INTEGER
+   * (`node:sqlite` binds every number as REAL, so 5 would be stored as 5.0, and as '5.0' in a TEXT column): the
+   * same storage classes as the FFI engine.
+   */
+  #params(params: SqlValue[]): SqlValue[] {
     this.#engine.assertOpen();
     if (params.length !== this.#parameterCount) {
       throw new RangeError(
         `statement takes ${this.#parameterCount} parameter(s), got ${params.length}: '${this.sql}'`,
       );
     }
+    for (let i = 0; i < params.length; i++) {
+      const value = params[i];
+      if (typeof value === "number" && Number.isSafeInteger(value) && !Object.is(value, -0)) {
+        params[i] = BigInt(value);
+      }
+    }
+    return params;
   }
 
   run(...params: SqlValue[]): RunResult {
-    this.#check(params);
+    const bound = this.#params(params);
     try {
-      const result = this.#inner.run(...params);
+      const result = this.#inner.run(...bound);
       return {
         changes: Number(result.changes),
         lastInsertRowid: toNumberIfSafe(result.lastInsertRowid),
@@ -171,10 +189,10 @@ class NodeStatement implements Statement {
   }
 
   get(...params: SqlValue[]): Row | undefined {
-    this.#check(params);
+    const bound = this.#params(params);
     let row;
     try {
-      row = this.#inner.get(...params);
+      row = this.#inner.get(...bound);
     } catch (error) {
       throw nodeError(error, this.#engine.path);
     }
@@ -182,45 +200,15 @@ class NodeStatement implements Statement {
   }
 
   all(...params: SqlValue[]): Row[] {
-    this.#check(params);
+    const bound = this.#params(params);
     let rows;
     try {
-      rows = this.#inner.all(...params);
+      rows = this.#inner.all(...bound);
     } catch (error) {
       throw nodeError(error, this.#engine.path);
     }
     return (rows as Row[]).map(normalizeRow);
   }
-}
-
-/**
- * The number of positional parameters in one statement, as
- * `sqlite3_bind_parameter_count` would report it: the highest `?NNN`, with
- * each bare `?` taking the next number. Skips literals, quoted names and comments.
- */
-export function countParameters(sql: string): number {
-  let count = 0;
-  for (let i = 0; i < sql.length; i++) {
-    const c = sql[i];
-    if (c === "'" || c === '"' || c === "`" || c === "[") {
-      const close = c === "[" ? "]" : c;
-      i = sql.indexOf(close, i + 1);
-      if (i === -1) break;
-    } else if (c === "-" && sql[i + 1] === "-") {
-      i = sql.indexOf("\n", i);
-      if (i === -1) break;
-    } else if (c === "/" && sql[i + 1] === "*") {
-      i = sql.indexOf("*/", i + 2);
-      if (i === -1) break;
-      i++;
-    } else if (c === "?") {
-      let j = i + 1;
-      while (j < sql.length && sql[j]! >= "0" && sql[j]! <= "9") j++;
-      count = j > i + 1 ? Math.max(count, Number(sql.slice(i + 1, j))) : count + 1;
-      i = j - 1;
-    }
-  }
-  return count;
 }
 
 /** Integers come back as bigint (so none beyond 2^53 is lost); make the safe ones numbers, as the FFI engine does. */

@@ -7,6 +7,7 @@
 import { RegistryError } from "../errors.ts";
 import type { Engine } from "./engine.ts";
 import { FfiEngine } from "./ffi.ts";
+import { fileOwner } from "./_file_owners.ts";
 import { loadSqlite } from "./_library.ts";
 import { NodeEngine } from "./node.ts";
 
@@ -58,6 +59,12 @@ export function openEngine(
   options: OpenEngineOptions = {},
   check?: (engine: Engine) => void,
 ): Engine {
+  if (typeof path !== "string" || path === "" || path.includes("\0")) {
+    // A NUL would end the path early in C: libsqlite3 would open another file than the one permissions were checked for.
+    throw new TypeError(
+      `the database path must be a non-empty string without NUL characters, got ${JSON.stringify(path)}`,
+    );
+  }
   const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
   if (
     !Number.isInteger(busyTimeoutMs) || busyTimeoutMs < 0 ||
@@ -81,12 +88,15 @@ export function openEngine(
         { path, code: SQLITE_READONLY },
       );
     }
-    engine.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
+    // Foreign keys on, as node:sqlite's default and sqlx's (oxide-k's driver): one SQL dialect on both engines.
+    engine.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}; PRAGMA foreign_keys = ON`);
     check?.(engine);
     if (path !== MEMORY_PATH) {
-      engine.exec(
-        `PRAGMA journal_mode = WAL; PRAGMA synchronous = ${durability.toUpperCase()}`,
-      );
+      const mode = engine.prepare("PRAGMA journal_mode = WAL").get()?.journal_mode;
+      if (mode !== "wal") {
+        throw new RegistryError(`it stays in journal mode '${String(mode)}' instead of WAL`, { path });
+      }
+      engine.exec(`PRAGMA synchronous = ${durability.toUpperCase()}`);
     }
   } catch (error) {
     engine.close();
@@ -104,10 +114,11 @@ function createEngine(path: string, options: OpenEngineOptions): Engine {
     case "node":
       return withOpenError(path, () => new NodeEngine(engineOptions));
     case "auto":
-      return withOpenError(
-        path,
-        () => ffiAvailable(options.libPath) ? new FfiEngine(engineOptions) : new NodeEngine(engineOptions),
-      );
+      return withOpenError(path, () => {
+        // A file this process already has open stays with its engine (two SQLite libraries must not share it).
+        const engine = fileOwner(path) ?? (ffiAvailable(options.libPath) ? "ffi" : "node");
+        return engine === "ffi" ? new FfiEngine(engineOptions) : new NodeEngine(engineOptions);
+      });
     default:
       throw new TypeError(
         `engine must be "auto", "ffi" or "node", got '${choice}'`,
