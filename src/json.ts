@@ -34,60 +34,65 @@ export function encodeJson(value: unknown): string {
       if (Number.isFinite(value)) return JSON.stringify(value);
   }
   if (value === null) return "null";
-  checkJson(value, "$", []);
+  checkJson(value, [], []);
   return JSON.stringify(value);
 }
 
-function checkJson(value: unknown, path: string, ancestors: object[]): void {
+/** serde_json (oxide-k's reader) refuses JSON nested deeper than this; so do we, before writing it. */
+export const MAX_JSON_DEPTH = 127;
+
+/**
+ * Walks `value` depth first. `ancestors` are the objects above it (for cycles and depth), `keys` the property
+ * names and indexes leading to it: the path in a message is built from them only when something is refused.
+ */
+function checkJson(value: unknown, ancestors: object[], keys: (string | number)[]): void {
   switch (typeof value) {
     case "string":
     case "boolean":
       return;
     case "number":
-      if (!Number.isFinite(value)) {
-        refuse(`${value} at ${path} is not a finite number`);
-      }
+      if (!Number.isFinite(value)) refuse(`${value} at ${pathOf(keys)} is not a finite number`);
       return;
     case "undefined":
-      return refuse(`undefined at ${path} has no JSON form`);
+      return refuse(`undefined at ${pathOf(keys)} has no JSON form`);
     case "bigint":
-      return refuse(
-        `bigint ${value}n at ${path} has no JSON form; store it as a string`,
-      );
+      return refuse(`bigint ${value}n at ${pathOf(keys)} has no JSON form; store it as a string`);
     case "function":
     case "symbol":
-      return refuse(`a ${typeof value} at ${path} has no JSON form`);
+      return refuse(`a ${typeof value} at ${pathOf(keys)} has no JSON form`);
   }
   if (value === null) return;
   const object = value as object;
-  if (ancestors.includes(object)) {
-    refuse(`the value at ${path} refers to itself (a cycle)`);
+  if (ancestors.includes(object)) refuse(`the value at ${pathOf(keys)} refers to itself (a cycle)`);
+  if (ancestors.length >= MAX_JSON_DEPTH) {
+    refuse(`the value at ${pathOf(keys)} is nested deeper than ${MAX_JSON_DEPTH} levels, which oxide-k cannot read`);
   }
   ancestors.push(object);
   if (Array.isArray(object)) {
     for (let i = 0; i < object.length; i++) {
-      if (!(i in object)) {
-        refuse(`the array at ${path} has a hole at index ${i}`);
-      }
-      checkJson(object[i], `${path}[${i}]`, ancestors);
+      keys.push(i);
+      if (!(i in object)) refuse(`the array at ${pathOf(keys.slice(0, -1))} has a hole at index ${i}`);
+      checkJson(object[i], ancestors, keys);
+      keys.pop();
     }
   } else {
     const proto = Object.getPrototypeOf(object);
     if (proto !== Object.prototype && proto !== null) {
       const name = (object.constructor as { name?: string } | undefined)?.name ?? "object";
-      refuse(
-        `a ${name} at ${path} is not a plain object; convert it first (a Date with toISOString())`,
-      );
+      refuse(`a ${name} at ${pathOf(keys)} is not a plain object; convert it first (a Date with toISOString())`);
     }
     for (const key of Object.keys(object)) {
-      checkJson(
-        (object as Record<string, unknown>)[key],
-        `${path}.${key}`,
-        ancestors,
-      );
+      keys.push(key);
+      checkJson((object as Record<string, unknown>)[key], ancestors, keys);
+      keys.pop();
     }
   }
   ancestors.pop();
+}
+
+/** `$.a[2]`: where a value sits, for messages. */
+function pathOf(keys: readonly (string | number)[]): string {
+  return "$" + keys.map((key) => typeof key === "number" ? `[${key}]` : `.${key}`).join("");
 }
 
 function refuse(detail: string): never {

@@ -38,13 +38,56 @@ import {
   type SealingOptions,
 } from "./sealing.ts";
 
-/** Options for {@linkcode StateRegistry.inMemory} and {@linkcode StateRegistry.connect}. */
+/**
+ * Options for {@linkcode StateRegistry.inMemory} and {@linkcode StateRegistry.connect}.
+ *
+ * @example
+ * ```ts
+ * import { type RegistryOptions, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const options: RegistryOptions = { engine: "node", busyTimeoutMs: 1000 };
+ * await using reg = await StateRegistry.inMemory(options);
+ * assert.equal(reg.engine, "node");
+ * assert.equal(reg.db.prepare("PRAGMA busy_timeout").get()?.timeout, 1000);
+ * ```
+ */
 export interface RegistryOptions extends OpenEngineOptions {}
 
-/** Options for {@linkcode StateRegistry.openEncrypted}: the engine settings plus the sealing scheme. */
+/**
+ * Options for {@linkcode StateRegistry.openEncrypted}: the engine settings plus the sealing scheme.
+ *
+ * @example
+ * ```ts
+ * import { type EncryptedRegistryOptions, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const options: EncryptedRegistryOptions = { engine: "node", scheme: "oxide-k" };
+ * await using reg = await StateRegistry.openEncrypted(":memory:", "correct horse battery staple", options);
+ * assert.equal(reg.engine, "node");
+ * assert.equal(reg.sealing?.scheme, "oxide-k");
+ * ```
+ */
 export interface EncryptedRegistryOptions extends RegistryOptions, SealingOptions {}
 
-/** Options for {@linkcode StateRegistry.listModules}. */
+/**
+ * Options for {@linkcode StateRegistry.listModules}.
+ *
+ * @example Skipping a row another program wrote
+ * ```ts
+ * import { type ListModulesOptions, SerializationError, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * await reg.upsertModule({ id: "echo", name: "Echo", version: "0.1.0", kind: "native" }, "loaded");
+ * // A row another program wrote, with a kind this package does not know.
+ * reg.db.prepare("INSERT INTO modules (id, name, version, kind, state, updated_at) VALUES (?, ?, ?, ?, ?, ?)")
+ *   .run("py", "Py", "1.0", "python", "loaded", "2026-01-01T00:00:00+00:00");
+ * await assert.rejects(reg.listModules(), SerializationError);
+ * const options: ListModulesOptions = { invalid: "skip" };
+ * assert.deepEqual((await reg.listModules(options)).map((m) => m.id), ["echo"]);
+ * ```
+ */
 export interface ListModulesOptions {
   /**
    * What to do with a row that cannot be read (written by another program
@@ -281,6 +324,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
 
   static #open(path: string, options: RegistryOptions): Promise<StateRegistry> {
     try {
+      checkOptions(options);
       const db = openEngine(path, options, checkRegistryShape);
       try {
         migrateRegistry(db);
@@ -503,6 +547,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   listModules(options: ListModulesOptions = {}): Promise<ModuleRecord[]> {
     try {
       this.#checkOpen();
+      checkOptions(options);
       const invalid = options.invalid ?? "throw";
       if (invalid !== "throw" && invalid !== "skip") {
         throw new TypeError(
@@ -1040,13 +1085,20 @@ function checkState(state: unknown): string {
   return text;
 }
 
+/** Options objects may be omitted (`undefined`), not replaced by something else. */
+function checkOptions(options: unknown): void {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`options must be an object, got ${describe(options)}`);
+  }
+}
+
 /** A short, quoted description of any value for error messages. */
 function describe(value: unknown): string {
   if (typeof value === "string") {
     return `'${value.length > 80 ? `${value.slice(0, 80)}...` : value}'`;
   }
   if (value instanceof Uint8Array) return `a ${value.length}-byte blob`;
-  if (value === null) return "null";
+  if (value === null || value === undefined) return String(value);
   if (typeof value === "object") {
     return `a ${(value.constructor as { name?: string } | undefined)?.name ?? "object"}`;
   }

@@ -535,3 +535,31 @@ engineTest("opening an up-to-date file does not wait for another connection's wr
   }
   assert.equal(await writer.getConfig("k"), "before");
 });
+
+engineTest("options that are not objects are TypeErrors naming them", async (engine) => {
+  const bad = null as unknown as { engine: typeof engine };
+  await assert.rejects(StateRegistry.inMemory(bad), /options must be an object, got null/);
+  await assert.rejects(StateRegistry.connect("x.db", bad), /options must be an object, got null/);
+  await using reg = await StateRegistry.inMemory({ engine });
+  await assert.rejects(reg.listModules(bad as never), /options must be an object, got null/);
+  await assert.rejects(reg.setModuleState("m", undefined as never), /unknown module state undefined:/);
+});
+
+engineTest("values nested deeper than serde_json reads are refused, shallower ones round-trip", async (engine) => {
+  await using reg = await StateRegistry.inMemory({ engine });
+  const nest = (depth: number): unknown => {
+    let value: unknown = "leaf";
+    for (let i = 0; i < depth; i++) value = i % 2 === 0 ? [value] : { v: value };
+    return value;
+  };
+  await reg.setConfig("deep", nest(127));
+  assert.deepEqual(await reg.getConfig("deep"), nest(127));
+  for (const depth of [128, 100_000]) {
+    await assert.rejects(reg.setConfig("deep", nest(depth)), (error: unknown) => {
+      assert.ok(error instanceof SerializationError);
+      assert.match(error.message, /nested deeper than 127 levels/);
+      return true;
+    });
+  }
+  assert.deepEqual(await reg.getConfig("deep"), nest(127), "nothing written");
+});
