@@ -5,7 +5,21 @@
  * @module
  */
 
-/** Every value of {@linkcode KernelError.kind}. */
+/**
+ * Every value of {@linkcode KernelError.kind}.
+ *
+ * @example
+ * ```ts
+ * import { KernelError, type KernelErrorKind, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * const err = await reg.setModuleState("ghost", "running").catch((e) => e);
+ * assert.ok(err instanceof KernelError);
+ * const kind: KernelErrorKind = err.kind;
+ * assert.equal(kind, "unknown_module");
+ * ```
+ */
 export type KernelErrorKind =
   | "module"
   | "bus"
@@ -102,7 +116,22 @@ export class BusError extends KernelError {
   }
 }
 
-/** Options of {@linkcode RegistryError}. */
+/**
+ * Options of {@linkcode RegistryError}.
+ *
+ * @example
+ * ```ts
+ * import { RegistryError, type RegistryErrorOptions } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const options: RegistryErrorOptions = { code: 517, path: "/var/lib/oxide/registry.db", cause: new Error("locked") };
+ * const err = new RegistryError("database is locked", options);
+ * assert.equal(err.message, "registry error: database is locked");
+ * assert.equal(err.codeName, "SQLITE_BUSY"); // 517 is SQLITE_BUSY_SNAPSHOT
+ * assert.equal(err.path, options.path);
+ * assert.equal(err.cause, options.cause);
+ * ```
+ */
 export interface RegistryErrorOptions extends ErrorOptions {
   /** SQLite's extended result code, when SQLite reported the failure. */
   code?: number;
@@ -420,7 +449,24 @@ export class KeyRequiredError extends CryptoError {
   }
 }
 
-/** Every value of {@linkcode SealedValueError.reason}. */
+/**
+ * Every value of {@linkcode SealedValueError.reason}.
+ *
+ * @example
+ * ```ts
+ * import { SealedValueError, type SealedValueErrorReason, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.openEncrypted(":memory:", new Uint8Array(32).fill(1));
+ * await reg.setConfig("api.token", "s3cr3t");
+ * // Copy the sealed value to another config key behind the registry's back.
+ * reg.db.exec("INSERT INTO config (key, value, updated_at) SELECT 'db.url', value, updated_at FROM config");
+ * const err = await reg.getConfig("db.url").catch((e) => e);
+ * assert.ok(err instanceof SealedValueError);
+ * const reason: SealedValueErrorReason = err.reason;
+ * assert.equal(reason, "moved");
+ * ```
+ */
 export type SealedValueErrorReason =
   | "tampered"
   | "moved"
