@@ -6,13 +6,56 @@
  * @module
  */
 
-/** A value SQLite stores: NULL, INTEGER (number, or bigint beyond 2^53), REAL, TEXT, BLOB. */
+/**
+ * A value SQLite stores: NULL, INTEGER (number, or bigint beyond 2^53), REAL, TEXT, BLOB.
+ *
+ * @example Every kind of value round-trips exactly
+ * ```ts
+ * import { type SqlValue, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * reg.db.exec("CREATE TABLE cells (v)");
+ * const values: SqlValue[] = [null, 42, 2n ** 60n, 1.5, "héllo", new Uint8Array([0, 255])];
+ * for (const v of values) reg.db.prepare("INSERT INTO cells (v) VALUES (?)").run(v);
+ * const back = reg.db.prepare("SELECT v FROM cells ORDER BY rowid").all().map((row) => row.v);
+ * assert.deepEqual(back, values);
+ * ```
+ */
 export type SqlValue = null | number | bigint | string | Uint8Array;
 
-/** A result row, keyed by column name. */
+/**
+ * A result row, keyed by column name.
+ *
+ * @example
+ * ```ts
+ * import { type Row, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * await reg.setConfig("max_threads", 8);
+ * const row: Row | undefined = reg.db.prepare("SELECT key, value FROM config WHERE key = ?").get("max_threads");
+ * assert.deepEqual(row, { key: "max_threads", value: "8" });
+ * ```
+ */
 export type Row = Record<string, SqlValue>;
 
-/** What a write statement reports. */
+/**
+ * What a write statement reports.
+ *
+ * @example
+ * ```ts
+ * import { type RunResult, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * reg.db.exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)");
+ * const insert: RunResult = reg.db.prepare("INSERT INTO notes (body) VALUES (?)").run("first");
+ * assert.deepEqual(insert, { changes: 1, lastInsertRowid: 1 });
+ * reg.db.prepare("INSERT INTO notes (body) VALUES (?)").run("second");
+ * assert.equal(reg.db.prepare("UPDATE notes SET body = upper(body)").run().changes, 2);
+ * ```
+ */
 export interface RunResult {
   /** Rows inserted, updated or deleted by this statement. */
   changes: number;
@@ -20,13 +63,41 @@ export interface RunResult {
   lastInsertRowid: number | bigint;
 }
 
-/** Names of the engines. */
+/**
+ * Names of the engines.
+ *
+ * @example
+ * ```ts
+ * import { type EngineName, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const names: EngineName[] = ["ffi", "node"];
+ * for (const engine of names) {
+ *   await using reg = await StateRegistry.inMemory({ engine });
+ *   assert.equal(reg.engine, engine);
+ *   assert.equal(reg.db.name, engine);
+ * }
+ * ```
+ */
 export type EngineName = "ffi" | "node";
 
 /**
  * A prepared statement. Prepared once by {@linkcode Engine.prepare}, reused
  * for every call, finalized when the engine closes. Parameters are positional
  * (`?` or `?1`).
+ *
+ * @example
+ * ```ts
+ * import { type Statement, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * const sum: Statement = reg.db.prepare("SELECT ?1 + ?2 AS total");
+ * assert.equal(sum.sql, "SELECT ?1 + ?2 AS total");
+ * assert.equal(sum.get(2, 3)?.total, 5);
+ * assert.deepEqual(sum.all(1, 1), [{ total: 2 }]);
+ * assert.equal(reg.db.prepare("SELECT ?1 + ?2 AS total"), sum); // Prepared once, cached by SQL text.
+ * ```
  */
 export interface Statement {
   /** The SQL text it was prepared from. */
@@ -57,6 +128,25 @@ export interface Statement {
 /**
  * An open SQLite connection. Every failure is a `RegistryError` carrying
  * SQLite's extended result code and message.
+ *
+ * @example A transaction that throws leaves nothing behind
+ * ```ts
+ * import { type Engine, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * const db: Engine = reg.db;
+ * db.exec("CREATE TABLE jobs (name TEXT NOT NULL)");
+ * const add = db.prepare("INSERT INTO jobs (name) VALUES (?)");
+ * function failHalfway(): void {
+ *   add.run("half-done");
+ *   throw new Error("abort");
+ * }
+ * assert.throws(() => db.transaction(failHalfway), /abort/); // Rolled back.
+ * db.transaction(() => add.run("done"));
+ * assert.deepEqual(db.prepare("SELECT name FROM jobs").all(), [{ name: "done" }]);
+ * assert.equal(db.inTransaction, false);
+ * ```
  */
 export interface Engine extends Disposable {
   /** Which implementation this is. */

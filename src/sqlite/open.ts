@@ -11,7 +11,20 @@ import { fileOwner } from "./_file_owners.ts";
 import { loadSqlite } from "./_library.ts";
 import { NodeEngine } from "./node.ts";
 
-/** Which engine to open: `auto` picks `ffi` when `--allow-ffi` is granted and the library loads, else `node`. */
+/**
+ * Which engine to open: `auto` picks `ffi` when `--allow-ffi` is granted and the library loads, else `node`.
+ *
+ * @example
+ * ```ts
+ * import { type EngineChoice, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const choice: EngineChoice = "auto";
+ * await using reg = await StateRegistry.inMemory({ engine: choice });
+ * const ffi = await Deno.permissions.query({ name: "ffi" });
+ * assert.equal(reg.engine, ffi.state === "granted" ? "ffi" : "node");
+ * ```
+ */
 export type EngineChoice = "auto" | "ffi" | "node";
 
 /**
@@ -21,10 +34,40 @@ export type EngineChoice = "auto" | "ffi" | "node";
  *   process crash and a power loss.
  * - `normal`: `synchronous=NORMAL`. Survives a process crash; a power loss or
  *   OS crash may roll back the last commits (never corrupts the file).
+ *
+ * @example
+ * ```ts
+ * import { type Durability, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const durability: Durability = "normal";
+ * {
+ *   await using reg = await StateRegistry.connect(`${dir}/registry.db`, { durability });
+ *   assert.equal(reg.db.prepare("PRAGMA synchronous").get()?.synchronous, 1); // NORMAL
+ * }
+ * await using again = await StateRegistry.connect(`${dir}/registry.db`);
+ * assert.equal(again.db.prepare("PRAGMA synchronous").get()?.synchronous, 2); // FULL, the default
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export type Durability = "full" | "normal";
 
-/** Options for {@linkcode openEngine}. */
+/**
+ * Options for {@linkcode openEngine}.
+ *
+ * @example
+ * ```ts
+ * import { type OpenEngineOptions, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const options: OpenEngineOptions = { engine: "ffi", busyTimeoutMs: 250 };
+ * await using reg = await StateRegistry.inMemory(options);
+ * assert.equal(reg.engine, "ffi");
+ * assert.equal(reg.db.prepare("PRAGMA busy_timeout").get()?.timeout, 250);
+ * await assert.rejects(StateRegistry.inMemory({ busyTimeoutMs: -1 }), RangeError);
+ * ```
+ */
 export interface OpenEngineOptions {
   /** Engine to use. Default `"auto"`. */
   engine?: EngineChoice | undefined;
