@@ -41,10 +41,37 @@ import {
   type WrappedDataKey,
 } from "./crypto/envelope.ts";
 
-/** How config values are sealed: `"envelope"` (the default for new registries) or `"oxide-k"` (Rust-compatible). */
+/**
+ * How config values are sealed: `"envelope"` (the default for new registries) or `"oxide-k"` (Rust-compatible).
+ *
+ * @example
+ * ```ts
+ * import { type SealingScheme, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const scheme: SealingScheme = "oxide-k";
+ * await using reg = await StateRegistry.openEncrypted(":memory:", "correct horse battery staple", { scheme });
+ * await reg.setConfig("api_token", "s3cr3t");
+ * assert.equal(reg.sealing?.scheme, scheme);
+ * assert.equal(await reg.getConfig("api_token"), "s3cr3t");
+ * ```
+ */
 export type SealingScheme = "envelope" | "oxide-k";
 
-/** Sealing options of `StateRegistry.openEncrypted`. */
+/**
+ * Sealing options of `StateRegistry.openEncrypted`.
+ *
+ * @example
+ * ```ts
+ * import { MIN_PBKDF2_ITERATIONS, type SealingOptions, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const options: SealingOptions = { scheme: "envelope", iterations: MIN_PBKDF2_ITERATIONS };
+ * await using reg = await StateRegistry.openEncrypted(":memory:", "correct horse battery staple", options);
+ * assert.equal(reg.sealing?.kdf, "pbkdf2-sha256");
+ * assert.equal(reg.sealing?.iterations, MIN_PBKDF2_ITERATIONS);
+ * ```
+ */
 export interface SealingOptions {
   /**
    * The scheme to write. Default: the scheme the registry already uses
@@ -56,13 +83,44 @@ export interface SealingOptions {
   iterations?: number | undefined;
 }
 
-/** Options of `rekey` and `convertToEnvelope`. */
+/**
+ * Options of `rekey` and `convertToEnvelope`.
+ *
+ * @example
+ * ```ts
+ * import { type RekeyOptions, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.openEncrypted(":memory:", new Uint8Array(32).fill(1));
+ * assert.equal(reg.sealing?.kdf, "raw");
+ * const options: RekeyOptions = { iterations: 700_000 };
+ * await reg.rekey("new passphrase", options);
+ * assert.equal(reg.sealing?.kdf, "pbkdf2-sha256");
+ * assert.equal(reg.sealing?.iterations, 700_000);
+ * ```
+ */
 export interface RekeyOptions {
   /** PBKDF2 iterations for a new passphrase (600,000 to 10,000,000; default 600,000). */
   iterations?: number | undefined;
 }
 
-/** What a sealed registry says about its sealing. Key material is never exposed. */
+/**
+ * What a sealed registry says about its sealing. Key material is never exposed.
+ *
+ * @example
+ * ```ts
+ * import { type SealingInfo, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.openEncrypted(":memory:", new Uint8Array(32).fill(1));
+ * const before: SealingInfo | undefined = reg.sealing;
+ * assert.equal(before?.scheme, "envelope");
+ * assert.equal(before?.generation, 0);
+ * await reg.rotateDataKey();
+ * assert.equal(reg.sealing?.generation, 1);
+ * assert.notEqual(reg.sealing?.keyId, before?.keyId);
+ * ```
+ */
 export interface SealingInfo {
   /** The scheme values are written in. */
   readonly scheme: SealingScheme;

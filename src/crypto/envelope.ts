@@ -26,7 +26,19 @@ import { checkRegistryKey, type RegistryKey } from "./key.ts";
 export const ENVELOPE_VERSION = 1;
 /** The prefix of every value this library seals in the envelope scheme. */
 export const ENVELOPE_PREFIX: string = `$oxide${ENVELOPE_VERSION}$`;
-/** The fewest PBKDF2 iterations accepted, for new and stored parameters alike. */
+/**
+ * The fewest PBKDF2 iterations accepted, for new and stored parameters alike.
+ *
+ * @example
+ * ```ts
+ * import { MIN_PBKDF2_ITERATIONS, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(MIN_PBKDF2_ITERATIONS, 600_000);
+ * const iterations = MIN_PBKDF2_ITERATIONS - 1;
+ * await assert.rejects(StateRegistry.openEncrypted(":memory:", "passphrase", { iterations }), RangeError);
+ * ```
+ */
 export const MIN_PBKDF2_ITERATIONS = 600_000;
 /**
  * The most PBKDF2 iterations accepted, for new and stored parameters alike: a

@@ -17,10 +17,40 @@ import { OtherError } from "../errors.ts";
  *   key (envelope scheme) or the value key (oxide-k scheme). A `CryptoKey`
  *   needs the usages `wrapKey` and `unwrapKey` for the envelope scheme and
  *   `encrypt` and `decrypt` for the oxide-k scheme.
+ *
+ * @example
+ * ```ts
+ * import { type RegistryKey, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const raw: RegistryKey = crypto.getRandomValues(new Uint8Array(32));
+ * const cryptoKey: RegistryKey = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, [
+ *   "wrapKey",
+ *   "unwrapKey",
+ * ]);
+ * for (const key of [raw, cryptoKey]) {
+ *   await using reg = await StateRegistry.openEncrypted(":memory:", key);
+ *   assert.equal(reg.sealing?.kdf, "raw");
+ * }
+ * await assert.rejects(StateRegistry.openEncrypted(":memory:", new Uint8Array(16)), RangeError);
+ * ```
  */
 export type RegistryKey = string | Uint8Array | CryptoKey;
 
-/** The environment variable {@linkcode keyFromEnv} reads. */
+/**
+ * The environment variable {@linkcode keyFromEnv} reads.
+ *
+ * @example
+ * ```ts
+ * import { KEY_ENV_VAR, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(KEY_ENV_VAR, "OXIDE_REGISTRY_KEY");
+ * if (!Deno.env.has(KEY_ENV_VAR)) {
+ *   assert.throws(() => StateRegistry.keyFromEnv(), new RegExp(KEY_ENV_VAR));
+ * }
+ * ```
+ */
 export const KEY_ENV_VAR = "OXIDE_REGISTRY_KEY";
 
 /** Length of a raw key: AES-256. */
