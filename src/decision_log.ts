@@ -37,7 +37,30 @@ import type { StateRegistry } from "./registry.ts";
 import type { Row, SqlValue } from "./sqlite/engine.ts";
 import { formatTimestamp, parseTimestamp } from "./time.ts";
 
-/** One recorded decision (oxide-k's `xai::Decision`). */
+/**
+ * One recorded decision (oxide-k's `xai::Decision`).
+ *
+ * @example
+ * ```ts
+ * import { type Decision, DecisionLog, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const decision: Decision = {
+ *   id: crypto.randomUUID(),
+ *   timestamp: new Date("2026-11-28T09:15:02.123Z"),
+ *   actor: "healer",
+ *   action: "heal",
+ *   rationale: "restart after a crash",
+ *   inputs: { crashes: 1 },
+ *   output: null,
+ *   confidence: 0.5,
+ * };
+ * await using reg = await StateRegistry.inMemory();
+ * const log = await DecisionLog.open(reg);
+ * await log.log(decision);
+ * assert.deepEqual(await log.byActor("healer"), [decision]);
+ * ```
+ */
 export interface Decision {
   /** Unique id: a UUID v4 string, lowercase (`crypto.randomUUID()`). */
   id: string;
@@ -61,7 +84,26 @@ export interface Decision {
   confidence: number;
 }
 
-/** Options of {@linkcode newDecision}. */
+/**
+ * Options of {@linkcode newDecision}.
+ *
+ * @example
+ * ```ts
+ * import { newDecision, type NewDecisionOptions } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const options: NewDecisionOptions = {
+ *   inputs: { url: "https://example.com" },
+ *   output: { status: 200 },
+ *   confidence: 0.25,
+ *   timestamp: new Date("2026-11-28T09:15:02Z"),
+ * };
+ * const { id, actor, action, rationale, ...rest } = newDecision("browser", "navigate", "user asked", options);
+ * assert.deepEqual([actor, action, rationale], ["browser", "navigate", "user asked"]);
+ * assert.deepEqual(rest, options);
+ * assert.notEqual(id, newDecision("browser", "navigate", "user asked", options).id);
+ * ```
+ */
 export interface NewDecisionOptions {
   /** What the decision was based on (JSON). Default `null`. */
   inputs?: unknown;
@@ -73,7 +115,31 @@ export interface NewDecisionOptions {
   timestamp?: Date | undefined;
 }
 
-/** How {@linkcode DecisionLog.recent}, {@linkcode DecisionLog.byActor} and {@linkcode DecisionLog.query} read rows. */
+/**
+ * How {@linkcode DecisionLog.recent}, {@linkcode DecisionLog.byActor} and {@linkcode DecisionLog.query} read rows.
+ *
+ * @example
+ * ```ts
+ * import {
+ *   DecisionLog,
+ *   type DecisionReadOptions,
+ *   newDecision,
+ *   SerializationError,
+ *   StateRegistry,
+ * } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * const log = await DecisionLog.open(reg);
+ * await log.log(newDecision("healer", "heal", "fine"));
+ * // A row another program wrote, with inputs that are not JSON.
+ * reg.db.exec(`INSERT INTO xai_decisions (id, timestamp, actor, action, rationale, inputs, output, confidence)
+ *   VALUES ('${crypto.randomUUID()}', '2026-01-01T00:00:00+00:00', 'healer', 'heal', 'bad', '{oops', 'null', 1)`);
+ * await assert.rejects(log.byActor("healer"), SerializationError);
+ * const options: DecisionReadOptions = { invalid: "skip" };
+ * assert.deepEqual((await log.byActor("healer", options)).map((d) => d.rationale), ["fine"]);
+ * ```
+ */
 export interface DecisionReadOptions {
   /**
    * What to do with a stored row that cannot be read (written by another
@@ -84,7 +150,24 @@ export interface DecisionReadOptions {
   invalid?: "throw" | "skip" | undefined;
 }
 
-/** Filters and paging of {@linkcode DecisionLog.query}. Every filter is optional; they combine with AND. */
+/**
+ * Filters and paging of {@linkcode DecisionLog.query}. Every filter is optional; they combine with AND.
+ *
+ * @example
+ * ```ts
+ * import { DecisionLog, type DecisionQuery, newDecision, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * const log = await DecisionLog.open(reg);
+ * const at = (hour: number) => new Date(Date.UTC(2026, 0, 1, hour));
+ * await log.log(newDecision("healer", "heal", "early", { timestamp: at(1) }));
+ * await log.log(newDecision("healer", "heal", "late", { timestamp: at(5) }));
+ * await log.log(newDecision("router", "heal", "other actor", { timestamp: at(5) }));
+ * const query: DecisionQuery = { actor: "healer", action: "heal", since: at(2), until: at(6) };
+ * assert.deepEqual((await log.query(query)).decisions.map((d) => d.rationale), ["late"]);
+ * ```
+ */
 export interface DecisionQuery extends DecisionReadOptions {
   /** Only decisions by this actor. */
   actor?: string | undefined;
@@ -100,7 +183,26 @@ export interface DecisionQuery extends DecisionReadOptions {
   cursor?: string | undefined;
 }
 
-/** One page of {@linkcode DecisionLog.query}, newest first. */
+/**
+ * One page of {@linkcode DecisionLog.query}, newest first.
+ *
+ * @example
+ * ```ts
+ * import { DecisionLog, type DecisionPage, newDecision, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * const log = await DecisionLog.open(reg);
+ * for (const n of [1, 2, 3]) await log.log(newDecision("agent", "sync", `run ${n}`));
+ * const seen: string[] = [];
+ * let page: DecisionPage = await log.query({ limit: 2 });
+ * seen.push(...page.decisions.map((d) => d.rationale));
+ * page = await log.query({ limit: 2, cursor: page.nextCursor });
+ * seen.push(...page.decisions.map((d) => d.rationale));
+ * assert.deepEqual(seen, ["run 3", "run 2", "run 1"]);
+ * assert.equal(page.nextCursor, undefined);
+ * ```
+ */
 export interface DecisionPage {
   /** The decisions, newest first. */
   decisions: Decision[];

@@ -31,7 +31,24 @@ import type { Engine, SqlValue } from "./sqlite/engine.ts";
 
 export type { Migration };
 
-/** What {@linkcode defineExtension} takes. */
+/**
+ * What {@linkcode defineExtension} takes.
+ *
+ * @example
+ * ```ts
+ * import { defineExtension, type ExtensionDefinition, openExtension, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const definition: ExtensionDefinition = {
+ *   name: "acme.audit",
+ *   migrations: [{ version: 1, name: "events table", up: "CREATE TABLE acme_audit_events (what TEXT NOT NULL)" }],
+ * };
+ * await using reg = await StateRegistry.inMemory();
+ * await openExtension(reg, defineExtension(definition));
+ * reg.db.prepare("INSERT INTO acme_audit_events (what) VALUES (?)").run("login");
+ * assert.throws(() => defineExtension({ ...definition, name: "registry" }), RangeError);
+ * ```
+ */
 export interface ExtensionDefinition {
   /**
    * The extension's name: lowercase letters, digits, `_`, `.` and `-`,
@@ -49,7 +66,24 @@ export interface ExtensionDefinition {
   migrations: readonly Migration[];
 }
 
-/** A validated, frozen extension, ready for {@linkcode openExtension}. */
+/**
+ * A validated, frozen extension, ready for {@linkcode openExtension}.
+ *
+ * @example
+ * ```ts
+ * import { defineExtension, type Extension, openExtension, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const tags: Extension = defineExtension({
+ *   name: "tags",
+ *   migrations: [{ version: 1, name: "names", up: "CREATE TABLE tags_names (name TEXT PRIMARY KEY)" }],
+ * });
+ * assert.equal(tags.latestVersion, 1);
+ * assert.ok(Object.isFrozen(tags));
+ * await using reg = await StateRegistry.inMemory();
+ * assert.equal((await openExtension(reg, tags)).version, tags.latestVersion);
+ * ```
+ */
 export interface Extension {
   /** The extension's name. */
   readonly name: string;
@@ -59,7 +93,28 @@ export interface Extension {
   readonly latestVersion: number;
 }
 
-/** What {@linkcode openExtension} reports. */
+/**
+ * What {@linkcode openExtension} reports.
+ *
+ * @example
+ * ```ts
+ * import {
+ *   defineExtension,
+ *   type ExtensionStatus,
+ *   type Migration,
+ *   openExtension,
+ *   StateRegistry,
+ * } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const v1: Migration = { version: 1, name: "names", up: "CREATE TABLE tags_names (name TEXT PRIMARY KEY)" };
+ * const v2: Migration = { version: 2, name: "colour", up: "ALTER TABLE tags_names ADD COLUMN colour TEXT" };
+ * await using reg = await StateRegistry.inMemory();
+ * await openExtension(reg, defineExtension({ name: "tags", migrations: [v1] }));
+ * const status: ExtensionStatus = await openExtension(reg, defineExtension({ name: "tags", migrations: [v1, v2] }));
+ * assert.deepEqual(status, { name: "tags", version: 2, applied: [2] });
+ * ```
+ */
 export interface ExtensionStatus {
   /** The extension's name. */
   name: string;

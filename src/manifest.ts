@@ -18,13 +18,47 @@ import { dirname, resolveAgainst } from "./_path.ts";
 
 const SEP: string = Deno.build.os === "windows" ? "\\" : "/";
 
-/** The file name looked for when a manifest path names a folder. */
+/**
+ * The file name looked for when a manifest path names a folder.
+ *
+ * @example
+ * ```ts
+ * import { loadManifest, MANIFEST_FILE_NAME } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(MANIFEST_FILE_NAME, "module.json");
+ * const dir = await Deno.makeTempDir();
+ * const manifest = { id: "echo", name: "Echo", version: "0.1.0", kind: "native" };
+ * await Deno.writeTextFile(`${dir}/${MANIFEST_FILE_NAME}`, JSON.stringify(manifest));
+ * assert.equal((await loadManifest(dir)).manifestPath, `${dir}/${MANIFEST_FILE_NAME}`);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
 export const MANIFEST_FILE_NAME = "module.json";
 
 /**
  * A parsed `module.json`: the module's metadata plus what the kernel needs to
  * locate its binary, skill descriptor and MCP configuration. Optional fields
  * are absent (not `undefined`-valued) when the file omits them or has `null`.
+ *
+ * @example
+ * ```ts
+ * import { manifestToJson, type ModuleManifest, parseManifest } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const manifest: ModuleManifest = {
+ *   id: "petstore",
+ *   name: "Pet Store",
+ *   version: "1.0.0",
+ *   kind: "native",
+ *   specKind: "openapi",
+ *   operations: ["listPets"],
+ *   capabilities: [],
+ * };
+ * const json = manifestToJson(manifest);
+ * assert.equal(json.spec_kind, "openapi");
+ * assert.deepEqual(parseManifest(JSON.stringify(json)), manifest);
+ * ```
  */
 export interface ModuleManifest {
   /** Stable module id; the `modules` table's primary key (`id`). */
@@ -56,6 +90,25 @@ export interface ModuleManifest {
 /**
  * A manifest loaded from disk, with its path fields resolved against the
  * manifest's folder (oxide-k's `ResolvedManifest`).
+ *
+ * @example
+ * ```ts
+ * import { registerModuleFromManifest, type ResolvedManifest, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await Deno.writeTextFile(
+ *   `${dir}/module.json`,
+ *   '{"id":"echo","name":"Echo","version":"1","kind":"native","mcp":"mcp.json"}',
+ * );
+ * await using reg = await StateRegistry.inMemory();
+ * const resolved: ResolvedManifest = await registerModuleFromManifest(reg, dir);
+ * assert.equal(resolved.baseDir, dir);
+ * assert.equal(resolved.mcpPath, `${dir}/mcp.json`);
+ * assert.equal(resolved.binaryPath, undefined);
+ * assert.equal((await reg.getModule(resolved.manifest.id))?.state, "loaded");
+ * await Deno.remove(dir, { recursive: true });
+ * ```
  */
 export interface ResolvedManifest {
   /** The manifest exactly as the file says it (paths unresolved). */

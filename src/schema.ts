@@ -58,7 +58,27 @@ const REQUIRED_COLUMNS: Readonly<Record<string, readonly string[]>> = {
   config: ["key", "value", "updated_at"],
 };
 
-/** One numbered schema change. */
+/**
+ * One numbered schema change.
+ *
+ * @example
+ * ```ts
+ * import { defineExtension, type Migration, openExtension, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const seed: Migration = {
+ *   version: 1,
+ *   name: "colours table, seeded",
+ *   up: (db) => {
+ *     db.exec("CREATE TABLE paint_colours (name TEXT PRIMARY KEY)");
+ *     for (const name of ["red", "green"]) db.prepare("INSERT INTO paint_colours (name) VALUES (?)").run(name);
+ *   },
+ * };
+ * await using reg = await StateRegistry.inMemory();
+ * await openExtension(reg, defineExtension({ name: "paint", migrations: [seed] }));
+ * assert.equal(reg.db.prepare("SELECT count(*) AS n FROM paint_colours").get()?.n, 2);
+ * ```
+ */
 export interface Migration {
   /** 1, 2, 3, ...: applied in this order, each exactly once. */
   version: number;
