@@ -5,14 +5,15 @@ import type { EngineName } from "@oxide/registry";
 export const ENGINES: readonly EngineName[] = ["ffi", "node"];
 
 /**
- * Registers `fn` as one test per engine, named `"<name> [ffi]"` and `"<name> [node]"`.
+ * Registers `fn` as one test per engine, named `"<name> [ffi]"` and `"<name> [node]"`; `t` is that test's context
+ * (for `t.step`).
  */
 export function engineTest(
   name: string,
-  fn: (engine: EngineName) => Promise<void> | void,
+  fn: (engine: EngineName, t: Deno.TestContext) => Promise<void> | void,
 ): void {
   for (const engine of ENGINES) {
-    Deno.test(`${name} [${engine}]`, () => fn(engine));
+    Deno.test(`${name} [${engine}]`, (t) => fn(engine, t));
   }
 }
 

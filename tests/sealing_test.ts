@@ -2,12 +2,17 @@
 // files, both schemes, tampering by raw SQL, the bytes on disk, rekey and
 // rotation (with failures injected by SQLite triggers and a killed process),
 // interop with independent WebCrypto code, and the permission-scoped example.
+// Every test that touches a database runs once per engine (engineTest), raw SQL
+// and child processes included, on that one engine (node:sqlite's DatabaseSync
+// forges Rust-made files and is closed before a registry opens them); two tests
+// move one sealed file from one engine to the other.
 
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import {
   CryptoError,
   type Engine,
+  type EngineName,
   KeyRequiredError,
   OtherError,
   RegistryError,
@@ -15,7 +20,7 @@ import {
   StateRegistry,
   WrongKeyError,
 } from "@oxide/registry";
-import { engineTest, runDeno, tempDir } from "./_helpers.ts";
+import { ENGINES, engineTest, runDeno, tempDir } from "./_helpers.ts";
 
 const RAW_KEY = new Uint8Array(32).fill(0x5a);
 const OTHER_KEY = new Uint8Array(32).fill(0xa5);
@@ -98,27 +103,27 @@ CREATE TABLE IF NOT EXISTS config (
 // ---------------------------------------------------------------------------
 
 /**
- * Runs raw SQL on a separate connection to `path`, outside the config API.
- * It is our FFI engine: two different SQLite libraries in one process do not
- * see each other's POSIX locks, so the registry refuses to open a file through
- * both at once (separate processes are fine). Use it while no node-engine
- * registry has the file open.
+ * Runs raw SQL on a separate connection to `path`, outside the config API, through `engine`: pass the engine of the
+ * registry under test. Two different SQLite libraries in one process do not see each other's POSIX locks, so the
+ * registry refuses to open a file through both at once (separate processes are fine); connections through one engine
+ * share locks, so this works while a registry of the same engine has the file open.
  */
-async function withRawDb<T>(path: string, fn: (db: Engine) => T): Promise<T> {
-  await using reg = await StateRegistry.connect(path);
+async function withRawDb<T>(path: string, engine: EngineName, fn: (db: Engine) => T): Promise<T> {
+  await using reg = await StateRegistry.connect(path, { engine });
+  assert.equal(reg.engine, engine);
   return fn(reg.db);
 }
 
-async function rawValue(path: string, key: string): Promise<string> {
-  return await withRawDb(path, (db) => {
+async function rawValue(path: string, engine: EngineName, key: string): Promise<string> {
+  return await withRawDb(path, engine, (db) => {
     const row = db.prepare("SELECT value FROM config WHERE key = ?").get(key);
     assert.ok(row, `row ${key}`);
     return String(row.value);
   });
 }
 
-async function setRawValue(path: string, key: string, value: string): Promise<void> {
-  await withRawDb(path, (db) => {
+async function setRawValue(path: string, engine: EngineName, key: string, value: string): Promise<void> {
+  await withRawDb(path, engine, (db) => {
     db.prepare(
       "INSERT INTO config (key, value, updated_at) VALUES (?, ?, '2026-01-01T00:00:00+00:00') " +
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -126,8 +131,8 @@ async function setRawValue(path: string, key: string, value: string): Promise<vo
   });
 }
 
-async function rawKeyIds(path: string): Promise<Set<string>> {
-  return await withRawDb(path, (db) =>
+async function rawKeyIds(path: string, engine: EngineName): Promise<Set<string>> {
+  return await withRawDb(path, engine, (db) =>
     new Set(
       db.prepare("SELECT value FROM config").all().map((row) => String(row.value).split("$")[2] ?? "none"),
     ));
@@ -174,6 +179,16 @@ async function snapshotFiles(path: string): Promise<Record<string, string>> {
   return out;
 }
 
+/** Copies a closed database's files (the main file and a WAL, if any) from `from` to `to`. */
+async function copyDatabase(from: string, to: string): Promise<void> {
+  await Deno.copyFile(from, to);
+  try {
+    await Deno.copyFile(`${from}-wal`, `${to}-wal`);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
+
 async function setAll(reg: StateRegistry, values: readonly [string, unknown][]): Promise<void> {
   for (const [key, value] of values) await reg.setConfig(key, value);
 }
@@ -210,7 +225,7 @@ for (const scheme of ["envelope", "oxide-k"] as const) {
   });
 }
 
-Deno.test("a passphrase, 32 raw key bytes and a CryptoKey each seal and reopen a registry", async () => {
+engineTest("a passphrase, 32 raw key bytes and a CryptoKey each seal and reopen a registry", async (engine) => {
   await using dir = await tempDir();
   const cryptoKey = await crypto.subtle.importKey("raw", OTHER_KEY, "AES-GCM", false, ["wrapKey", "unwrapKey"]);
   const keys: [string, string | Uint8Array | CryptoKey, string][] = [
@@ -221,39 +236,46 @@ Deno.test("a passphrase, 32 raw key bytes and a CryptoKey each seal and reopen a
   for (const [name, key, kdf] of keys) {
     const path = dir.file(`${name}.db`);
     {
-      await using reg = await StateRegistry.openEncrypted(path, key);
+      await using reg = await StateRegistry.openEncrypted(path, key, { engine });
       assert.equal(reg.sealing?.kdf, kdf);
       await reg.setConfig("secret", { name });
     }
-    await using reg = await StateRegistry.openEncrypted(path, key);
+    await using reg = await StateRegistry.openEncrypted(path, key, { engine });
     assert.deepEqual(await reg.getConfig("secret"), { name });
   }
 });
 
-Deno.test("a passphrase registry stores PBKDF2 parameters of at least 600,000 iterations", async () => {
+engineTest("a passphrase registry stores PBKDF2 parameters of at least 600,000 iterations", async (engine) => {
   await using dir = await tempDir();
   const path = dir.file("r.db");
   {
-    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { iterations: 650_000 });
+    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { iterations: 650_000, engine });
     assert.equal(reg.sealing?.iterations, 650_000);
   }
-  const row = await withRawDb(path, (db) => db.prepare("SELECT kdf, iterations, salt FROM oxide_sealing").get());
+  const row = await withRawDb(
+    path,
+    engine,
+    (db) => db.prepare("SELECT kdf, iterations, salt FROM oxide_sealing").get(),
+  );
   assert.equal(row?.kdf, "pbkdf2-sha256");
   assert.equal(row?.iterations, 650_000);
   assert.equal(Uint8Array.fromBase64(String(row?.salt), { alphabet: "base64url" }).length, 16);
-  await assert.rejects(StateRegistry.openEncrypted(dir.file("weak.db"), PASSPHRASE, { iterations: 1000 }), RangeError);
+  await assert.rejects(
+    StateRegistry.openEncrypted(dir.file("weak.db"), PASSPHRASE, { iterations: 1000, engine }),
+    RangeError,
+  );
   // Lowering the stored count by hand does not weaken anything: the key no longer opens.
-  await withRawDb(path, (db) => db.exec("UPDATE oxide_sealing SET iterations = 1000"));
-  await assert.rejects(StateRegistry.openEncrypted(path, PASSPHRASE), /below the minimum 600000/);
+  await withRawDb(path, engine, (db) => db.exec("UPDATE oxide_sealing SET iterations = 1000"));
+  await assert.rejects(StateRegistry.openEncrypted(path, PASSPHRASE, { engine }), /below the minimum 600000/);
   // Nor can a huge stored count make the open hang: it is refused before any derivation.
-  await withRawDb(path, (db) => db.exec("UPDATE oxide_sealing SET iterations = 4000000000"));
-  await assert.rejects(StateRegistry.openEncrypted(path, PASSPHRASE), (err: unknown) => {
+  await withRawDb(path, engine, (db) => db.exec("UPDATE oxide_sealing SET iterations = 4000000000"));
+  await assert.rejects(StateRegistry.openEncrypted(path, PASSPHRASE, { engine }), (err: unknown) => {
     assert.ok(err instanceof CryptoError);
     assert.match(err.message, /field iterations\): stored PBKDF2 iteration count 4000000000 is above the maximum/);
     return true;
   });
   await assert.rejects(
-    StateRegistry.openEncrypted(dir.file("slow.db"), PASSPHRASE, { iterations: 10_000_001 }),
+    StateRegistry.openEncrypted(dir.file("slow.db"), PASSPHRASE, { iterations: 10_000_001, engine }),
     RangeError,
   );
 });
@@ -262,72 +284,81 @@ Deno.test("a passphrase registry stores PBKDF2 parameters of at least 600,000 it
 // Wrong keys, tampering, missing keys
 // ---------------------------------------------------------------------------
 
-Deno.test("a wrong key fails at openEncrypted before anything is read or written (envelope scheme)", async () => {
-  await using dir = await tempDir();
-  const path = dir.file("r.db");
-  {
-    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE);
-    await reg.setConfig("api_token", "s3cr3t");
-  }
-  const before = await snapshotFiles(path);
-  const cases: [string, string | Uint8Array, RegExp][] = [
-    ["another passphrase", "wrong passphrase", /^wrong key: the key does not unwrap this registry's data key/],
-    ["raw key bytes", RAW_KEY, /^wrong key: this registry is sealed with a passphrase/],
-  ];
-  for (const [name, key, message] of cases) {
-    const err = await StateRegistry.openEncrypted(path, key).catch((e) => e);
-    assert.ok(err instanceof WrongKeyError, `${name}: ${err}`);
-    assert.match(err.message, message);
-  }
-  assert.deepEqual(await snapshotFiles(path), before, "the files are byte for byte unchanged");
-});
-
-Deno.test("a wrong key fails at openEncrypted once an oxide-k registry holds a value, before anything is written", async () => {
-  await using dir = await tempDir();
-  const path = dir.file("r.db");
-  {
-    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme: "oxide-k" });
-    await reg.upsertModule(ECHO, "running");
-    await reg.setConfig("api_token", "s3cr3t");
-  }
-  const check = async (what: string) => {
+engineTest(
+  "a wrong key fails at openEncrypted before anything is read or written (envelope scheme)",
+  async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("r.db");
+    {
+      await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
+      await reg.setConfig("api_token", "s3cr3t");
+    }
     const before = await snapshotFiles(path);
-    const err = await StateRegistry.openEncrypted(path, "wrong passphrase").catch((e) => e);
-    assert.ok(err instanceof WrongKeyError, `${what}: ${err}`);
-    assert.match(
-      err.message,
-      /^wrong key: the key opens none of the oxide-k sealed values of .* config key 'api_token'/,
-    );
-    assert.deepEqual(await snapshotFiles(path), before, `${what}: nothing written`);
-  };
-  await check("with oxide_sealing");
-  // A file a Rust kernel made has no oxide_sealing row: its values are the key check.
-  await withRawDb(path, (db) => db.exec("DELETE FROM oxide_sealing"));
-  await check("without oxide_sealing");
-  await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE);
-  assert.equal(reg.sealing?.scheme, "oxide-k");
-  assert.equal(await reg.getConfig("api_token"), "s3cr3t");
-});
+    const cases: [string, string | Uint8Array, RegExp][] = [
+      ["another passphrase", "wrong passphrase", /^wrong key: the key does not unwrap this registry's data key/],
+      ["raw key bytes", RAW_KEY, /^wrong key: this registry is sealed with a passphrase/],
+    ];
+    for (const [name, key, message] of cases) {
+      const err = await StateRegistry.openEncrypted(path, key, { engine }).catch((e) => e);
+      assert.ok(err instanceof WrongKeyError, `${name}: ${err}`);
+      assert.match(err.message, message);
+    }
+    assert.deepEqual(await snapshotFiles(path), before, "the files are byte for byte unchanged");
+  },
+);
 
-Deno.test("a wrong key opens an oxide-k registry that holds no value yet (nothing to check it against)", async () => {
-  await using dir = await tempDir();
-  const path = dir.file("r.db");
-  (await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme: "oxide-k" })).close();
-  await using reg = await StateRegistry.openEncrypted(path, "wrong passphrase");
-  assert.equal(reg.sealing?.scheme, "oxide-k");
-});
+engineTest(
+  "a wrong key fails at openEncrypted once an oxide-k registry holds a value, before anything is written",
+  async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("r.db");
+    {
+      await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme: "oxide-k", engine });
+      await reg.upsertModule(ECHO, "running");
+      await reg.setConfig("api_token", "s3cr3t");
+    }
+    const check = async (what: string) => {
+      const before = await snapshotFiles(path);
+      const err = await StateRegistry.openEncrypted(path, "wrong passphrase", { engine }).catch((e) => e);
+      assert.ok(err instanceof WrongKeyError, `${what}: ${err}`);
+      assert.match(
+        err.message,
+        /^wrong key: the key opens none of the oxide-k sealed values of .* config key 'api_token'/,
+      );
+      assert.deepEqual(await snapshotFiles(path), before, `${what}: nothing written`);
+    };
+    await check("with oxide_sealing");
+    // A file a Rust kernel made has no oxide_sealing row: its values are the key check.
+    await withRawDb(path, engine, (db) => db.exec("DELETE FROM oxide_sealing"));
+    await check("without oxide_sealing");
+    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
+    assert.equal(reg.sealing?.scheme, "oxide-k");
+    assert.equal(await reg.getConfig("api_token"), "s3cr3t");
+  },
+);
 
-Deno.test("one altered oxide-k value does not lock out the right key, and reads as altered", async () => {
+engineTest(
+  "a wrong key opens an oxide-k registry that holds no value yet (nothing to check it against)",
+  async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("r.db");
+    (await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme: "oxide-k", engine })).close();
+    await using reg = await StateRegistry.openEncrypted(path, "wrong passphrase", { engine });
+    assert.equal(reg.sealing?.scheme, "oxide-k");
+  },
+);
+
+engineTest("one altered oxide-k value does not lock out the right key, and reads as altered", async (engine) => {
   await using dir = await tempDir();
   const path = dir.file("r.db");
   {
-    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme: "oxide-k" });
+    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme: "oxide-k", engine });
     await reg.setConfig("a", "first");
     await reg.setConfig("b", "second");
   }
-  const stored = await rawValue(path, "a");
-  await setRawValue(path, "a", (stored[0] === "A" ? "B" : "A") + stored.slice(1));
-  await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE);
+  const stored = await rawValue(path, engine, "a");
+  await setRawValue(path, engine, "a", (stored[0] === "A" ? "B" : "A") + stored.slice(1));
+  await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
   assert.equal(await reg.getConfig("b"), "second");
   const err = await reg.getConfig("a").catch((e) => e);
   assert.ok(err instanceof SealedValueError);
@@ -335,92 +366,98 @@ Deno.test("one altered oxide-k value does not lock out the right key, and reads 
   assert.match(err.message, /^config decrypt: value of config key 'a' cannot be opened: wrong key/);
 });
 
-Deno.test("a sealed value copied onto another config key by raw SQL fails, naming both keys", async () => {
+engineTest("a sealed value copied onto another config key by raw SQL fails, naming both keys", async (engine) => {
   await using dir = await tempDir();
   const path = dir.file("r.db");
-  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
+  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
   await reg.setConfig("admin.password", "hunter2");
   await reg.setConfig("guest.password", "guest");
-  await setRawValue(path, "guest.password", await rawValue(path, "admin.password"));
+  await setRawValue(path, engine, "guest.password", await rawValue(path, engine, "admin.password"));
   const err = await reg.getConfig("guest.password").catch((e) => e);
   assert.ok(err instanceof SealedValueError);
   assert.equal(err.reason, "moved");
   assert.equal(err.key, "guest.password");
   assert.match(err.message, /'guest.password' cannot be opened: it was sealed for config key 'admin.password'/);
   // Copied under a new name with the source since deleted: still refused.
-  await setRawValue(path, "elsewhere", await rawValue(path, "admin.password"));
+  await setRawValue(path, engine, "elsewhere", await rawValue(path, engine, "admin.password"));
   await reg.deleteConfig("admin.password");
   await assert.rejects(reg.getConfig("elsewhere"), /'elsewhere' cannot be opened: it failed authentication/);
 });
 
-Deno.test("a copied value is named by its source among many config keys", async () => {
+engineTest("a copied value is named by its source among many config keys", async (engine) => {
   await using dir = await tempDir();
   const path = dir.file("r.db");
-  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
+  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
   for (let i = 0; i < 80; i++) await reg.setConfig(`k${String(i).padStart(2, "0")}`, i);
-  await setRawValue(path, "k00", await rawValue(path, "k79")); // The source sorts last, beyond the trial bound.
+  await setRawValue(path, engine, "k00", await rawValue(path, engine, "k79")); // The source sorts last, beyond the trial bound.
   const err = await reg.getConfig("k00").catch((e) => e);
   assert.ok(err instanceof SealedValueError);
   assert.equal(err.reason, "moved");
   assert.match(err.message, /it was sealed for config key 'k79'/);
 });
 
-Deno.test("the oxide-k scheme cannot detect a value copied to another key (the envelope scheme can)", async () => {
-  await using dir = await tempDir();
-  const path = dir.file("r.db");
-  await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme: "oxide-k" });
-  await reg.setConfig("admin.password", "hunter2");
-  await reg.setConfig("guest.password", "guest");
-  await setRawValue(path, "guest.password", await rawValue(path, "admin.password"));
-  assert.equal(await reg.getConfig("guest.password"), "hunter2");
-});
-
-for (const scheme of ["envelope", "oxide-k"] as const) {
-  Deno.test(`any flipped or cut character of a stored value fails to open (${scheme} scheme)`, async () => {
+engineTest(
+  "the oxide-k scheme cannot detect a value copied to another key (the envelope scheme can)",
+  async (engine) => {
     await using dir = await tempDir();
     const path = dir.file("r.db");
-    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme });
+    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme: "oxide-k", engine });
+    await reg.setConfig("admin.password", "hunter2");
+    await reg.setConfig("guest.password", "guest");
+    await setRawValue(path, engine, "guest.password", await rawValue(path, engine, "admin.password"));
+    assert.equal(await reg.getConfig("guest.password"), "hunter2");
+  },
+);
+
+for (const scheme of ["envelope", "oxide-k"] as const) {
+  engineTest(`any flipped or cut character of a stored value fails to open (${scheme} scheme)`, async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("r.db");
+    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme, engine });
     await reg.setConfig("api_token", "my-super-secret-token");
-    const stored = await rawValue(path, "api_token");
+    const stored = await rawValue(path, engine, "api_token");
     const start = scheme === "envelope" ? stored.lastIndexOf("$") + 1 : 0;
     for (let i = start; i < stored.length && stored[i] !== "="; i++) {
       const flipped = stored.slice(0, i) + (stored[i] === "A" ? "B" : "A") + stored.slice(i + 1);
-      await setRawValue(path, "api_token", flipped);
+      await setRawValue(path, engine, "api_token", flipped);
       const err = await reg.getConfig("api_token").catch((e) => e);
       assert.ok(err instanceof SealedValueError, `index ${i}: ${err}`);
       assert.equal(err.key, "api_token");
     }
     for (const length of [0, 10, start + 20, stored.length - 4]) {
-      await setRawValue(path, "api_token", stored.slice(0, length));
+      await setRawValue(path, engine, "api_token", stored.slice(0, length));
       await assert.rejects(reg.getConfig("api_token"), CryptoError, `cut to ${length}`);
     }
-    await setRawValue(path, "api_token", stored);
+    await setRawValue(path, engine, "api_token", stored);
     assert.equal(await reg.getConfig("api_token"), "my-super-secret-token");
   });
 }
 
 for (const scheme of ["envelope", "oxide-k"] as const) {
-  Deno.test(`a registry opened without a key lists modules and refuses sealed values (${scheme} scheme)`, async () => {
-    await using dir = await tempDir();
-    const path = dir.file("r.db");
-    {
-      await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme });
-      await reg.upsertModule(ECHO, "running");
-      await reg.setConfig("api_token", "my-super-secret-token");
-    }
-    await using plain = await StateRegistry.connect(path);
-    assert.deepEqual((await plain.listModules()).map((m) => [m.id, m.state]), [["echo", "running"]]);
-    for (const read of [() => plain.getConfig("api_token"), () => plain.tryGetConfig("api_token")]) {
-      const err = await read().catch((e) => e);
-      assert.ok(err instanceof KeyRequiredError, String(err));
-      assert.equal(
-        err.message,
-        `value of config key 'api_token' is sealed (${scheme} scheme); open the registry with openEncrypted`,
-      );
-    }
-    assert.equal(plain.sealing, undefined);
-    await assert.rejects(plain.rotateDataKey(), /rotateDataKey\(\) needs a registry opened with openEncrypted/);
-  });
+  engineTest(
+    `a registry opened without a key lists modules and refuses sealed values (${scheme} scheme)`,
+    async (engine) => {
+      await using dir = await tempDir();
+      const path = dir.file("r.db");
+      {
+        await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme, engine });
+        await reg.upsertModule(ECHO, "running");
+        await reg.setConfig("api_token", "my-super-secret-token");
+      }
+      await using plain = await StateRegistry.connect(path, { engine });
+      assert.deepEqual((await plain.listModules()).map((m) => [m.id, m.state]), [["echo", "running"]]);
+      for (const read of [() => plain.getConfig("api_token"), () => plain.tryGetConfig("api_token")]) {
+        const err = await read().catch((e) => e);
+        assert.ok(err instanceof KeyRequiredError, String(err));
+        assert.equal(
+          err.message,
+          `value of config key 'api_token' is sealed (${scheme} scheme); open the registry with openEncrypted`,
+        );
+      }
+      assert.equal(plain.sealing, undefined);
+      await assert.rejects(plain.rotateDataKey(), /rotateDataKey\(\) needs a registry opened with openEncrypted/);
+    },
+  );
 }
 
 engineTest(
@@ -442,14 +479,14 @@ engineTest(
         await using reg = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
         await reg.setConfig("api_token", "s3cr3t");
       }
-      const stored = await rawValue(path, "api_token");
+      const stored = await rawValue(path, engine, "api_token");
       {
         await using plain = await StateRegistry.connect(path, { engine });
         await assertRefused(plain, "envelope");
         // Metadata and deletes stay allowed: they write no secret.
         await plain.upsertModule(ECHO, "running");
       }
-      assert.equal(await rawValue(path, "api_token"), stored);
+      assert.equal(await rawValue(path, engine, "api_token"), stored);
       assert.deepEqual(await filesContaining(path, "PLAINTEXT-SECRET"), []);
     }
 
@@ -484,11 +521,11 @@ engineTest(
   },
 );
 
-Deno.test("an encrypted registry refuses a value stored unsealed until sealPlainValues() seals it", async () => {
+engineTest("an encrypted registry refuses a value stored unsealed until sealPlainValues() seals it", async (engine) => {
   await using dir = await tempDir();
   const path = dir.file("r.db");
-  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
-  await setRawValue(path, "api_token", '"planted"');
+  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
+  await setRawValue(path, engine, "api_token", '"planted"');
   const err = await reg.getConfig("api_token").catch((e) => e);
   assert.ok(err instanceof SealedValueError);
   assert.equal(err.reason, "unsealed");
@@ -497,126 +534,137 @@ Deno.test("an encrypted registry refuses a value stored unsealed until sealPlain
   assert.equal(await reg.getConfig("api_token"), "planted");
 });
 
-Deno.test("openEncrypted() refuses the scheme the registry does not use", async () => {
+engineTest("openEncrypted() refuses the scheme the registry does not use", async (engine) => {
   await using dir = await tempDir();
   const envelopePath = dir.file("envelope.db");
   const oxidePath = dir.file("oxide.db");
-  (await StateRegistry.openEncrypted(envelopePath, RAW_KEY)).close();
+  (await StateRegistry.openEncrypted(envelopePath, RAW_KEY, { engine })).close();
   {
-    await using reg = await StateRegistry.openEncrypted(oxidePath, PASSPHRASE, { scheme: "oxide-k" });
+    await using reg = await StateRegistry.openEncrypted(oxidePath, PASSPHRASE, { scheme: "oxide-k", engine });
     await reg.setConfig("k", 1);
   }
   await assert.rejects(
-    StateRegistry.openEncrypted(envelopePath, RAW_KEY, { scheme: "oxide-k" }),
+    StateRegistry.openEncrypted(envelopePath, RAW_KEY, { scheme: "oxide-k", engine }),
     /sealed with the envelope scheme, not the oxide-k scheme: a Rust oxide-k kernel cannot read it/,
   );
   await assert.rejects(
-    StateRegistry.openEncrypted(oxidePath, PASSPHRASE, { scheme: "envelope" }),
+    StateRegistry.openEncrypted(oxidePath, PASSPHRASE, { scheme: "envelope", engine }),
     /holds values sealed with the oxide-k scheme: .* call convertToEnvelope\(\)/,
   );
   // An oxide-k file whose parameter table was never written (made by a Rust kernel) is detected by its values.
   await withRawDb(
     oxidePath,
+    engine,
     (db) => db.exec("DROP TABLE oxide_sealing; DELETE FROM oxide_migrations WHERE owner = 'sealing'"),
   );
-  await using reg = await StateRegistry.openEncrypted(oxidePath, PASSPHRASE);
+  await using reg = await StateRegistry.openEncrypted(oxidePath, PASSPHRASE, { engine });
   assert.equal(reg.sealing?.scheme, "oxide-k");
   assert.equal(await reg.getConfig("k"), 1);
 });
 
-Deno.test("openEncrypted() refuses an envelope registry whose scheme field was changed to oxide-k", async (t) => {
-  const tamperings: [string, string, RegExp][] = [
-    [
-      "scheme only",
-      "UPDATE oxide_sealing SET scheme = 'oxide-k'",
-      /table oxide_sealing\): scheme 'oxide-k' with an envelope wrapped_key '.+': the scheme field was altered/,
-    ],
-    [
-      "scheme and every envelope field",
-      "UPDATE oxide_sealing SET scheme = 'oxide-k', kdf = NULL, iterations = NULL, salt = NULL, key_id = NULL, " +
-      "wrapped_key = NULL",
-      /say scheme 'oxide-k', but config key 'api_token' holds an envelope-sealed value: the scheme field was altered/,
-    ],
-  ];
-  for (const [name, sql, message] of tamperings) {
-    await t.step(name, async () => {
-      await using dir = await tempDir();
-      const path = dir.file("r.db");
-      {
-        await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE);
-        await reg.setConfig("api_token", "s3cr3t");
-      }
-      await withRawDb(path, (db) => db.exec(sql));
-      const before = await snapshotFiles(path);
-      for (const key of ["wrong passphrase", PASSPHRASE]) {
-        const err = await StateRegistry.openEncrypted(path, key).catch((e) => e);
-        assert.ok(err instanceof CryptoError, String(err));
+engineTest(
+  "openEncrypted() refuses an envelope registry whose scheme field was changed to oxide-k",
+  async (engine, t) => {
+    const tamperings: [string, string, RegExp][] = [
+      [
+        "scheme only",
+        "UPDATE oxide_sealing SET scheme = 'oxide-k'",
+        /table oxide_sealing\): scheme 'oxide-k' with an envelope wrapped_key '.+': the scheme field was altered/,
+      ],
+      [
+        "scheme and every envelope field",
+        "UPDATE oxide_sealing SET scheme = 'oxide-k', kdf = NULL, iterations = NULL, salt = NULL, key_id = NULL, " +
+        "wrapped_key = NULL",
+        /say scheme 'oxide-k', but config key 'api_token' holds an envelope-sealed value: the scheme field was altered/,
+      ],
+    ];
+    for (const [name, sql, message] of tamperings) {
+      await t.step(name, async () => {
+        await using dir = await tempDir();
+        const path = dir.file("r.db");
+        {
+          await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
+          await reg.setConfig("api_token", "s3cr3t");
+        }
+        await withRawDb(path, engine, (db) => db.exec(sql));
+        const before = await snapshotFiles(path);
+        for (const key of ["wrong passphrase", PASSPHRASE]) {
+          const err = await StateRegistry.openEncrypted(path, key, { engine }).catch((e) => e);
+          assert.ok(err instanceof CryptoError, String(err));
+          assert.match(err.message, message);
+        }
+        assert.deepEqual(await snapshotFiles(path), before, "nothing written");
+      });
+    }
+  },
+);
+
+engineTest(
+  "openEncrypted() refuses every hostile oxide_sealing row with a CryptoError naming the field",
+  async (engine, t) => {
+    const cases: [string, string, RegExp][] = [
+      ["salt not base64", "salt = '!!!'", /field 'salt' is '!!!': not padded URL-safe base64 of 16 bytes/],
+      ["empty salt", "salt = ''", /field 'salt' is '': not padded/],
+      ["15-byte salt", "salt = 'AAAAAAAAAAAAAAAAAAAA'", /field 'salt' is 'AAAAAAAAAAAAAAAAAAAA'/],
+      ["unpadded salt", "salt = rtrim(salt, '=')", /field 'salt'/],
+      ["salt as a blob", "salt = x'00'", /field 'salt' is '<1-byte blob>'/],
+      ["NULL salt", "salt = NULL", /field 'salt' is NULL/],
+      ["unknown kdf", "kdf = 'scrypt'", /field 'kdf' is 'scrypt': an unknown key derivation/],
+      ["NULL kdf", "kdf = NULL", /field 'kdf' is NULL/],
+      ["iterations as text", "iterations = 'many'", /field 'iterations' is 'many': not an integer/],
+      ["iterations as a blob", "iterations = x'00'", /field 'iterations' is '<1-byte blob>'/],
+      ["fractional iterations", "iterations = 600000.5", /field 'iterations' is '600000.5'/],
+      ["NULL iterations", "iterations = NULL", /field 'iterations' is NULL/],
+      ["generation as text", "generation = 'abc'", /field 'generation' is 'abc': not a non-negative integer/],
+      ["negative generation", "generation = -1", /field 'generation' is '-1'/],
+      ["fractional generation", "generation = 1.5", /field 'generation' is '1.5'/],
+      ["newer version", "version = 2", /field 'version' is '2': this library reads format version 1/],
+      ["version as text", "version = 'one'", /field 'version' is 'one'/],
+      ["unknown scheme", "scheme = 'rot13'", /field 'scheme' is 'rot13': an unknown scheme/],
+      ["empty key id", "key_id = ''", /field 'key_id' is '': not a data key id/],
+      ["key id with a dollar", "key_id = 'a$b'", /field 'key_id' is 'a\$b'/],
+      ["NULL wrapped key", "wrapped_key = NULL", /field 'wrapped_key' is NULL: not text/],
+      ["short wrapped key", "wrapped_key = 'zz'", /\(table oxide_sealing, field wrapped_key\) is malformed/],
+    ];
+    // One PBKDF2 derivation makes the file; every case alters its own copy.
+    await using dir = await tempDir();
+    const template = dir.file("template.db");
+    {
+      await using reg = await StateRegistry.openEncrypted(template, PASSPHRASE, { engine });
+      await reg.setConfig("a", 1);
+    }
+    for (const [index, [name, assignment, message]] of cases.entries()) {
+      await t.step(name, async () => {
+        const path = dir.file(`case${index}.db`);
+        await copyDatabase(template, path);
+        await withRawDb(path, engine, (db) => db.exec(`UPDATE oxide_sealing SET ${assignment}`));
+        const before = await snapshotFiles(path);
+        const err = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine }).catch((e) => e);
+        assert.ok(err instanceof CryptoError, `${name}: ${err}`);
+        assert.match(err.message, /table oxide_sealing/);
         assert.match(err.message, message);
-      }
-      assert.deepEqual(await snapshotFiles(path), before, "nothing written");
-    });
-  }
-});
+        assert.deepEqual(await snapshotFiles(path), before, "nothing written");
+      });
+    }
+  },
+);
 
-Deno.test("openEncrypted() refuses every hostile oxide_sealing row with a CryptoError naming the field", async (t) => {
-  const cases: [string, string, RegExp][] = [
-    ["salt not base64", "salt = '!!!'", /field 'salt' is '!!!': not padded URL-safe base64 of 16 bytes/],
-    ["empty salt", "salt = ''", /field 'salt' is '': not padded/],
-    ["15-byte salt", "salt = 'AAAAAAAAAAAAAAAAAAAA'", /field 'salt' is 'AAAAAAAAAAAAAAAAAAAA'/],
-    ["unpadded salt", "salt = rtrim(salt, '=')", /field 'salt'/],
-    ["salt as a blob", "salt = x'00'", /field 'salt' is '<1-byte blob>'/],
-    ["NULL salt", "salt = NULL", /field 'salt' is NULL/],
-    ["unknown kdf", "kdf = 'scrypt'", /field 'kdf' is 'scrypt': an unknown key derivation/],
-    ["NULL kdf", "kdf = NULL", /field 'kdf' is NULL/],
-    ["iterations as text", "iterations = 'many'", /field 'iterations' is 'many': not an integer/],
-    ["iterations as a blob", "iterations = x'00'", /field 'iterations' is '<1-byte blob>'/],
-    ["fractional iterations", "iterations = 600000.5", /field 'iterations' is '600000.5'/],
-    ["NULL iterations", "iterations = NULL", /field 'iterations' is NULL/],
-    ["generation as text", "generation = 'abc'", /field 'generation' is 'abc': not a non-negative integer/],
-    ["negative generation", "generation = -1", /field 'generation' is '-1'/],
-    ["fractional generation", "generation = 1.5", /field 'generation' is '1.5'/],
-    ["newer version", "version = 2", /field 'version' is '2': this library reads format version 1/],
-    ["version as text", "version = 'one'", /field 'version' is 'one'/],
-    ["unknown scheme", "scheme = 'rot13'", /field 'scheme' is 'rot13': an unknown scheme/],
-    ["empty key id", "key_id = ''", /field 'key_id' is '': not a data key id/],
-    ["key id with a dollar", "key_id = 'a$b'", /field 'key_id' is 'a\$b'/],
-    ["NULL wrapped key", "wrapped_key = NULL", /field 'wrapped_key' is NULL: not text/],
-    ["short wrapped key", "wrapped_key = 'zz'", /\(table oxide_sealing, field wrapped_key\) is malformed/],
-  ];
-  for (const [name, assignment, message] of cases) {
-    await t.step(name, async () => {
-      await using dir = await tempDir();
-      const path = dir.file("r.db");
-      {
-        await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE);
-        await reg.setConfig("a", 1);
-      }
-      await withRawDb(path, (db) => db.exec(`UPDATE oxide_sealing SET ${assignment}`));
-      const before = await snapshotFiles(path);
-      const err = await StateRegistry.openEncrypted(path, PASSPHRASE).catch((e) => e);
-      assert.ok(err instanceof CryptoError, `${name}: ${err}`);
-      assert.match(err.message, /table oxide_sealing/);
-      assert.match(err.message, message);
-      assert.deepEqual(await snapshotFiles(path), before, "nothing written");
-    });
-  }
-});
-
-Deno.test("openEncrypted() refuses keys and options of the wrong shape", async (t) => {
+engineTest("openEncrypted() refuses keys and options of the wrong shape", async (engine, t) => {
   await using dir = await tempDir();
   const cases: [string, () => Promise<unknown>, typeof TypeError | typeof RangeError][] = [
-    ["an empty passphrase", () => StateRegistry.openEncrypted(dir.file("a.db"), ""), TypeError],
-    ["16 key bytes", () => StateRegistry.openEncrypted(dir.file("b.db"), new Uint8Array(16)), RangeError],
-    ["a number", () => StateRegistry.openEncrypted(dir.file("c.db"), 42 as unknown as string), TypeError],
+    ["an empty passphrase", () => StateRegistry.openEncrypted(dir.file("a.db"), "", { engine }), TypeError],
+    ["16 key bytes", () => StateRegistry.openEncrypted(dir.file("b.db"), new Uint8Array(16), { engine }), RangeError],
+    ["a number", () => StateRegistry.openEncrypted(dir.file("c.db"), 42 as unknown as string, { engine }), TypeError],
     [
       "an unknown scheme",
-      () => StateRegistry.openEncrypted(dir.file("d.db"), RAW_KEY, { scheme: "rot13" as unknown as "envelope" }),
+      () =>
+        StateRegistry.openEncrypted(dir.file("d.db"), RAW_KEY, { scheme: "rot13" as unknown as "envelope", engine }),
       TypeError,
     ],
-    ["an empty path", () => StateRegistry.openEncrypted("", RAW_KEY), TypeError],
+    ["an empty path", () => StateRegistry.openEncrypted("", RAW_KEY, { engine }), TypeError],
     [
       "a passphrase with a lone surrogate",
-      () => StateRegistry.openEncrypted(dir.file("e.db"), "pass\ud800"),
+      () => StateRegistry.openEncrypted(dir.file("e.db"), "pass\ud800", { engine }),
       TypeError,
     ],
   ];
@@ -630,29 +678,32 @@ Deno.test("openEncrypted() refuses keys and options of the wrong shape", async (
 // ---------------------------------------------------------------------------
 
 for (const scheme of ["envelope", "oxide-k"] as const) {
-  Deno.test(`a secret's bytes appear nowhere in the database file, WAL or journal (${scheme} scheme)`, async () => {
-    await using dir = await tempDir();
-    const path = dir.file("r.db");
-    const secret = `s3cr3t-${crypto.randomUUID()}`;
-    const reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme });
-    try {
-      await reg.setConfig("api_token", secret);
-      await reg.setConfig("nested", { deep: [secret] });
-      assert.equal(await reg.getConfig("api_token"), secret);
-      assert.ok((await Deno.stat(`${path}-wal`)).size > 0, "the values are in the WAL now");
-      assert.deepEqual(await filesContaining(path, secret), [], "while open");
-      assert.deepEqual(await filesContaining(path, PASSPHRASE), [], "the passphrase is never stored");
-    } finally {
-      await reg.close();
-    }
-    assert.deepEqual(await filesContaining(path, secret), [], "after close and checkpoint");
-    // The scan itself works: a plain registry's file shows the secret.
-    {
-      await using plain = await StateRegistry.connect(dir.file("plain.db"));
-      await plain.setConfig("api_token", secret);
-    }
-    assert.equal((await filesContaining(dir.file("plain.db"), secret)).length, 1);
-  });
+  engineTest(
+    `a secret's bytes appear nowhere in the database file, WAL or journal (${scheme} scheme)`,
+    async (engine) => {
+      await using dir = await tempDir();
+      const path = dir.file("r.db");
+      const secret = `s3cr3t-${crypto.randomUUID()}`;
+      const reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme, engine });
+      try {
+        await reg.setConfig("api_token", secret);
+        await reg.setConfig("nested", { deep: [secret] });
+        assert.equal(await reg.getConfig("api_token"), secret);
+        assert.ok((await Deno.stat(`${path}-wal`)).size > 0, "the values are in the WAL now");
+        assert.deepEqual(await filesContaining(path, secret), [], "while open");
+        assert.deepEqual(await filesContaining(path, PASSPHRASE), [], "the passphrase is never stored");
+      } finally {
+        await reg.close();
+      }
+      assert.deepEqual(await filesContaining(path, secret), [], "after close and checkpoint");
+      // The scan itself works: a plain registry's file shows the secret.
+      {
+        await using plain = await StateRegistry.connect(dir.file("plain.db"), { engine });
+        await plain.setConfig("api_token", secret);
+      }
+      assert.equal((await filesContaining(dir.file("plain.db"), secret)).length, 1);
+    },
+  );
 }
 
 engineTest(
@@ -698,136 +749,141 @@ engineTest(
 // rekey and rotateDataKey
 // ---------------------------------------------------------------------------
 
-Deno.test("rekey() re-wraps the data key: the old key is refused, the new one opens every value", async () => {
+engineTest("rekey() re-wraps the data key: the old key is refused, the new one opens every value", async (engine) => {
   await using dir = await tempDir();
   const path = dir.file("r.db");
   const values: [string, unknown][] = [["a", 1], ["b", { c: "d" }]];
   let keyId: string | undefined;
   {
-    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE);
+    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
     await setAll(reg, values);
     keyId = reg.sealing?.keyId;
-    const before = await rawValue(path, "a");
+    const before = await rawValue(path, engine, "a");
     await reg.rekey("a brand new passphrase", { iterations: 700_000 });
-    assert.equal(await rawValue(path, "a"), before, "values are not rewritten");
+    assert.equal(await rawValue(path, engine, "a"), before, "values are not rewritten");
     assert.equal(reg.sealing?.iterations, 700_000);
     await assertAll(reg, values);
     await reg.rekey(RAW_KEY);
     assert.equal(reg.sealing?.kdf, "raw");
   }
-  await assert.rejects(StateRegistry.openEncrypted(path, PASSPHRASE), WrongKeyError);
-  await assert.rejects(StateRegistry.openEncrypted(path, "a brand new passphrase"), WrongKeyError);
-  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
+  await assert.rejects(StateRegistry.openEncrypted(path, PASSPHRASE, { engine }), WrongKeyError);
+  await assert.rejects(StateRegistry.openEncrypted(path, "a brand new passphrase", { engine }), WrongKeyError);
+  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
   assert.equal(reg.sealing?.keyId, keyId, "same data key");
   await assertAll(reg, values);
 });
 
-Deno.test("rekey() in the oxide-k scheme re-seals every value, readable by independent code", async () => {
+engineTest("rekey() in the oxide-k scheme re-seals every value, readable by independent code", async (engine) => {
   await using dir = await tempDir();
   const path = dir.file("r.db");
   {
-    await using reg = await StateRegistry.openEncrypted(path, "old-key", { scheme: "oxide-k" });
+    await using reg = await StateRegistry.openEncrypted(path, "old-key", { scheme: "oxide-k", engine });
     await setAll(reg, JSON_VALUES);
     await reg.rekey("new-key");
     await assertAll(reg, JSON_VALUES);
   }
   for (const [key, value] of JSON_VALUES) {
-    assert.deepEqual(JSON.parse(await independentOxideKOpen("new-key", await rawValue(path, key))), value);
+    assert.deepEqual(JSON.parse(await independentOxideKOpen("new-key", await rawValue(path, engine, key))), value);
   }
-  await assert.rejects(StateRegistry.openEncrypted(path, "old-key"), WrongKeyError);
+  await assert.rejects(StateRegistry.openEncrypted(path, "old-key", { engine }), WrongKeyError);
 });
 
-Deno.test("rotateDataKey() re-seals every value under a fresh data key id", async () => {
+engineTest("rotateDataKey() re-seals every value under a fresh data key id", async (engine) => {
   await using dir = await tempDir();
   const path = dir.file("r.db");
-  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
+  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
   await setAll(reg, JSON_VALUES);
   const first = reg.sealing!.keyId!;
-  assert.deepEqual(await rawKeyIds(path), new Set([first]));
+  assert.deepEqual(await rawKeyIds(path, engine), new Set([first]));
   assert.equal(await reg.rotateDataKey(), JSON_VALUES.length);
   const second = reg.sealing!.keyId!;
   assert.notEqual(second, first);
-  assert.deepEqual(await rawKeyIds(path), new Set([second]));
+  assert.deepEqual(await rawKeyIds(path, engine), new Set([second]));
   await assertAll(reg, JSON_VALUES);
-  await using again = await StateRegistry.openEncrypted(path, RAW_KEY);
+  await using again = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
   await assertAll(again, JSON_VALUES);
 });
 
-Deno.test("rotateDataKey() is refused in the oxide-k scheme", async () => {
-  await using reg = await StateRegistry.openEncrypted(":memory:", PASSPHRASE, { scheme: "oxide-k" });
+engineTest("rotateDataKey() is refused in the oxide-k scheme", async (engine) => {
+  await using reg = await StateRegistry.openEncrypted(":memory:", PASSPHRASE, { scheme: "oxide-k", engine });
   await assert.rejects(
     reg.rotateDataKey(),
     /the oxide-k scheme has no data key; use rekey\(\) or convertToEnvelope\(\)/,
   );
 });
 
-Deno.test("rotateDataKey() failing part-way leaves every value readable under the old data key", async () => {
+engineTest("rotateDataKey() failing part-way leaves every value readable under the old data key", async (engine) => {
   await using dir = await tempDir();
   const path = dir.file("r.db");
   const values: [string, unknown][] = Array.from({ length: 10 }, (_, i) => [`k${i}`, { i }]);
-  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
+  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
   await setAll(reg, values);
   const keyId = reg.sealing!.keyId;
   // A failure in the middle of the rewrite: the sixth row refuses its update.
-  await withRawDb(path, (db) =>
-    db.exec(`CREATE TRIGGER fail_mid_rotation BEFORE UPDATE ON config WHEN old.key = 'k5'
-      BEGIN SELECT RAISE(ABORT, 'injected failure'); END`));
+  await withRawDb(
+    path,
+    engine,
+    (db) =>
+      db.exec(`CREATE TRIGGER fail_mid_rotation BEFORE UPDATE ON config WHEN old.key = 'k5'
+      BEGIN SELECT RAISE(ABORT, 'injected failure'); END`),
+  );
   const err = await reg.rotateDataKey().catch((e) => e);
   assert.ok(err instanceof RegistryError, String(err));
   assert.match(err.message, /injected failure/);
   assert.equal(reg.sealing?.keyId, keyId);
-  assert.deepEqual(await rawKeyIds(path), new Set([keyId]), "no row moved to the new key");
+  assert.deepEqual(await rawKeyIds(path, engine), new Set([keyId]), "no row moved to the new key");
   await assertAll(reg, values);
   {
-    await using fresh = await StateRegistry.openEncrypted(path, RAW_KEY);
+    await using fresh = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
     await assertAll(fresh, values);
   }
-  await withRawDb(path, (db) => db.exec("DROP TRIGGER fail_mid_rotation"));
+  await withRawDb(path, engine, (db) => db.exec("DROP TRIGGER fail_mid_rotation"));
   await reg.rotateDataKey();
   assert.notEqual(reg.sealing?.keyId, keyId);
   await assertAll(reg, values);
 });
 
-Deno.test("rekey() failing part-way leaves the old key working (both schemes)", async (t) => {
+engineTest("rekey() failing part-way leaves the old key working (both schemes)", async (engine, t) => {
   for (const scheme of ["envelope", "oxide-k"] as const) {
     await t.step(scheme, async () => {
       await using dir = await tempDir();
       const path = dir.file("r.db");
       const values: [string, unknown][] = Array.from({ length: 6 }, (_, i) => [`k${i}`, `v${i}`]);
       {
-        await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme });
+        await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme, engine });
         await setAll(reg, values);
-        await withRawDb(path, (db) =>
+        await withRawDb(path, engine, (db) =>
           db.exec(`CREATE TRIGGER fail_rekey BEFORE UPDATE ON oxide_sealing
             BEGIN SELECT RAISE(ABORT, 'injected failure'); END`));
         await assert.rejects(reg.rekey("new passphrase"), /injected failure/);
         await assertAll(reg, values);
       }
-      await withRawDb(path, (db) => db.exec("DROP TRIGGER fail_rekey"));
-      await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE);
+      await withRawDb(path, engine, (db) => db.exec("DROP TRIGGER fail_rekey"));
+      await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
       await assertAll(reg, values);
       if (scheme === "oxide-k") {
         for (const [key, value] of values) {
-          assert.equal(JSON.parse(await independentOxideKOpen(PASSPHRASE, await rawValue(path, key))), value);
+          assert.equal(JSON.parse(await independentOxideKOpen(PASSPHRASE, await rawValue(path, engine, key))), value);
         }
       }
     });
   }
 });
 
-Deno.test("a process killed during data key rotations leaves every value under exactly one key", async () => {
+engineTest("a process killed during data key rotations leaves every value under exactly one key", async (engine) => {
   await using dir = await tempDir();
   const path = dir.file("r.db");
   const values: [string, unknown][] = Array.from({ length: 40 }, (_, i) => [`k${i}`, { i, pad: "x".repeat(i * 50) }]);
   {
-    await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
+    await using reg = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
     await setAll(reg, values);
   }
   const script = dir.file("rotate_forever.ts");
   await Deno.writeTextFile(
     script,
     `import { StateRegistry } from ${JSON.stringify(import.meta.resolve("../mod.ts"))};
-const reg = await StateRegistry.openEncrypted(Deno.args[0], new Uint8Array(32).fill(0x5a));
+const key = new Uint8Array(32).fill(0x5a);
+const reg = await StateRegistry.openEncrypted(Deno.args[0], key, { engine: ${JSON.stringify(engine)} });
 const line = new TextEncoder().encode("rotated\\n");
 while (true) { await reg.rotateDataKey(); await Deno.stdout.write(line); }`,
   );
@@ -847,195 +903,273 @@ while (true) { await reg.rotateDataKey(); await Deno.stdout.write(line); }`,
   child.kill("SIGKILL");
   await reader.cancel();
   assert.equal((await child.status).signal, "SIGKILL");
-  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
+  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
   await assertAll(reg, values);
-  assert.deepEqual(await rawKeyIds(path), new Set([reg.sealing!.keyId!]));
+  assert.deepEqual(await rawKeyIds(path, engine), new Set([reg.sealing!.keyId!]));
 });
 
-Deno.test("a process killed during oxide-k rekeys leaves every value readable under exactly one key", async () => {
-  await using dir = await tempDir();
-  const path = dir.file("r.db");
-  const keys = ["rekey-a", "rekey-b"];
-  // Every rekey re-seals every value in the oxide-k scheme: a real window to be killed in.
-  const values: [string, unknown][] = Array.from({ length: 800 }, (_, i) => [`k${i}`, { i, pad: "x".repeat(i % 200) }]);
-  {
-    await using reg = await StateRegistry.openEncrypted(path, keys[0]!, { scheme: "oxide-k" });
-    await setAll(reg, values);
-  }
-  const script = dir.file("rekey_forever.ts");
-  await Deno.writeTextFile(
-    script,
-    `import { StateRegistry } from ${JSON.stringify(import.meta.resolve("../mod.ts"))};
+engineTest(
+  "a process killed during oxide-k rekeys leaves every value readable under exactly one key",
+  async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("r.db");
+    const keys = ["rekey-a", "rekey-b"];
+    // Every rekey re-seals every value in the oxide-k scheme: a real window to be killed in.
+    const values: [string, unknown][] = Array.from(
+      { length: 800 },
+      (_, i) => [`k${i}`, { i, pad: "x".repeat(i % 200) }],
+    );
+    {
+      await using reg = await StateRegistry.openEncrypted(path, keys[0]!, { scheme: "oxide-k", engine });
+      await setAll(reg, values);
+    }
+    const script = dir.file("rekey_forever.ts");
+    await Deno.writeTextFile(
+      script,
+      `import { StateRegistry } from ${JSON.stringify(import.meta.resolve("../mod.ts"))};
 const keys = ${JSON.stringify(keys)};
-const reg = await StateRegistry.openEncrypted(Deno.args[0], keys[0]);
+const reg = await StateRegistry.openEncrypted(Deno.args[0], keys[0], { engine: ${JSON.stringify(engine)} });
 const line = new TextEncoder().encode("rekeyed\\n");
 for (let i = 1; ; i++) { await reg.rekey(keys[i % 2]); await Deno.stdout.write(line); }`,
-  );
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", script, path],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let seen = "";
-  const times: number[] = [];
-  while ((seen.match(/rekeyed/g) ?? []).length < 3) {
-    const { value, done } = await reader.read();
-    assert.ok(!done, `child exited early: ${seen}`);
-    seen += value;
-    times.push(performance.now());
-  }
-  // Kill at a random point of a rekey (sealing, or writing the new values), not always at its start.
-  const cycle = times.at(-1)! - times.at(-2)!;
-  await new Promise((resolve) => setTimeout(resolve, Math.random() * cycle));
-  child.kill("SIGKILL");
-  await reader.cancel();
-  assert.equal((await child.status).signal, "SIGKILL");
-  const opened: string[] = [];
-  for (const key of keys) {
-    try {
-      await using reg = await StateRegistry.openEncrypted(path, key);
-      await assertAll(reg, values);
-      opened.push(key);
-    } catch (error) {
-      assert.ok(error instanceof WrongKeyError, String(error));
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", script, path],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let seen = "";
+    const times: number[] = [];
+    while ((seen.match(/rekeyed/g) ?? []).length < 3) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, `child exited early: ${seen}`);
+      seen += value;
+      times.push(performance.now());
     }
-  }
-  assert.equal(opened.length, 1, `exactly one key opens the registry: ${opened}`);
-  for (const [key, value] of values) {
-    assert.deepEqual(JSON.parse(await independentOxideKOpen(opened[0]!, await rawValue(path, key))), value, key);
-  }
-});
+    // Kill at a random point of a rekey (sealing, or writing the new values), not always at its start.
+    const cycle = times.at(-1)! - times.at(-2)!;
+    await new Promise((resolve) => setTimeout(resolve, Math.random() * cycle));
+    child.kill("SIGKILL");
+    await reader.cancel();
+    assert.equal((await child.status).signal, "SIGKILL");
+    const opened: string[] = [];
+    for (const key of keys) {
+      try {
+        await using reg = await StateRegistry.openEncrypted(path, key, { engine });
+        await assertAll(reg, values);
+        opened.push(key);
+      } catch (error) {
+        assert.ok(error instanceof WrongKeyError, String(error));
+      }
+    }
+    assert.equal(opened.length, 1, `exactly one key opens the registry: ${opened}`);
+    for (const [key, value] of values) {
+      assert.deepEqual(
+        JSON.parse(await independentOxideKOpen(opened[0]!, await rawValue(path, engine, key))),
+        value,
+        key,
+      );
+    }
+  },
+);
 
-Deno.test("writer processes racing a rotating process lose nothing and seal nothing under a stale key", async () => {
-  await using dir = await tempDir();
-  const path = dir.file("r.db");
-  {
-    await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
-    await reg.setConfig("init", 0);
-  }
-  const script = dir.file("worker.ts");
-  await Deno.writeTextFile(
-    script,
-    `import { StateRegistry } from ${JSON.stringify(import.meta.resolve("../mod.ts"))};
+engineTest(
+  "writer processes racing a rotating process lose nothing and seal nothing under a stale key",
+  async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("r.db");
+    {
+      await using reg = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
+      await reg.setConfig("init", 0);
+    }
+    const script = dir.file("worker.ts");
+    await Deno.writeTextFile(
+      script,
+      `import { StateRegistry } from ${JSON.stringify(import.meta.resolve("../mod.ts"))};
 const [path, role, count] = Deno.args;
-const reg = await StateRegistry.openEncrypted(path, new Uint8Array(32).fill(0x5a));
+const key = new Uint8Array(32).fill(0x5a);
+const reg = await StateRegistry.openEncrypted(path, key, { engine: ${JSON.stringify(engine)} });
 const out = new TextEncoder();
 for (let i = 0; i < Number(count); i++) {
   if (role === "rotator") {
     await reg.rotateDataKey();
-    if (i % 4 === 0) await reg.rekey(new Uint8Array(32).fill(0x5a));
+    if (i % 4 === 0) await reg.rekey(key);
   } else {
     await reg.setConfig(role + "-" + (i % 10), i);
     await Deno.stdout.write(out.encode(role + "-" + (i % 10) + "=" + i + "\\n"));
   }
 }
 await reg.close();`,
-  );
-  const spawn = (role: string, count: number) =>
-    new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", script, path, role, String(count)],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-  const outputs = await Promise.all([spawn("rotator", 12), spawn("w1", 80), spawn("w2", 80)]);
-  const last = new Map<string, number>();
-  for (const output of outputs) {
-    assert.ok(output.success, new TextDecoder().decode(output.stderr));
-    for (const line of new TextDecoder().decode(output.stdout).split("\n").filter(Boolean)) {
-      const [key, value] = line.split("=");
-      last.set(key!, Number(value));
+    );
+    const spawn = (role: string, count: number) =>
+      new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-all", script, path, role, String(count)],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    const outputs = await Promise.all([spawn("rotator", 12), spawn("w1", 80), spawn("w2", 80)]);
+    const last = new Map<string, number>();
+    for (const output of outputs) {
+      assert.ok(output.success, new TextDecoder().decode(output.stderr));
+      for (const line of new TextDecoder().decode(output.stdout).split("\n").filter(Boolean)) {
+        const [key, value] = line.split("=");
+        last.set(key!, Number(value));
+      }
     }
-  }
-  assert.equal(last.size, 20);
-  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
-  for (const [key, value] of last) assert.equal(await reg.getConfig(key), value, key);
-  assert.deepEqual(await rawKeyIds(path), new Set([reg.sealing!.keyId!]), "every value under the current data key");
-  assert.ok(reg.sealing!.generation >= 12, "the rotations happened");
-});
+    assert.equal(last.size, 20);
+    await using reg = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
+    for (const [key, value] of last) assert.equal(await reg.getConfig(key), value, key);
+    assert.deepEqual(
+      await rawKeyIds(path, engine),
+      new Set([reg.sealing!.keyId!]),
+      "every value under the current data key",
+    );
+    assert.ok(reg.sealing!.generation >= 12, "the rotations happened");
+  },
+);
 
-Deno.test("setConfig() calls racing rotateDataKey() in one process are neither lost nor sealed under a stale key", async () => {
+engineTest(
+  "setConfig() calls racing rotateDataKey() in one process are neither lost nor sealed under a stale key",
+  async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("r.db");
+    await using reg = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
+    const pending: Promise<unknown>[] = [];
+    for (let round = 1; round <= 4; round++) {
+      for (let i = 0; i < 8; i++) pending.push(reg.setConfig(`k${i}`, { round }));
+      pending.push(reg.rotateDataKey());
+      pending.push(reg.setConfig(`late${round}`, round));
+    }
+    await Promise.all(pending);
+    for (let i = 0; i < 8; i++) assert.deepEqual(await reg.getConfig(`k${i}`), { round: 4 }, `k${i}`);
+    for (let round = 1; round <= 4; round++) assert.equal(await reg.getConfig(`late${round}`), round);
+    assert.deepEqual(await rawKeyIds(path, engine), new Set([reg.sealing!.keyId!]));
+    await using again = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
+    assert.deepEqual(await again.getConfig("k7"), { round: 4 });
+  },
+);
+
+engineTest(
+  "writers on another connection racing rotations are neither lost nor sealed under a stale key",
+  async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("r.db");
+    await using rotator = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
+    await using writer = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
+    for (let i = 0; i < 10; i++) await writer.setConfig(`k${i}`, 0);
+    const pending: Promise<unknown>[] = [];
+    for (let round = 1; round <= 3; round++) {
+      pending.push(rotator.rotateDataKey());
+      for (let i = 0; i < 10; i++) pending.push(writer.setConfig(`k${i}`, round));
+    }
+    await Promise.all(pending);
+    const keyIds = await rawKeyIds(path, engine);
+    assert.equal(keyIds.size, 1, "one data key");
+    assert.ok(keyIds.has(rotator.sealing!.keyId!));
+    for (let i = 0; i < 10; i++) {
+      assert.equal(await writer.getConfig(`k${i}`), 3);
+      assert.equal(await rotator.getConfig(`k${i}`), 3);
+    }
+  },
+);
+
+engineTest("a handle opened before another process rotated writes under the new data key", async (engine) => {
   await using dir = await tempDir();
   const path = dir.file("r.db");
-  await using reg = await StateRegistry.openEncrypted(path, RAW_KEY);
-  const pending: Promise<unknown>[] = [];
-  for (let round = 1; round <= 4; round++) {
-    for (let i = 0; i < 8; i++) pending.push(reg.setConfig(`k${i}`, { round }));
-    pending.push(reg.rotateDataKey());
-    pending.push(reg.setConfig(`late${round}`, round));
-  }
-  await Promise.all(pending);
-  for (let i = 0; i < 8; i++) assert.deepEqual(await reg.getConfig(`k${i}`), { round: 4 }, `k${i}`);
-  for (let round = 1; round <= 4; round++) assert.equal(await reg.getConfig(`late${round}`), round);
-  assert.deepEqual(await rawKeyIds(path), new Set([reg.sealing!.keyId!]));
-  await using again = await StateRegistry.openEncrypted(path, RAW_KEY);
-  assert.deepEqual(await again.getConfig("k7"), { round: 4 });
-});
-
-Deno.test("writers on another connection racing rotations are neither lost nor sealed under a stale key", async () => {
-  await using dir = await tempDir();
-  const path = dir.file("r.db");
-  await using rotator = await StateRegistry.openEncrypted(path, RAW_KEY);
-  await using writer = await StateRegistry.openEncrypted(path, RAW_KEY);
-  for (let i = 0; i < 10; i++) await writer.setConfig(`k${i}`, 0);
-  const pending: Promise<unknown>[] = [];
-  for (let round = 1; round <= 3; round++) {
-    pending.push(rotator.rotateDataKey());
-    for (let i = 0; i < 10; i++) pending.push(writer.setConfig(`k${i}`, round));
-  }
-  await Promise.all(pending);
-  const keyIds = await rawKeyIds(path);
-  assert.equal(keyIds.size, 1, "one data key");
-  assert.ok(keyIds.has(rotator.sealing!.keyId!));
-  for (let i = 0; i < 10; i++) {
-    assert.equal(await writer.getConfig(`k${i}`), 3);
-    assert.equal(await rotator.getConfig(`k${i}`), 3);
-  }
-});
-
-Deno.test("a handle opened before another process rotated writes under the new data key", async () => {
-  await using dir = await tempDir();
-  const path = dir.file("r.db");
-  await using a = await StateRegistry.openEncrypted(path, PASSPHRASE);
-  await using b = await StateRegistry.openEncrypted(path, PASSPHRASE);
+  await using a = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
+  await using b = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
   await a.setConfig("x", "from a");
   await a.rotateDataKey();
   await b.setConfig("y", "from b");
-  assert.deepEqual(await rawKeyIds(path), new Set([a.sealing!.keyId!]));
+  assert.deepEqual(await rawKeyIds(path, engine), new Set([a.sealing!.keyId!]));
   assert.equal(b.sealing?.keyId, a.sealing?.keyId, "b followed the rotation");
   assert.equal(await b.getConfig("x"), "from a");
   assert.equal(await a.getConfig("y"), "from b");
 });
 
-Deno.test("after another process rekeys, a handle keeps reading and writing but cannot rekey or rotate", async () => {
-  await using dir = await tempDir();
-  const path = dir.file("r.db");
-  await using a = await StateRegistry.openEncrypted(path, RAW_KEY);
-  await using b = await StateRegistry.openEncrypted(path, RAW_KEY);
-  await a.setConfig("x", 1);
-  await a.rekey(OTHER_KEY);
-  await b.setConfig("y", 2);
-  assert.equal(await b.getConfig("x"), 1);
-  assert.equal(await a.getConfig("y"), 2);
-  await assert.rejects(b.rotateDataKey(), /another process changed this registry's key since it was opened/);
-  await assert.rejects(b.rekey(PASSPHRASE), WrongKeyError);
-  // And after a rekey plus a rotation elsewhere, the stale handle stops clearly.
-  await a.rotateDataKey();
-  await assert.rejects(
-    b.setConfig("z", 3),
-    /changed the key of .* and rotated its data key; reopen it with the new key/,
-  );
-  await using c = await StateRegistry.openEncrypted(path, OTHER_KEY);
-  assert.equal(await c.getConfig("y"), 2);
-});
+engineTest(
+  "after another process rekeys, a handle keeps reading and writing but cannot rekey or rotate",
+  async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("r.db");
+    await using a = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
+    await using b = await StateRegistry.openEncrypted(path, RAW_KEY, { engine });
+    await a.setConfig("x", 1);
+    await a.rekey(OTHER_KEY);
+    await b.setConfig("y", 2);
+    assert.equal(await b.getConfig("x"), 1);
+    assert.equal(await a.getConfig("y"), 2);
+    await assert.rejects(b.rotateDataKey(), /another process changed this registry's key since it was opened/);
+    await assert.rejects(b.rekey(PASSPHRASE), WrongKeyError);
+    // And after a rekey plus a rotation elsewhere, the stale handle stops clearly.
+    await a.rotateDataKey();
+    await assert.rejects(
+      b.setConfig("z", 3),
+      /changed the key of .* and rotated its data key; reopen it with the new key/,
+    );
+    await using c = await StateRegistry.openEncrypted(path, OTHER_KEY, { engine });
+    assert.equal(await c.getConfig("y"), 2);
+  },
+);
+
+// ---------------------------------------------------------------------------
+// One file, both engines (one after the other: never open through both at once)
+// ---------------------------------------------------------------------------
+
+for (const writer of ENGINES) {
+  const reader: EngineName = writer === "ffi" ? "node" : "ffi";
+  Deno.test(`a registry sealed through the ${writer} engine reads, rotates and rekeys through the ${reader} engine`, async () => {
+    await using dir = await tempDir();
+    const envelopePath = dir.file("envelope.db");
+    const oxidePath = dir.file("oxide.db");
+    {
+      await using reg = await StateRegistry.openEncrypted(envelopePath, RAW_KEY, { engine: writer });
+      await setAll(reg, JSON_VALUES);
+      await reg.upsertModule(ECHO, "running");
+    }
+    {
+      await using reg = await StateRegistry.openEncrypted(oxidePath, "oxide-key-1", {
+        scheme: "oxide-k",
+        engine: writer,
+      });
+      await setAll(reg, JSON_VALUES);
+    }
+    let keyId: string | undefined;
+    {
+      await using reg = await StateRegistry.openEncrypted(envelopePath, RAW_KEY, { engine: reader });
+      assert.equal(reg.engine, reader);
+      await assertAll(reg, JSON_VALUES);
+      assert.equal((await reg.getModule("echo"))?.state, "running");
+      assert.equal(await reg.rotateDataKey(), JSON_VALUES.length);
+      await reg.rekey(OTHER_KEY);
+      keyId = reg.sealing?.keyId;
+    }
+    {
+      await using reg = await StateRegistry.openEncrypted(oxidePath, "oxide-key-1", { engine: reader });
+      assert.equal(reg.sealing?.scheme, "oxide-k");
+      await assertAll(reg, JSON_VALUES);
+      await reg.rekey("oxide-key-2");
+    }
+    await assert.rejects(StateRegistry.openEncrypted(envelopePath, RAW_KEY, { engine: writer }), WrongKeyError);
+    await assert.rejects(StateRegistry.openEncrypted(oxidePath, "oxide-key-1", { engine: writer }), WrongKeyError);
+    {
+      await using reg = await StateRegistry.openEncrypted(envelopePath, OTHER_KEY, { engine: writer });
+      assert.equal(reg.sealing?.keyId, keyId, "the rotated data key");
+      await assertAll(reg, JSON_VALUES);
+      assert.deepEqual(await rawKeyIds(envelopePath, writer), new Set([keyId]));
+    }
+    await using reg = await StateRegistry.openEncrypted(oxidePath, "oxide-key-2", { engine: writer });
+    await assertAll(reg, JSON_VALUES);
+  });
+}
 
 // ---------------------------------------------------------------------------
 // oxide-k interop and conversion
 // ---------------------------------------------------------------------------
 
-Deno.test("an oxide-k file made with raw SQL and independent WebCrypto reads back", async () => {
+engineTest("an oxide-k file made with raw SQL and independent WebCrypto reads back", async (engine) => {
   await using dir = await tempDir();
   const path = dir.file("rust.db");
   const values: [string, unknown][] = JSON_VALUES.map(([key, value]) => [`cfg.${key}`, value]);
@@ -1054,21 +1188,21 @@ Deno.test("an oxide-k file made with raw SQL and independent WebCrypto reads bac
   } finally {
     db.close();
   }
-  await using reg = await StateRegistry.openEncrypted(path, "s3cr3t-key");
+  await using reg = await StateRegistry.openEncrypted(path, "s3cr3t-key", { engine });
   assert.equal(reg.sealing?.scheme, "oxide-k");
   await assertAll(reg, values);
   assert.equal((await reg.getModule("echo"))?.state, "running");
 });
 
-Deno.test("values written in the oxide-k scheme decrypt with independent WebCrypto code", async () => {
+engineTest("values written in the oxide-k scheme decrypt with independent WebCrypto code", async (engine) => {
   await using dir = await tempDir();
   const path = dir.file("shared.db");
   {
-    await using reg = await StateRegistry.openEncrypted(path, "s3cr3t-key", { scheme: "oxide-k" });
+    await using reg = await StateRegistry.openEncrypted(path, "s3cr3t-key", { scheme: "oxide-k", engine });
     await setAll(reg, JSON_VALUES);
   }
   for (const [key, value] of JSON_VALUES) {
-    const stored = await rawValue(path, key);
+    const stored = await rawValue(path, engine, key);
     assert.deepEqual(JSON.parse(await independentOxideKOpen("s3cr3t-key", stored)), value, key);
     // Exactly nonce[12] ++ ciphertext ++ tag[16], padded URL-safe base64.
     const json = new TextEncoder().encode(JSON.stringify(value));
@@ -1076,43 +1210,46 @@ Deno.test("values written in the oxide-k scheme decrypt with independent WebCryp
   }
 });
 
-Deno.test("an envelope registry refuses an old oxide-k ciphertext replayed under another key, even after rotation", async () => {
-  await using dir = await tempDir();
-  const path = dir.file("r.db");
-  let oldAdmin: string;
-  {
-    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme: "oxide-k" });
-    await reg.setConfig("admin.password", "root-pw");
-    await reg.setConfig("guest.password", "guest-pw");
-    oldAdmin = await rawValue(path, "admin.password"); // An attacker's old backup.
-    assert.equal(await reg.convertToEnvelope(PASSPHRASE), 2);
-  }
-  await setRawValue(path, "guest.password", oldAdmin);
-  // A value a Rust kernel would write with the same passphrase: not bound to its key either.
-  await setRawValue(path, "rust.written", await independentOxideKSeal(PASSPHRASE, '"from rust"'));
-  await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE);
-  const assertRefused = async () => {
-    for (const key of ["guest.password", "rust.written"]) {
-      const err = await reg.getConfig(key).catch((e) => e);
-      assert.ok(err instanceof SealedValueError, `${key}: ${err}`);
-      assert.equal(err.reason, "wrong_scheme");
-      assert.match(err.message, new RegExp(`'${key}' cannot be opened: it is sealed under the oxide-k scheme`));
+engineTest(
+  "an envelope registry refuses an old oxide-k ciphertext replayed under another key, even after rotation",
+  async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("r.db");
+    let oldAdmin: string;
+    {
+      await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme: "oxide-k", engine });
+      await reg.setConfig("admin.password", "root-pw");
+      await reg.setConfig("guest.password", "guest-pw");
+      oldAdmin = await rawValue(path, engine, "admin.password"); // An attacker's old backup.
+      assert.equal(await reg.convertToEnvelope(PASSPHRASE), 2);
     }
-  };
-  await assertRefused();
-  assert.equal(await reg.getConfig("admin.password"), "root-pw");
-  // Re-sealing does not launder them into bound values.
-  assert.equal(await reg.rotateDataKey(), 1);
-  await reg.rekey(RAW_KEY);
-  await assertRefused();
-  assert.equal(await rawValue(path, "guest.password"), oldAdmin, "left as it was");
-});
+    await setRawValue(path, engine, "guest.password", oldAdmin);
+    // A value a Rust kernel would write with the same passphrase: not bound to its key either.
+    await setRawValue(path, engine, "rust.written", await independentOxideKSeal(PASSPHRASE, '"from rust"'));
+    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
+    const assertRefused = async () => {
+      for (const key of ["guest.password", "rust.written"]) {
+        const err = await reg.getConfig(key).catch((e) => e);
+        assert.ok(err instanceof SealedValueError, `${key}: ${err}`);
+        assert.equal(err.reason, "wrong_scheme");
+        assert.match(err.message, new RegExp(`'${key}' cannot be opened: it is sealed under the oxide-k scheme`));
+      }
+    };
+    await assertRefused();
+    assert.equal(await reg.getConfig("admin.password"), "root-pw");
+    // Re-sealing does not launder them into bound values.
+    assert.equal(await reg.rotateDataKey(), 1);
+    await reg.rekey(RAW_KEY);
+    await assertRefused();
+    assert.equal(await rawValue(path, engine, "guest.password"), oldAdmin, "left as it was");
+  },
+);
 
-Deno.test("convertToEnvelope() moves an oxide-k registry to the envelope scheme in one step", async () => {
+engineTest("convertToEnvelope() moves an oxide-k registry to the envelope scheme in one step", async (engine) => {
   await using dir = await tempDir();
   const path = dir.file("r.db");
   {
-    await using reg = await StateRegistry.openEncrypted(path, "s3cr3t-key", { scheme: "oxide-k" });
+    await using reg = await StateRegistry.openEncrypted(path, "s3cr3t-key", { scheme: "oxide-k", engine });
     await setAll(reg, JSON_VALUES);
     await assert.rejects(reg.rotateDataKey(), CryptoError);
     assert.equal(await reg.convertToEnvelope(PASSPHRASE), JSON_VALUES.length);
@@ -1120,9 +1257,9 @@ Deno.test("convertToEnvelope() moves an oxide-k registry to the envelope scheme 
     await assertAll(reg, JSON_VALUES);
     await assert.rejects(reg.convertToEnvelope(PASSPHRASE), /already uses the envelope scheme/);
   }
-  assert.equal((await rawKeyIds(path)).size, 1);
-  await assert.rejects(StateRegistry.openEncrypted(path, "s3cr3t-key"), WrongKeyError);
-  await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE);
+  assert.equal((await rawKeyIds(path, engine)).size, 1);
+  await assert.rejects(StateRegistry.openEncrypted(path, "s3cr3t-key", { engine }), WrongKeyError);
+  await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
   assert.equal(reg.sealing?.scheme, "envelope");
   await assertAll(reg, JSON_VALUES);
 });
