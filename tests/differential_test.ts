@@ -4,7 +4,7 @@
 //
 // Reproduce a failure with the seed its message prints: OXIDE_DIFF_SEED=<seed> deno task test tests/differential_test.ts
 import assert from "node:assert/strict";
-import { DatabaseSync } from "node:sqlite";
+import { openEngine } from "../src/sqlite/open.ts";
 import {
   ConfigNotFoundError,
   type EngineName,
@@ -333,9 +333,12 @@ function expectValue(result: Outcome, value: unknown): void {
   assert.deepStrictEqual(result.value, value);
 }
 
-/** Every table's rows and storage classes, read straight from the file; `updated_at` format checked, then masked. */
-function rawTables(path: string): Record<string, unknown> {
-  const db = new DatabaseSync(path, { readOnly: true });
+/**
+ * Every table's rows and storage classes, read with SQL on a second connection to the file (through the same engine:
+ * one process must not open a file through two SQLite libraries); `updated_at` format checked, then masked.
+ */
+function rawTables(path: string, engine: EngineName): Record<string, unknown> {
+  const db = openEngine(path, { engine });
   try {
     const tables: Record<string, unknown> = {
       schema: db.prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY name").all(),
@@ -393,7 +396,7 @@ async function runSequence(seed: number): Promise<void> {
         assert.fail(`both engines gave a wrong result: ${(error as Error).message}\n${context()}`);
       }
       if (i % 100 === 99 || i === OPERATIONS - 1) {
-        const [base, ...rest] = ENGINES.map((engine) => rawTables(paths[engine]));
+        const [base, ...rest] = ENGINES.map((engine) => rawTables(paths[engine], engine));
         for (const tables of rest) assert.deepStrictEqual(tables, base, `raw tables differ: ${context()}`);
       }
     }
