@@ -36,6 +36,7 @@ import { encodeJson } from "./json.ts";
 import type { StateRegistry } from "./registry.ts";
 import type { Row, SqlValue } from "./sqlite/engine.ts";
 import { formatTimestamp, parseTimestamp } from "./time.ts";
+import { describe } from "./_describe.ts";
 
 /**
  * One recorded decision (oxide-k's `xai::Decision`).
@@ -808,14 +809,4 @@ function checkDate(what: string, value: unknown): Date {
     throw new TypeError(`${what} must be a valid Date, got ${describe(value)}`);
   }
   return value;
-}
-
-/** A short, quoted description of any value for error messages. */
-function describe(value: unknown): string {
-  if (typeof value === "string") return `'${value.length > 80 ? `${value.slice(0, 80)}...` : value}'`;
-  if (value instanceof Uint8Array) return `a ${value.length}-byte blob`;
-  if (value instanceof Date) return Number.isNaN(value.getTime()) ? "an invalid Date" : value.toISOString();
-  if (value === null) return "null";
-  if (typeof value === "object") return `a ${(value.constructor as { name?: string } | undefined)?.name ?? "object"}`;
-  return `${typeof value} ${String(value)}`;
 }

@@ -28,6 +28,7 @@ import { KernelError, RegistryError } from "./errors.ts";
 import type { StateRegistry } from "./registry.ts";
 import { applyMigrations, type Migration, recordedVersion, REGISTRY_TABLES } from "./schema.ts";
 import type { Engine, SqlValue } from "./sqlite/engine.ts";
+import { describe } from "./_describe.ts";
 
 export type { Migration };
 
@@ -740,15 +741,4 @@ function sqlIdent(name: string): string {
 
 function sqlString(text: string): string {
   return `'${text.replaceAll("'", "''")}'`;
-}
-
-/** A short, quoted description of any value for error messages. */
-function describe(value: unknown): string {
-  if (typeof value === "string") {
-    return `'${value.length > 80 ? `${value.slice(0, 80)}...` : value}'`;
-  }
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "object") return "an object";
-  return `${typeof value} ${String(value)}`;
 }

@@ -15,6 +15,7 @@ import { OtherError, SerializationError } from "./errors.ts";
 import { isModuleKind, type ModuleKind, type ModuleMetadata } from "./module.ts";
 import type { StateRegistry } from "./registry.ts";
 import { dirname, resolveAgainst } from "./_path.ts";
+import { describe } from "./_describe.ts";
 
 const SEP: string = Deno.build.os === "windows" ? "\\" : "/";
 
@@ -228,17 +229,6 @@ function topLevelKeys(text: string): string[] {
     }
   }
   return keys;
-}
-
-/** A short, quoted rendering of an offending value for error messages. */
-function describe(value: unknown): string {
-  if (typeof value === "string") {
-    return `'${value.length > 80 ? `${value.slice(0, 80)}...` : value}'`;
-  }
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "an array";
-  if (typeof value === "object") return "an object";
-  return `${typeof value} ${String(value)}`;
 }
 
 /** The text fields' rule, shared with the registry: no NUL characters. */

@@ -37,6 +37,7 @@ import {
   type SealingInfo,
   type SealingOptions,
 } from "./sealing.ts";
+import { describe } from "./_describe.ts";
 
 /**
  * Options for {@linkcode StateRegistry.inMemory} and {@linkcode StateRegistry.connect}.
@@ -1090,17 +1091,4 @@ function checkOptions(options: unknown): void {
   if (typeof options !== "object" || options === null) {
     throw new TypeError(`options must be an object, got ${describe(options)}`);
   }
-}
-
-/** A short, quoted description of any value for error messages. */
-function describe(value: unknown): string {
-  if (typeof value === "string") {
-    return `'${value.length > 80 ? `${value.slice(0, 80)}...` : value}'`;
-  }
-  if (value instanceof Uint8Array) return `a ${value.length}-byte blob`;
-  if (value === null || value === undefined) return String(value);
-  if (typeof value === "object") {
-    return `a ${(value.constructor as { name?: string } | undefined)?.name ?? "object"}`;
-  }
-  return `${typeof value} ${String(value)}`;
 }
