@@ -1,5 +1,7 @@
 // Shared test helpers: one suite, run against both engines; temporary folders that clean up after themselves.
 import type { EngineName } from "@oxide/registry";
+import { DatabaseSync } from "node:sqlite";
+import { fileOwner } from "../src/sqlite/_file_owners.ts";
 
 /** Both engines; every engine-parameterised test runs once per entry. */
 export const ENGINES: readonly EngineName[] = ["ffi", "node"];
@@ -15,6 +17,18 @@ export function engineTest(
   for (const engine of ENGINES) {
     Deno.test(`${name} [${engine}]`, (t) => fn(engine, t));
   }
+}
+
+/**
+ * Opens `path` with node:sqlite directly, as another program would: no API of ours, no WAL switch. Throws when this
+ * process has `path` open through the ffi engine: node:sqlite is a second SQLite library, and closing it would drop the
+ * ffi connection's locks and delete its -wal and -shm files under it. Open it before the registry, or after closing it.
+ */
+export function rawSqlite(path: string): DatabaseSync {
+  if (fileOwner(path) === "ffi") {
+    throw new Error(`test bug: '${path}' is open through the ffi engine; close it before opening it with node:sqlite`);
+  }
+  return new DatabaseSync(path);
 }
 
 /** A temporary folder removed (with its contents) at the end of the `await using` block. */

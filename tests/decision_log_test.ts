@@ -13,9 +13,8 @@ import {
   SerializationError,
   StateRegistry,
 } from "@oxide/registry";
-import { DatabaseSync } from "node:sqlite";
 import { DECISION_SQL, INDEX_SQL, type QueryShape, querySql, TABLE_SQL } from "../src/_decision_sql.ts";
-import { engineTest, tempDir } from "./_helpers.ts";
+import { engineTest, rawSqlite, tempDir } from "./_helpers.ts";
 
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -229,7 +228,7 @@ Deno.test("DecisionLog.open() adopts a file where oxide-k created the table, and
   await using dir = await tempDir();
   const path = dir.file("registry.db");
   // What a Rust oxide-k kernel leaves behind: its registry tables, its xai table, index and rows, no oxide_migrations.
-  const raw = new DatabaseSync(path);
+  const raw = rawSqlite(path);
   raw.exec(
     "CREATE TABLE IF NOT EXISTS modules (id TEXT PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL, description TEXT, updated_at TEXT NOT NULL)",
   );

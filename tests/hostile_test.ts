@@ -3,9 +3,8 @@
 // rows another program damaged fail their own reads, naming the row, and never make the registry unusable.
 // Both engines, plain and sealed. Permission cases run in a subprocess as an unprivileged user: we run as root.
 import assert from "node:assert/strict";
-import { DatabaseSync } from "node:sqlite";
 import { OtherError, RegistryError, SealedValueError, SerializationError, StateRegistry } from "@oxide/registry";
-import { ENGINES, engineTest, tempDir } from "./_helpers.ts";
+import { ENGINES, engineTest, rawSqlite, tempDir } from "./_helpers.ts";
 import { variantNamed, VARIANTS } from "./_variants.ts";
 import { unprivilegedRunner, Worker } from "./_subprocess.ts";
 
@@ -99,7 +98,7 @@ Deno.test("a database whose tables have the wrong shape is refused before anythi
     await t.step(what, async () => {
       await using dir = await tempDir();
       const path = dir.file("other.db");
-      const raw = new DatabaseSync(path); // Rollback journal: switching it to WAL would rewrite its header.
+      const raw = rawSqlite(path); // Rollback journal: switching it to WAL would rewrite its header.
       raw.exec(sql);
       raw.close();
       await assertRefused(path, dir.path, { message });
@@ -176,7 +175,7 @@ Deno.test("a read-only file oxide-k made (rollback journal) is refused at open, 
     await Deno.mkdir(folder);
     if (user !== undefined) await Deno.chown(folder, user.uid, user.gid);
     const path = `${folder}/oxide-k.db`;
-    const raw = new DatabaseSync(path);
+    const raw = rawSqlite(path);
     raw.exec(`CREATE TABLE modules (id TEXT PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL,
       kind TEXT NOT NULL, state TEXT NOT NULL, description TEXT, updated_at TEXT NOT NULL);
       CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL);
@@ -212,7 +211,7 @@ Deno.test("a new registry in a folder without write permission is refused at ope
 
 /** Opens `path` with raw node:sqlite and runs `sql`, as another program would. */
 function damage(path: string, sql: string): void {
-  const raw = new DatabaseSync(path);
+  const raw = rawSqlite(path);
   raw.exec(sql);
   raw.close();
 }

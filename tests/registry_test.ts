@@ -13,16 +13,19 @@ import {
   StateRegistry,
   UnknownModuleError,
 } from "@oxide/registry";
-import { DatabaseSync } from "node:sqlite";
-import { engineTest, tempDir } from "./_helpers.ts";
+import { engineTest, rawSqlite, tempDir } from "./_helpers.ts";
 
 function sampleMeta(id: string): ModuleMetadata {
   return { id, name: `Module ${id}`, version: "0.1.0", kind: "native", description: "test module" };
 }
 
-/** Reads a table straight from the file with node:sqlite, bypassing our API. */
+/**
+ * Reads a table straight from the file with node:sqlite, bypassing our API. Only once every registry on `path` is
+ * closed: node:sqlite is a second SQLite library, and closing it drops the ffi engine's locks on the file and deletes
+ * its -wal and -shm files under it.
+ */
 function rawRows(path: string, sql: string): Record<string, unknown>[] {
-  const db = new DatabaseSync(path);
+  const db = rawSqlite(path);
   try {
     return db.prepare(sql).all().map((row) => ({ ...row }));
   } finally {
@@ -258,7 +261,7 @@ engineTest("writes exactly oxide-k's text encodings", async (engine) => {
 
 /** A registry file made the way oxide-k makes it: its own DDL and rows, no API of ours. */
 function writeOxideKFile(path: string): void {
-  const db = new DatabaseSync(path);
+  const db = rawSqlite(path);
   db.exec(`
     CREATE TABLE IF NOT EXISTS modules (
         id          TEXT PRIMARY KEY,
@@ -289,27 +292,35 @@ engineTest("reads a file oxide-k wrote, chrono timestamps included", async (engi
   await using dir = await tempDir();
   const path = dir.file("oxide-k.db");
   writeOxideKFile(path);
-  await using reg = await StateRegistry.connect(path, { engine });
-  const echo = await reg.getModule("echo");
-  assert.deepEqual(echo, {
-    id: "echo",
-    name: "Echo",
-    version: "0.1.0",
-    kind: "native",
-    state: "running",
-    description: "Demo module that echoes Ping commands.",
-    updatedAt: new Date("2026-11-28T09:15:02.123Z"),
-  });
-  const list = await reg.listModules();
-  assert.deepEqual(list.map((m) => [m.id, m.kind, m.state, m.updatedAt.toISOString()]), [
-    ["echo", "native", "running", "2026-11-28T09:15:02.123Z"],
-    ["wasm-mod", "wasm", "stopped", "2026-11-28T09:15:02.000Z"],
-    ["zulu", "native", "failed", "2026-11-28T09:15:02.123Z"],
+  {
+    await using reg = await StateRegistry.connect(path, { engine });
+    const echo = await reg.getModule("echo");
+    assert.deepEqual(echo, {
+      id: "echo",
+      name: "Echo",
+      version: "0.1.0",
+      kind: "native",
+      state: "running",
+      description: "Demo module that echoes Ping commands.",
+      updatedAt: new Date("2026-11-28T09:15:02.123Z"),
+    });
+    const list = await reg.listModules();
+    assert.deepEqual(list.map((m) => [m.id, m.kind, m.state, m.updatedAt.toISOString()]), [
+      ["echo", "native", "running", "2026-11-28T09:15:02.123Z"],
+      ["wasm-mod", "wasm", "stopped", "2026-11-28T09:15:02.000Z"],
+      ["zulu", "native", "failed", "2026-11-28T09:15:02.123Z"],
+    ]);
+    assert.equal(await reg.getConfig("kernel.greeting"), "Hello, agent.");
+    assert.deepEqual(await reg.getConfig("endpoint"), { url: "https://example.com", retries: 3 });
+    assert.equal(await reg.getConfig("max_threads"), 16);
+  }
+  // Opening it added only our bookkeeping table; oxide-k's rows are untouched. Read with node:sqlite once the registry
+  // is closed: a second SQLite library must not open a file this process has open through the ffi engine.
+  assert.deepEqual(rawRows(path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"), [
+    { name: "config" },
+    { name: "modules" },
+    { name: "oxide_migrations" },
   ]);
-  assert.equal(await reg.getConfig("kernel.greeting"), "Hello, agent.");
-  assert.deepEqual(await reg.getConfig("endpoint"), { url: "https://example.com", retries: 3 });
-  assert.equal(await reg.getConfig("max_threads"), 16);
-  // Opening it added only our bookkeeping table; oxide-k's rows are untouched.
   assert.equal(
     rawRows(path, "SELECT updated_at FROM modules WHERE id = 'echo'")[0]!.updated_at,
     "2026-11-28T09:15:02.123456789+00:00",
@@ -416,7 +427,7 @@ engineTest("a file that is not a database gives an error naming it and is not mo
 engineTest("tables of the wrong shape give an error naming the file and table", async (engine) => {
   await using dir = await tempDir();
   const path = dir.file("other.db");
-  const raw = new DatabaseSync(path);
+  const raw = rawSqlite(path);
   raw.exec("CREATE TABLE config (k TEXT, v TEXT)");
   raw.close();
   const err = await StateRegistry.connect(path, { engine }).catch((e) => e);
@@ -446,7 +457,7 @@ async function withDamagedRow(
     await reg.setConfig("good", 1);
     await reg.setConfig("bad", 1);
   }
-  const raw = new DatabaseSync(path);
+  const raw = rawSqlite(path);
   raw.exec(damage);
   raw.close();
   await using reg = await StateRegistry.connect(path, { engine });

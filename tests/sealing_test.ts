@@ -8,7 +8,6 @@
 // move one sealed file from one engine to the other.
 
 import assert from "node:assert/strict";
-import { DatabaseSync } from "node:sqlite";
 import {
   CryptoError,
   type Engine,
@@ -20,7 +19,7 @@ import {
   StateRegistry,
   WrongKeyError,
 } from "@oxide/registry";
-import { ENGINES, engineTest, runDeno, tempDir } from "./_helpers.ts";
+import { ENGINES, engineTest, rawSqlite, runDeno, tempDir } from "./_helpers.ts";
 
 const RAW_KEY = new Uint8Array(32).fill(0x5a);
 const OTHER_KEY = new Uint8Array(32).fill(0xa5);
@@ -506,7 +505,7 @@ engineTest(
     // A file a Rust kernel sealed (oxide-k values, no oxide_sealing table).
     {
       const path = dir.file("rust.db");
-      const db = new DatabaseSync(path);
+      const db = rawSqlite(path);
       try {
         db.exec(OXIDE_K_SCHEMA);
         db.prepare("INSERT INTO config VALUES ('k', ?, '2026-11-28T09:15:02+00:00')").run(
@@ -1177,7 +1176,7 @@ engineTest("an oxide-k file made with raw SQL and independent WebCrypto reads ba
   const rows: [string, string][] = [];
   for (const [key, value] of values) rows.push([key, await independentOxideKSeal("s3cr3t-key", JSON.stringify(value))]);
   // node:sqlite, not our engines; closed before any registry opens the file.
-  const db = new DatabaseSync(path);
+  const db = rawSqlite(path);
   try {
     db.exec(OXIDE_K_SCHEMA);
     db.prepare(
