@@ -352,7 +352,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   /**
    * The database connection, for in-kernel extensions that keep their own
    * tables beside the registry's (oxide-k's `pool()`). Never alter the
-   * `modules`, `config` or `oxide_migrations` tables through it.
+   * `modules` or `config` table, or any `oxide_*` table (`oxide_migrations`,
+   * `oxide_sealing`), through it.
    *
    * @example
    * ```ts
