@@ -10,6 +10,7 @@
 /// <reference lib="deno.unstable" />
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { formatTimestamp, type ModuleMetadata, StateRegistry } from "@oxide/registry";
+import { CONFIG_TABLE_SQL, MODULES_TABLE_SQL, REGISTRY_SQL } from "../src/schema.ts";
 
 const DIR = "./data/bench";
 const MODULES = 100;
@@ -22,39 +23,8 @@ const META: ModuleMetadata = {
   description: "Demo module that echoes Ping commands.",
 };
 
-// The registry's statements, verbatim (src/registry.ts), so the raw rows run the same SQL.
-const SQL = {
-  modules: `CREATE TABLE IF NOT EXISTS modules (
-    id          TEXT PRIMARY KEY,
-    name        TEXT NOT NULL,
-    version     TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    state       TEXT NOT NULL,
-    description TEXT,
-    updated_at  TEXT NOT NULL
-)`,
-  config: `CREATE TABLE IF NOT EXISTS config (
-    key        TEXT PRIMARY KEY,
-    value      TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-)`,
-  upsertModule: `INSERT INTO modules (id, name, version, kind, state, description, updated_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-ON CONFLICT(id) DO UPDATE SET
-    name        = excluded.name,
-    version     = excluded.version,
-    kind        = excluded.kind,
-    state       = excluded.state,
-    description = excluded.description,
-    updated_at  = excluded.updated_at`,
-  listModules: "SELECT id, name, version, kind, state, description, updated_at FROM modules ORDER BY id",
-  setConfig: `INSERT INTO config (key, value, updated_at)
-VALUES (?1, ?2, ?3)
-ON CONFLICT(key) DO UPDATE SET
-    value      = excluded.value,
-    updated_at = excluded.updated_at`,
-  getConfig: "SELECT value FROM config WHERE key = ?1",
-};
+// The registry's own statements, so the raw rows run exactly the same SQL.
+const SQL = { modules: MODULES_TABLE_SQL, config: CONFIG_TABLE_SQL, ...REGISTRY_SQL };
 
 /** One way of doing the four operations. */
 interface Contender {

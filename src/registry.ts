@@ -22,7 +22,7 @@ import {
   type ModuleRecord,
   type ModuleState,
 } from "./module.ts";
-import { checkRegistryShape, migrateRegistry } from "./schema.ts";
+import { checkRegistryShape, migrateRegistry, REGISTRY_SQL } from "./schema.ts";
 import type { Engine, EngineName, Row, Statement } from "./sqlite/engine.ts";
 import { closedError } from "./sqlite/ffi.ts";
 import { MEMORY_PATH, openEngine, type OpenEngineOptions } from "./sqlite/open.ts";
@@ -97,35 +97,6 @@ export interface ListModulesOptions {
    */
   invalid?: "throw" | "skip" | undefined;
 }
-
-const SQL = {
-  upsertModule: `INSERT INTO modules (id, name, version, kind, state, description, updated_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-ON CONFLICT(id) DO UPDATE SET
-    name        = excluded.name,
-    version     = excluded.version,
-    kind        = excluded.kind,
-    state       = excluded.state,
-    description = excluded.description,
-    updated_at  = excluded.updated_at`,
-  setModuleState: "UPDATE modules SET state = ?1, updated_at = ?2 WHERE id = ?3",
-  getModule: "SELECT id, name, version, kind, state, description, updated_at FROM modules WHERE id = ?1",
-  listModules: "SELECT id, name, version, kind, state, description, updated_at FROM modules ORDER BY id",
-  setConfig: `INSERT INTO config (key, value, updated_at)
-VALUES (?1, ?2, ?3)
-ON CONFLICT(key) DO UPDATE SET
-    value      = excluded.value,
-    updated_at = excluded.updated_at`,
-  // A keyless handle's write to a file: refused (no row changed) once any connection sealed the registry. Checked
-  // inside the statement, so no other process can seal between a check and the write.
-  setConfigUnsealed: `INSERT INTO config (key, value, updated_at)
-SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'oxide_sealing')
-ON CONFLICT(key) DO UPDATE SET
-    value      = excluded.value,
-    updated_at = excluded.updated_at`,
-  getConfig: "SELECT value FROM config WHERE key = ?1",
-  deleteConfig: "DELETE FROM config WHERE key = ?1",
-} as const;
 
 /**
  * The kernel's persistent registry of module metadata and configuration.
@@ -950,10 +921,10 @@ export class StateRegistry implements AsyncDisposable, Disposable {
 const RESOLVED: Promise<undefined> = Promise.resolve(undefined);
 
 /** The registry's statements, prepared once per connection. */
-type Statements = { readonly [K in keyof typeof SQL]: Statement };
+type Statements = { readonly [K in keyof typeof REGISTRY_SQL]: Statement };
 
 function prepareStatements(db: Engine): Statements {
-  return Object.fromEntries(Object.entries(SQL).map(([name, sql]) => [name, db.prepare(sql)])) as Statements;
+  return Object.fromEntries(Object.entries(REGISTRY_SQL).map(([name, sql]) => [name, db.prepare(sql)])) as Statements;
 }
 
 /** The stored `config.value`, which must be text. */

@@ -27,6 +27,36 @@ export const CONFIG_TABLE_SQL = `CREATE TABLE IF NOT EXISTS config (
     updated_at TEXT NOT NULL
 )`;
 
+/** The statements of `StateRegistry`, oxide-k's SQL verbatim (benchmarks run the same text raw). */
+export const REGISTRY_SQL = {
+  upsertModule: `INSERT INTO modules (id, name, version, kind, state, description, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+ON CONFLICT(id) DO UPDATE SET
+    name        = excluded.name,
+    version     = excluded.version,
+    kind        = excluded.kind,
+    state       = excluded.state,
+    description = excluded.description,
+    updated_at  = excluded.updated_at`,
+  setModuleState: "UPDATE modules SET state = ?1, updated_at = ?2 WHERE id = ?3",
+  getModule: "SELECT id, name, version, kind, state, description, updated_at FROM modules WHERE id = ?1",
+  listModules: "SELECT id, name, version, kind, state, description, updated_at FROM modules ORDER BY id",
+  setConfig: `INSERT INTO config (key, value, updated_at)
+VALUES (?1, ?2, ?3)
+ON CONFLICT(key) DO UPDATE SET
+    value      = excluded.value,
+    updated_at = excluded.updated_at`,
+  // A keyless handle's write to a file: refused (no row changed) once any connection sealed the registry. Checked
+  // inside the statement, so no other process can seal between a check and the write.
+  setConfigUnsealed: `INSERT INTO config (key, value, updated_at)
+SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'oxide_sealing')
+ON CONFLICT(key) DO UPDATE SET
+    value      = excluded.value,
+    updated_at = excluded.updated_at`,
+  getConfig: "SELECT value FROM config WHERE key = ?1",
+  deleteConfig: "DELETE FROM config WHERE key = ?1",
+} as const;
+
 /** Where applied migrations are recorded: one row per owner and version. */
 export const MIGRATIONS_TABLE_SQL = `CREATE TABLE IF NOT EXISTS oxide_migrations (
     owner      TEXT NOT NULL,

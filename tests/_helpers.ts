@@ -63,3 +63,23 @@ export async function runDeno(
     stderr: decoder.decode(output.stderr),
   };
 }
+
+/**
+ * oxide-k's own bootstrap DDL, verbatim from registry.rs: tests build "files oxide-k made" with it, independently
+ * of our `src/schema.ts`.
+ */
+export const OXIDE_K_SCHEMA = `
+CREATE TABLE IF NOT EXISTS modules (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    description TEXT,
+    updated_at  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS config (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);`;

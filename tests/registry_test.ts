@@ -13,7 +13,7 @@ import {
   StateRegistry,
   UnknownModuleError,
 } from "@oxide/registry";
-import { engineTest, rawSqlite, tempDir } from "./_helpers.ts";
+import { engineTest, OXIDE_K_SCHEMA, rawSqlite, tempDir } from "./_helpers.ts";
 
 function sampleMeta(id: string): ModuleMetadata {
   return { id, name: `Module ${id}`, version: "0.1.0", kind: "native", description: "test module" };
@@ -262,21 +262,8 @@ engineTest("writes exactly oxide-k's text encodings", async (engine) => {
 /** A registry file made the way oxide-k makes it: its own DDL and rows, no API of ours. */
 function writeOxideKFile(path: string): void {
   const db = rawSqlite(path);
+  db.exec(OXIDE_K_SCHEMA);
   db.exec(`
-    CREATE TABLE IF NOT EXISTS modules (
-        id          TEXT PRIMARY KEY,
-        name        TEXT NOT NULL,
-        version     TEXT NOT NULL,
-        kind        TEXT NOT NULL,
-        state       TEXT NOT NULL,
-        description TEXT,
-        updated_at  TEXT NOT NULL
-    );
-    CREATE TABLE IF NOT EXISTS config (
-        key        TEXT PRIMARY KEY,
-        value      TEXT NOT NULL,
-        updated_at TEXT NOT NULL
-    );
     INSERT INTO modules VALUES ('echo', 'Echo', '0.1.0', '"native"', '"running"',
       'Demo module that echoes Ping commands.', '2026-11-28T09:15:02.123456789+00:00');
     INSERT INTO modules VALUES ('wasm-mod', 'W', '1.2.3', '"wasm"', '"stopped"', NULL, '2026-11-28T09:15:02+00:00');

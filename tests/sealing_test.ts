@@ -19,7 +19,7 @@ import {
   StateRegistry,
   WrongKeyError,
 } from "@oxide/registry";
-import { ENGINES, engineTest, rawSqlite, runDeno, tempDir } from "./_helpers.ts";
+import { ENGINES, engineTest, OXIDE_K_SCHEMA, rawSqlite, runDeno, tempDir } from "./_helpers.ts";
 
 const RAW_KEY = new Uint8Array(32).fill(0x5a);
 const OTHER_KEY = new Uint8Array(32).fill(0xa5);
@@ -79,23 +79,6 @@ async function independentOxideKOpen(passphrase: string, stored: string): Promis
   );
   return new TextDecoder().decode(plain);
 }
-
-/** oxide-k's own bootstrap, verbatim from registry.rs. */
-const OXIDE_K_SCHEMA = `
-CREATE TABLE IF NOT EXISTS modules (
-    id          TEXT PRIMARY KEY,
-    name        TEXT NOT NULL,
-    version     TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    state       TEXT NOT NULL,
-    description TEXT,
-    updated_at  TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS config (
-    key        TEXT PRIMARY KEY,
-    value      TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);`;
 
 // ---------------------------------------------------------------------------
 // Helpers
