@@ -31,10 +31,10 @@ export {
   type ListModulesOptions,
   type RegistryOptions,
   StateRegistry,
-} from "./src/registry.ts";
-export type { RekeyOptions, SealingInfo, SealingOptions, SealingScheme } from "./src/sealing.ts";
-export { KEY_ENV_VAR, type RegistryKey } from "./src/crypto/key.ts";
-export { MIN_PBKDF2_ITERATIONS } from "./src/crypto/envelope.ts";
+} from "./src/registry/registry.ts";
+export type { RekeyOptions, SealingInfo, SealingOptions, SealingScheme } from "./src/sealing/sealing.ts";
+export { KEY_ENV_VAR, type RegistryKey } from "./src/sealing/key.ts";
+export { MIN_PBKDF2_ITERATIONS } from "./src/sealing/envelope.ts";
 export {
   isModuleKind,
   isModuleState,
@@ -78,7 +78,7 @@ export {
   listExtensions,
   type Migration,
   openExtension,
-} from "./src/extension.ts";
+} from "./src/ext/extension.ts";
 export {
   type Decision,
   DecisionLog,
@@ -87,7 +87,7 @@ export {
   type DecisionReadOptions,
   newDecision,
   type NewDecisionOptions,
-} from "./src/decision_log.ts";
+} from "./src/ext/decision_log.ts";
 export {
   loadManifest,
   MANIFEST_FILE_NAME,
@@ -98,4 +98,4 @@ export {
   parseManifest,
   registerModuleFromManifest,
   type ResolvedManifest,
-} from "./src/manifest.ts";
+} from "./src/ext/manifest.ts";

@@ -1,12 +1,12 @@
-// Unit tests of the sealing formats in src/crypto/: byte layouts, key
+// Unit tests of the sealing formats in src/sealing/: byte layouts, key
 // derivation, and how each failure is reported. Registry integration lives in
 // sealing_test.ts.
 
 import assert from "node:assert/strict";
 import { CryptoError, OtherError, SealedValueError, WrongKeyError } from "../src/errors.ts";
-import { fromBase64Url, toBase64Url } from "../src/crypto/_bytes.ts";
-import { checkRegistryKey, keyFromEnv } from "../src/crypto/key.ts";
-import { importOxideKKey, looksOxideKSealed, openOxideK, sealOxideK } from "../src/crypto/oxide_k.ts";
+import { fromBase64Url, toBase64Url } from "../src/sealing/_bytes.ts";
+import { checkRegistryKey, keyFromEnv } from "../src/sealing/key.ts";
+import { importOxideKKey, looksOxideKSealed, openOxideK, sealOxideK } from "../src/sealing/oxide_k.ts";
 import {
   deriveKek,
   envelopeKeyId,
@@ -20,7 +20,7 @@ import {
   sealEnvelope,
   unwrapDataKey,
   wrapDataKey,
-} from "../src/crypto/envelope.ts";
+} from "../src/sealing/envelope.ts";
 
 const KEY_A = new Uint8Array(32).fill(0xa1);
 const KEY_B = new Uint8Array(32).fill(0xb2);
@@ -418,7 +418,7 @@ Deno.test("keyFromEnv() reads the key and refuses an unset or empty variable", a
     const script = `${dir}/read_key.ts`;
     await Deno.writeTextFile(
       script,
-      `import { keyFromEnv } from ${JSON.stringify(import.meta.resolve("../src/crypto/key.ts"))};
+      `import { keyFromEnv } from ${JSON.stringify(import.meta.resolve("../src/sealing/key.ts"))};
 try { console.log(JSON.stringify({ key: keyFromEnv() })); }
 catch (e) { console.log(JSON.stringify({ name: e.name, message: e.message })); }`,
     );

@@ -13,7 +13,7 @@ import {
   SerializationError,
   StateRegistry,
 } from "@oxide/registry";
-import { DECISION_SQL, INDEX_SQL, type QueryShape, querySql, TABLE_SQL } from "../src/_decision_sql.ts";
+import { DECISION_SQL, INDEX_SQL, type QueryShape, querySql, TABLE_SQL } from "../src/ext/_decision_sql.ts";
 import { engineTest, rawSqlite, tempDir } from "./_helpers.ts";
 
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;

@@ -1,6 +1,6 @@
 /**
  * Byte helpers for the sealing formats: UTF-8 and strict URL-safe base64.
- * Private to `src/crypto/`.
+ * Private to `src/sealing/`.
  *
  * @module
  */

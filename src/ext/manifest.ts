@@ -11,11 +11,11 @@
  * @module
  */
 
-import { OtherError, SerializationError } from "./errors.ts";
-import { isModuleKind, type ModuleKind, type ModuleMetadata } from "./module.ts";
-import type { StateRegistry } from "./registry.ts";
-import { dirname, resolveAgainst } from "./_path.ts";
-import { describe } from "./_describe.ts";
+import { OtherError, SerializationError } from "../errors.ts";
+import { isModuleKind, type ModuleKind, type ModuleMetadata } from "../module.ts";
+import type { StateRegistry } from "../registry/registry.ts";
+import { dirname, resolveAgainst } from "../_path.ts";
+import { describe } from "../_describe.ts";
 
 const SEP: string = Deno.build.os === "windows" ? "\\" : "/";
 

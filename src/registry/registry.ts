@@ -12,8 +12,8 @@ import {
   RegistryError,
   SerializationError,
   UnknownModuleError,
-} from "./errors.ts";
-import { encodeJson } from "./json.ts";
+} from "../errors.ts";
+import { encodeJson } from "../json.ts";
 import {
   MODULE_KINDS,
   MODULE_STATES,
@@ -21,13 +21,13 @@ import {
   type ModuleMetadata,
   type ModuleRecord,
   type ModuleState,
-} from "./module.ts";
-import { checkRegistryShape, migrateRegistry, REGISTRY_SQL } from "./schema.ts";
-import type { Engine, EngineName, Row, Statement } from "./sqlite/engine.ts";
-import { closedError } from "./sqlite/ffi.ts";
-import { MEMORY_PATH, openEngine, type OpenEngineOptions } from "./sqlite/open.ts";
-import { nowTimestamp, parseTimestamp } from "./time.ts";
-import { keyFromEnv, type RegistryKey } from "./crypto/key.ts";
+} from "../module.ts";
+import { checkRegistryShape, migrateRegistry, REGISTRY_SQL } from "../schema.ts";
+import type { Engine, EngineName, Row, Statement } from "../sqlite/engine.ts";
+import { closedError } from "../sqlite/ffi.ts";
+import { MEMORY_PATH, openEngine, type OpenEngineOptions } from "../sqlite/open.ts";
+import { nowTimestamp, parseTimestamp } from "../time.ts";
+import { keyFromEnv, type RegistryKey } from "../sealing/key.ts";
 import {
   openSealing,
   refuseSealedValue,
@@ -36,8 +36,8 @@ import {
   type Sealing,
   type SealingInfo,
   type SealingOptions,
-} from "./sealing.ts";
-import { describe } from "./_describe.ts";
+} from "../sealing/sealing.ts";
+import { describe } from "../_describe.ts";
 
 /**
  * Options for {@linkcode StateRegistry.inMemory} and {@linkcode StateRegistry.connect}.

@@ -19,7 +19,7 @@
  * @module
  */
 
-import { KernelError, OtherError, RegistryError, SerializationError } from "./errors.ts";
+import { KernelError, OtherError, RegistryError, SerializationError } from "../errors.ts";
 import { defineExtension, type Extension, openExtension } from "./extension.ts";
 import {
   BACKFILL_SQL,
@@ -32,11 +32,11 @@ import {
   UTC_INDEXES_SQL,
   UTC_TRIGGERS_SQL,
 } from "./_decision_sql.ts";
-import { encodeJson } from "./json.ts";
-import type { StateRegistry } from "./registry.ts";
-import type { Row, SqlValue } from "./sqlite/engine.ts";
-import { formatTimestamp, parseTimestamp } from "./time.ts";
-import { describe } from "./_describe.ts";
+import { encodeJson } from "../json.ts";
+import type { StateRegistry } from "../registry/registry.ts";
+import type { Row, SqlValue } from "../sqlite/engine.ts";
+import { formatTimestamp, parseTimestamp } from "../time.ts";
+import { describe } from "../_describe.ts";
 
 /**
  * One recorded decision (oxide-k's `xai::Decision`).

@@ -24,11 +24,11 @@
  * @module
  */
 
-import { KernelError, RegistryError } from "./errors.ts";
-import type { StateRegistry } from "./registry.ts";
-import { applyMigrations, type Migration, recordedVersion, REGISTRY_TABLES } from "./schema.ts";
-import type { Engine, SqlValue } from "./sqlite/engine.ts";
-import { describe } from "./_describe.ts";
+import { KernelError, RegistryError } from "../errors.ts";
+import type { StateRegistry } from "../registry/registry.ts";
+import { applyMigrations, type Migration, recordedVersion, REGISTRY_TABLES } from "../schema.ts";
+import type { Engine, SqlValue } from "../sqlite/engine.ts";
+import { describe } from "../_describe.ts";
 
 export type { Migration };
 
@@ -181,7 +181,7 @@ const NAME_PATTERN = /^[a-z][a-z0-9_.-]{0,63}$/;
 
 /**
  * Owners of migrations that belong to the registry itself (`src/schema.ts`,
- * `src/sealing.ts`): an extension may not take these names, nor any starting
+ * `src/sealing/sealing.ts`): an extension may not take these names, nor any starting
  * with `oxide`, kept for the registry's future bookkeeping.
  */
 const RESERVED_NAMES: readonly string[] = ["registry", "sealing"];

@@ -15,12 +15,12 @@
  * @module
  */
 
-import { CryptoError, KeyRequiredError, SealedValueError, SerializationError, WrongKeyError } from "./errors.ts";
-import { applyMigrations, type Migration } from "./schema.ts";
-import type { Engine, Row } from "./sqlite/engine.ts";
-import { formatTimestamp } from "./time.ts";
-import { checkRegistryKey, type RegistryKey } from "./crypto/key.ts";
-import { importOxideKKey, looksOxideKSealed, openOxideK, sealOxideK } from "./crypto/oxide_k.ts";
+import { CryptoError, KeyRequiredError, SealedValueError, SerializationError, WrongKeyError } from "../errors.ts";
+import { applyMigrations, type Migration } from "../schema.ts";
+import type { Engine, Row } from "../sqlite/engine.ts";
+import { formatTimestamp } from "../time.ts";
+import { checkRegistryKey, type RegistryKey } from "./key.ts";
+import { importOxideKKey, looksOxideKSealed, openOxideK, sealOxideK } from "./oxide_k.ts";
 import {
   type DataKey,
   decodeSalt,
@@ -39,7 +39,7 @@ import {
   unwrapDataKey,
   wrapDataKey,
   type WrappedDataKey,
-} from "./crypto/envelope.ts";
+} from "./envelope.ts";
 
 /**
  * How config values are sealed: `"envelope"` (the default for new registries) or `"oxide-k"` (Rust-compatible).
