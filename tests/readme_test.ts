@@ -58,6 +58,19 @@ Deno.test("the README's quick start runs in a fresh project that imports the pac
   });
 });
 
+Deno.test("every deno.json task has a description, and `deno task` lists it", async () => {
+  const tasks: Record<string, unknown> = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT))).tasks;
+  const listing = await runDeno(["task"], { cwd: new URL(".", ROOT).pathname, env: { NO_COLOR: "1" } });
+  assert.equal(listing.code, 0, listing.stderr);
+  for (const [name, task] of Object.entries(tasks)) {
+    assert.ok(typeof task === "object" && task !== null, `task '${name}' is not in object form`);
+    const { description, command } = task as { description?: unknown; command?: unknown };
+    assert.ok(typeof description === "string" && description.length > 0, `task '${name}' has no description`);
+    assert.ok(typeof command === "string", `task '${name}' has no command`);
+    assert.ok(listing.stdout.includes(`- ${name}\n    // ${description}\n`), `deno task does not list '${name}'`);
+  }
+});
+
 Deno.test("README.md stays a front door: under 16 KB, and every relative link in it and in docs/ resolves", async () => {
   assert.ok(new TextEncoder().encode(README).length < 16 * 1024, "README.md is 16 KB or more");
   const files = ["README.md"];

@@ -1260,7 +1260,7 @@ const EXAMPLE_FLAGS = [
 
 Deno.test("the example:encrypted task names exactly the permissions the example is tested with", async () => {
   const config = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
-  assert.equal(config.tasks["example:encrypted"], `deno run ${EXAMPLE_FLAGS.join(" ")} examples/encrypted.ts`);
+  assert.equal(config.tasks["example:encrypted"].command, `deno run ${EXAMPLE_FLAGS.join(" ")} examples/encrypted.ts`);
 });
 
 Deno.test("the encrypted example works with exactly --allow-ffi, read/write on ./data and OXIDE_REGISTRY_KEY", async () => {
