@@ -8,6 +8,7 @@
 import { RegistryError } from "./errors.ts";
 import type { Engine } from "./sqlite/engine.ts";
 import { formatTimestamp } from "./time.ts";
+import { REVISION_MIGRATION_SQL } from "./store/sqlite/_revision_sql.ts";
 
 /** oxide-k's `modules` table, verbatim, so a Rust kernel can share the file. */
 export const MODULES_TABLE_SQL = `CREATE TABLE IF NOT EXISTS modules (
@@ -71,6 +72,9 @@ export const REGISTRY_TABLES: readonly string[] = [
   "modules",
   "config",
   "oxide_migrations",
+  "oxide_changes",
+  "oxide_batch",
+  "oxide_revision",
 ];
 
 /** The columns each table the registry uses must have, when it exists. */
@@ -86,6 +90,9 @@ const REQUIRED_COLUMNS: Readonly<Record<string, readonly string[]>> = {
     "updated_at",
   ],
   config: ["key", "value", "updated_at"],
+  oxide_changes: ["seq", "revision", "space", "key", "type", "version", "create_revision", "value", "updated_at"],
+  oxide_batch: ["id", "revision", "rewrite"],
+  oxide_revision: ["id", "compacted"],
 };
 
 /**
@@ -124,6 +131,11 @@ export const REGISTRY_MIGRATIONS: readonly Migration[] = [
     version: 1,
     name: "oxide-k modules and config tables",
     up: `${MODULES_TABLE_SQL}; ${CONFIG_TABLE_SQL}`,
+  },
+  {
+    version: 2,
+    name: "revisions: change log oxide_changes kept by triggers on modules and config",
+    up: REVISION_MIGRATION_SQL,
   },
 ];
 

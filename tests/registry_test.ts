@@ -306,7 +306,10 @@ engineTest("reads a file oxide-k wrote, chrono timestamps included", async (engi
   assert.deepEqual(rawRows(path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"), [
     { name: "config" },
     { name: "modules" },
+    { name: "oxide_batch" },
+    { name: "oxide_changes" },
     { name: "oxide_migrations" },
+    { name: "oxide_revision" },
   ]);
   assert.equal(
     rawRows(path, "SELECT updated_at FROM modules WHERE id = 'echo'")[0]!.updated_at,

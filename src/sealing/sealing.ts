@@ -18,6 +18,7 @@
 import { CryptoError, KeyRequiredError, SealedValueError, SerializationError, WrongKeyError } from "../errors.ts";
 import { applyMigrations, type Migration } from "../schema.ts";
 import type { Engine, Row } from "../sqlite/engine.ts";
+import { BATCH_END_SQL, REWRITE_BEGIN_SQL } from "../store/sqlite/_revision_sql.ts";
 import { formatTimestamp } from "../time.ts";
 import { checkRegistryKey, type RegistryKey } from "./key.ts";
 import { importOxideKKey, looksOxideKSealed, openOxideK, sealOxideK } from "./oxide_k.ts";
@@ -180,6 +181,7 @@ VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)`,
   otherKeys: "SELECT key FROM config WHERE key <> ?1 ORDER BY key LIMIT ?2",
   sameValue: "SELECT key FROM config WHERE value = ?1 AND key <> ?2 LIMIT 1",
   reseal: "UPDATE config SET value = ?1 WHERE key = ?2",
+  resealLogged: "UPDATE oxide_changes SET value = ?1 WHERE space = 'config' AND key = ?2 AND value = ?3",
 } as const;
 
 /** The stored sealing parameters. */
@@ -726,16 +728,24 @@ export class Sealing {
         }
         const outcome = this.#db.transaction((): number | "changed" | "rekeyed" => {
           if (this.#storedGeneration() !== generation) return "rekeyed";
-          const updates: [string, string][] = [];
+          const updates: [string, string, string][] = [];
           for (const row of this.#db.prepare(SQL.values).all()) {
             const configKey = String(row.key);
             if (typeof row.value !== "string" || !plan.select(storedForm(row.value))) continue;
             const entry = sealed.get(configKey);
             if (entry?.from !== row.value) return "changed";
-            updates.push([entry.to, configKey]);
+            updates.push([entry.to, configKey, entry.from]);
           }
+          // A rewrite in place: the values did not change, so no new revision or version; the change log's copies
+          // of the same text are re-sealed with them.
+          this.#db.prepare(REWRITE_BEGIN_SQL).run();
           const reseal = this.#db.prepare(SQL.reseal);
-          for (const [stored, configKey] of updates) reseal.run(stored, configKey);
+          const resealLogged = this.#db.prepare(SQL.resealLogged);
+          for (const [stored, configKey, from] of updates) {
+            reseal.run(stored, configKey);
+            resealLogged.run(stored, configKey, from);
+          }
+          this.#db.prepare(BATCH_END_SQL).run();
           plan.commit();
           return updates.length;
         });
