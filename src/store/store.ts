@@ -23,7 +23,10 @@
 /** A value now, or a promise of it. */
 export type Awaitable<T> = T | Promise<T>;
 
-/** The key spaces of a registry. `meta` holds the registry's own records (sealing parameters, ...). */
+/**
+ * The key spaces of a registry. `meta` holds the registry's own records: key `"sealing"` is the sealing
+ * parameters (it exists once the registry is sealed, so a keyless writer compares its version with 0).
+ */
 export type Space = "config" | "modules" | "meta";
 
 /** The stored fields of a module: oxide-k's `modules` columns other than `id` and `updated_at`, as text. */
@@ -85,20 +88,45 @@ export interface RangeResult<S extends Space = Space> {
   readonly revision: number;
 }
 
+/** How a compare relates the key's current field to `equals` (etcd's `CompareResult`); absent: `"equal"`. */
+export type CompareResult = "equal" | "notEqual" | "greater" | "less";
+
 /**
  * A condition of a transaction, on one key's current entry. etcd's `Compare`.
- * `version: 0` means "does not exist".
+ * `version: 0` means "does not exist" (so `{ target: "version", equals: 0, result: "notEqual" }` means "exists").
+ * A missing key has version 0 and modRevision 0, and fails every `value` compare except `notEqual`.
  */
 export type Compare =
-  | { readonly space: Space; readonly key: string; readonly target: "version"; readonly equals: number }
-  | { readonly space: Space; readonly key: string; readonly target: "modRevision"; readonly equals: number }
-  | { readonly space: Space; readonly key: string; readonly target: "value"; readonly equals: string };
+  | {
+    readonly space: Space;
+    readonly key: string;
+    readonly target: "version";
+    readonly equals: number;
+    readonly result?: CompareResult | undefined;
+  }
+  | {
+    readonly space: Space;
+    readonly key: string;
+    readonly target: "modRevision";
+    readonly equals: number;
+    readonly result?: CompareResult | undefined;
+  }
+  | {
+    readonly space: Space;
+    readonly key: string;
+    readonly target: "value";
+    readonly equals: string;
+    readonly result?: "equal" | "notEqual" | undefined;
+  };
 
 /** A write inside a transaction. */
 export type Operation =
   | { readonly op: "put"; readonly space: "config" | "meta"; readonly key: string; readonly value: string }
   | { readonly op: "put"; readonly space: "modules"; readonly key: string; readonly value: ModuleFields }
-  /** Changes only a module's `state` (and `updated_at`); the module must exist, else the transaction fails. */
+  /**
+   * Changes only a module's `state` (and `updated_at`). A missing module is not created (`changed` is false): add
+   * the compare `{ target: "version", equals: 0, result: "notEqual" }` to make the transaction depend on it.
+   */
   | { readonly op: "setState"; readonly space: "modules"; readonly key: string; readonly state: string }
   | { readonly op: "delete"; readonly space: Space; readonly key: string };
 
@@ -120,6 +148,12 @@ export interface TxnResult {
   readonly revision: number;
   /** For each operation that ran, in order: whether it changed a key (a delete of a missing key did not). */
   readonly changed: readonly boolean[];
+  /**
+   * When `succeeded` is false: each compared key's entry as the compares saw it (`undefined`: missing), in
+   * compare order, so the caller can say which compare failed and what the key holds (etcd: ranges in the
+   * failure branch).
+   */
+  readonly current?: readonly (Entry | undefined)[] | undefined;
 }
 
 /** One change in the feed. */
@@ -166,8 +200,10 @@ export interface Store extends Disposable {
   readonly location: string;
   readonly limits: StoreLimits;
 
-  /** One key's entry, or `undefined`. The hot path: keep it cheap. */
+  /** One key's entry, or `undefined`. */
   get<S extends Space>(space: S, key: string): Awaitable<Entry<S> | undefined>;
+  /** One key's stored value alone (no revision data), or `undefined`. The hot path of `getConfig`: keep it cheap. */
+  getValue<S extends Space>(space: S, key: string): Awaitable<SpaceValue[S] | undefined>;
   range<S extends Space>(request: RangeRequest & { readonly space: S }): Awaitable<RangeResult<S>>;
   txn(request: TxnRequest): Awaitable<TxnResult>;
   /** The current revision (0 for a store never written). */
