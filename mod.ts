@@ -64,7 +64,18 @@ export {
   UnknownModuleError,
   WrongKeyError,
 } from "./src/errors.ts";
-export type { Engine, EngineName, Row, RunResult, SqlValue, Statement } from "./src/sqlite/engine.ts";
+export type {
+  BackupProgress,
+  Engine,
+  EngineBackupOptions,
+  EngineName,
+  Row,
+  RunResult,
+  SqlValue,
+  Statement,
+} from "./src/sqlite/engine.ts";
+export type { BackupOptions, BackupResult } from "./src/ops/backup.ts";
+export type { VerifyCheck, VerifyProblem, VerifyReport } from "./src/ops/verify.ts";
 export type { Durability, EngineChoice, OpenEngineOptions } from "./src/sqlite/open.ts";
 export { encodeJson } from "./src/json.ts";
 export { formatTimestamp, parseTimestamp } from "./src/time.ts";

@@ -38,6 +38,8 @@ import {
   type SealingOptions,
 } from "../sealing/sealing.ts";
 import { describe } from "../_describe.ts";
+import { backupDatabase, type BackupOptions, type BackupResult } from "../ops/backup.ts";
+import { verifyRegistry, type VerifyReport } from "../ops/verify.ts";
 
 /**
  * Options for {@linkcode StateRegistry.inMemory} and {@linkcode StateRegistry.connect}.
@@ -697,6 +699,87 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   /** Throws the closed error once `close()` began; synchronous calls need nothing more (they cannot be in flight). */
   #checkOpen(): void {
     if (this.#closing) throw closedError(this.#db.path);
+  }
+
+  // ---------------------------------------------------------------------------
+  // Operations (src/ops/)
+  // ---------------------------------------------------------------------------
+
+  /**
+   * Copies the registry into a new file at `dest` while other connections and
+   * processes keep writing: one consistent snapshot (every write committed
+   * before the call is in it; none that commits during it is half there),
+   * through SQLite's online backup API on either engine. The copy is a
+   * registry of its own: it opens with the same key and passes
+   * {@linkcode StateRegistry.verify}. It is written beside `dest` first and
+   * moved into place when complete, so a failure leaves nothing at `dest`.
+   *
+   * The ffi engine needs `--allow-read` and `--allow-write` for `dest`'s
+   * folder, as for the database; the node engine the same, checked by Deno.
+   *
+   * @param dest The file to write. Its folder must exist.
+   * @param options `overwrite` an existing file (default: refuse), `onProgress`, `pagesPerStep`.
+   * @returns The path, page count and size of the copy.
+   * @throws {TypeError} when `dest` is not a file path.
+   * @throws {RegistryError} when `dest` exists (without `overwrite`) or is the registry itself, permission for it is
+   * missing, or SQLite fails; the message names `dest`.
+   *
+   * @example
+   * ```ts
+   * import { RegistryError, StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * const dir = await Deno.makeTempDir();
+   * await using reg = await StateRegistry.connect(`${dir}/registry.db`);
+   * await reg.setConfig("max_threads", 8);
+   * await reg.backup(`${dir}/backup.db`);
+   * await assert.rejects(reg.backup(`${dir}/backup.db`), RegistryError); // Exists: refused.
+   * {
+   *   await using copy = await StateRegistry.connect(`${dir}/backup.db`);
+   *   assert.equal(await copy.getConfig("max_threads"), 8);
+   * }
+   * await Deno.remove(dir, { recursive: true });
+   * ```
+   */
+  backup(dest: string, options: BackupOptions = {}): Promise<BackupResult> {
+    return this.#track(() => backupDatabase(this.#db, dest, options));
+  }
+
+  /**
+   * Checks the registry end to end, writing nothing: SQLite's
+   * `PRAGMA integrity_check`; the shape of the registry's own tables
+   * (`modules`, `config`, `oxide_migrations`, and `oxide_sealing` and the
+   * decision log's `xai_decisions` when present); that every module and config
+   * row reads as oxide-k would read it; that every sealed value opens (when
+   * the registry was opened with a key; otherwise they are counted in
+   * `sealedUnchecked`); and that every decision row is well formed.
+   *
+   * @returns A report naming each bad row; `ok` when there is none.
+   * @throws {RegistryError} when the database cannot be read at all.
+   *
+   * @example A row another program broke
+   * ```ts
+   * import { StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.inMemory();
+   * await reg.upsertModule({ id: "echo", name: "Echo", version: "0.1.0", kind: "native" }, "loaded");
+   * assert.equal((await reg.verify()).ok, true);
+   * reg.db.exec(`UPDATE modules SET kind = '"Native"' WHERE id = 'echo'`); // oxide-k cannot read it.
+   * const report = await reg.verify();
+   * assert.equal(report.ok, false);
+   * assert.deepEqual(report.problems.map((p) => [p.table, p.row]), [["modules", "echo"]]);
+   * ```
+   */
+  verify(): Promise<VerifyReport> {
+    return this.#track(() =>
+      verifyRegistry({
+        db: this.#db,
+        keyed: this.#sealing !== undefined,
+        getModule: (id) => this.getModule(id),
+        getConfig: (key) => this.getConfig(key),
+      })
+    );
   }
 
   // ---------------------------------------------------------------------------

@@ -82,6 +82,16 @@ export const SYMBOLS = {
   sqlite3_column_blob: { parameters: ["pointer", "i32"], result: "pointer" },
   // (sqlite3_stmt *pStmt, int iCol)
   sqlite3_column_bytes: { parameters: ["pointer", "i32"], result: "i32" },
+  // (sqlite3 *pDest, const char *zDestName, sqlite3 *pSource, const char *zSourceName)
+  sqlite3_backup_init: { parameters: ["pointer", "buffer", "pointer", "buffer"], result: "pointer" },
+  // (sqlite3_backup *p, int nPage)
+  sqlite3_backup_step: { parameters: ["pointer", "i32"], result: "i32" },
+  // (sqlite3_backup *p)
+  sqlite3_backup_remaining: { parameters: ["pointer"], result: "i32" },
+  // (sqlite3_backup *p)
+  sqlite3_backup_pagecount: { parameters: ["pointer"], result: "i32" },
+  // (sqlite3_backup *p)
+  sqlite3_backup_finish: { parameters: ["pointer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded library's symbols. */
@@ -91,6 +101,8 @@ export type Sqlite3 = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 export const SQLITE_OK = 0;
 export const SQLITE_ROW = 100;
 export const SQLITE_DONE = 101;
+export const SQLITE_BUSY = 5;
+export const SQLITE_LOCKED = 6;
 export const SQLITE_INTEGER = 1;
 export const SQLITE_FLOAT = 2;
 export const SQLITE_TEXT = 3;

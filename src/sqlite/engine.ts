@@ -181,8 +181,54 @@ export interface Engine extends Disposable {
    * @returns What `fn` returned.
    */
   transaction<T>(fn: () => T): T;
+  /**
+   * Copies the whole database into a new file at `dest` with SQLite's online
+   * backup API, as one consistent snapshot: a file database is read through a
+   * private connection holding one read transaction, so writers (in this and
+   * other processes) go on meanwhile and none of their later commits appears
+   * half in the copy. Used by `StateRegistry.backup`, which adds the checks on
+   * `dest` and the atomic move into place.
+   *
+   * @param dest Path of the file to write; it must not exist.
+   * @param options Pages per step and a progress callback.
+   * @returns When the copy is complete and closed.
+   */
+  backup(dest: string, options?: EngineBackupOptions): Promise<void>;
   /** Finalizes every statement and closes the connection. Safe to call twice. */
   close(): void;
+}
+
+/** Options of {@linkcode Engine.backup}. */
+export interface EngineBackupOptions {
+  /** Pages copied per step; between steps the event loop runs. Default 256. */
+  pagesPerStep?: number | undefined;
+  /** Called after every step. */
+  onProgress?: ((progress: BackupProgress) => void) | undefined;
+}
+
+/**
+ * How far a backup is, reported after each step (the shape `node:sqlite`'s `backup()` reports).
+ *
+ * @example
+ * ```ts
+ * import { type BackupProgress, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const dir = await Deno.makeTempDir();
+ * await using reg = await StateRegistry.connect(`${dir}/registry.db`);
+ * await reg.setConfig("greeting", "hi");
+ * const seen: BackupProgress[] = [];
+ * await reg.backup(`${dir}/copy.db`, { onProgress: (p) => seen.push(p) });
+ * assert.equal(seen.at(-1)?.remainingPages, 0);
+ * assert.ok(seen.every((p) => p.totalPages > 0));
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export interface BackupProgress {
+  /** Pages in the database being copied. */
+  totalPages: number;
+  /** Pages still to copy. */
+  remainingPages: number;
 }
 
 /** How an engine opens its database. */

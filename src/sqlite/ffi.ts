@@ -5,13 +5,24 @@
  * @module
  */
 import { RegistryError } from "../errors.ts";
-import type { Engine, EngineOpenOptions, Row, RunResult, SqlValue, Statement } from "./engine.ts";
+import type {
+  BackupProgress,
+  Engine,
+  EngineBackupOptions,
+  EngineOpenOptions,
+  Row,
+  RunResult,
+  SqlValue,
+  Statement,
+} from "./engine.ts";
 import {
   type Sqlite3,
   SQLITE_BLOB,
+  SQLITE_BUSY,
   SQLITE_DONE,
   SQLITE_FLOAT,
   SQLITE_INTEGER,
+  SQLITE_LOCKED,
   SQLITE_OK,
   SQLITE_OPEN_CREATE,
   SQLITE_OPEN_EXRESCODE,
@@ -85,6 +96,8 @@ export class FfiEngine implements Engine {
   readonly #statements = new Map<string, FfiStatement>();
   readonly #out = new BigUint64Array(1);
   readonly #release: () => void;
+  readonly #libPath: string | undefined;
+  readonly #busyTimeoutMs: number;
 
   /**
    * Opens (creating if missing) the database at `options.path`.
@@ -93,6 +106,8 @@ export class FfiEngine implements Engine {
    */
   constructor(options: EngineOpenOptions) {
     this.#lib = loadSqlite(options.libPath);
+    this.#libPath = options.libPath;
+    this.#busyTimeoutMs = options.busyTimeoutMs ?? 5000;
     this.path = options.path;
     this.sqliteVersion = Deno.UnsafePointerView.getCString(
       this.#lib.sqlite3_libversion()!,
@@ -168,6 +183,81 @@ export class FfiEngine implements Engine {
 
   transaction<T>(fn: () => T): T {
     return runTransaction(this, fn);
+  }
+
+  async backup(dest: string, options: EngineBackupOptions = {}): Promise<void> {
+    const db = this.#handle();
+    const pagesPerStep = checkPagesPerStep(options.pagesPerStep);
+    checkFilePermissions(dest);
+    const lib = this.#lib;
+    // A private in-memory database has no second connection: it is copied from this one, in one step, so nothing
+    // else can run on it meanwhile.
+    const memory = this.path === ":memory:";
+    const source = memory ? undefined : new FfiEngine({ path: this.path, libPath: this.#libPath });
+    const releaseDest = claimFile(dest, "ffi");
+    let destDb: Deno.PointerValue = null;
+    let backup: Deno.PointerValue = null;
+    let failure: { error: unknown } | undefined;
+    try {
+      if (source !== undefined) {
+        source.exec(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
+        // One read transaction for the whole copy: one snapshot, so other processes' commits neither restart the
+        // copy nor appear in it; in WAL mode they go on meanwhile.
+        source.exec("BEGIN");
+        source.prepare("SELECT count(*) AS n FROM sqlite_master").get();
+      }
+      const flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
+      const rc = lib.sqlite3_open_v2(cString(dest), this.#out, flags, null);
+      destDb = Deno.UnsafePointer.create(this.#out[0]!);
+      if (rc !== SQLITE_OK) throw backupError(lib, destDb, rc, dest);
+      backup = lib.sqlite3_backup_init(
+        destDb,
+        cString("main"),
+        source === undefined ? db : source.#handle(),
+        cString("main"),
+      );
+      if (backup === null) throw backupError(lib, destDb, lib.sqlite3_extended_errcode(destDb!), dest);
+      await this.#stepBackup(backup, destDb, dest, memory ? -1 : pagesPerStep, options.onProgress);
+    } catch (error) {
+      failure = { error };
+    }
+    if (backup !== null) {
+      const rc = lib.sqlite3_backup_finish(backup);
+      if (rc !== SQLITE_OK) failure ??= { error: backupError(lib, destDb, rc, dest) };
+    }
+    if (destDb !== null) lib.sqlite3_close_v2(destDb);
+    releaseDest();
+    source?.close(); // Ends its read transaction.
+    if (failure !== undefined) throw failure.error;
+  }
+
+  async #stepBackup(
+    backup: NonNullable<Deno.PointerValue>,
+    destDb: Deno.PointerValue,
+    dest: string,
+    step: number,
+    onProgress: ((progress: BackupProgress) => void) | undefined,
+  ): Promise<void> {
+    const lib = this.#lib;
+    for (let waited = 0;;) {
+      const rc = lib.sqlite3_backup_step(backup, step);
+      const primary = rc & 0xff;
+      if (rc === SQLITE_OK || rc === SQLITE_DONE) {
+        waited = 0;
+        onProgress?.({
+          totalPages: lib.sqlite3_backup_pagecount(backup),
+          remainingPages: lib.sqlite3_backup_remaining(backup),
+        });
+        if (rc === SQLITE_DONE) return;
+        await new Promise((resolve) => setTimeout(resolve, 0)); // Let the event loop run between steps.
+      } else if ((primary === SQLITE_BUSY || primary === SQLITE_LOCKED) && waited < this.#busyTimeoutMs) {
+        // Only the destination can be locked (the source is read in its own snapshot): another program opened it.
+        waited += 10;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      } else {
+        throw backupError(lib, destDb, rc, dest);
+      }
+    }
   }
 
   close(): void {
@@ -426,6 +516,27 @@ function readBlob(
 
 function toNumberIfSafe(value: bigint): number | bigint {
   return value <= Number.MAX_SAFE_INTEGER && value >= Number.MIN_SAFE_INTEGER ? Number(value) : value;
+}
+
+/** A `RegistryError` for result code `rc` of connection `db` (which may be null), naming `path`. */
+function backupError(lib: Sqlite3, db: Deno.PointerValue, rc: number, path: string): RegistryError {
+  const code = db === null ? rc : lib.sqlite3_extended_errcode(db);
+  const pointer = db === null ? lib.sqlite3_errstr(rc) : lib.sqlite3_errmsg(db);
+  const message = pointer === null ? `SQLite result code ${rc}` : Deno.UnsafePointerView.getCString(pointer);
+  return sqliteError(`backup into '${path}' failed: ${message}`, code, path);
+}
+
+/**
+ * Checks `pagesPerStep` of a backup.
+ *
+ * @throws {RangeError} when it is not a positive integer.
+ */
+export function checkPagesPerStep(pagesPerStep: number | undefined): number {
+  const pages = pagesPerStep ?? 256;
+  if (!Number.isInteger(pages) || pages < 1 || pages > 2 ** 31 - 1) {
+    throw new RangeError(`pagesPerStep must be a positive integer, got ${pages}`);
+  }
+  return pages;
 }
 
 /** A `RegistryError` from SQLite's message and extended result code. */

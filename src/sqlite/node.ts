@@ -8,13 +8,22 @@
  *
  * @module
  */
-import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { backup as nodeBackup, DatabaseSync, type StatementSync } from "node:sqlite";
 import { RegistryError } from "../errors.ts";
-import type { Engine, EngineOpenOptions, Row, RunResult, SqlValue, Statement } from "./engine.ts";
+import type {
+  BackupProgress,
+  Engine,
+  EngineBackupOptions,
+  EngineOpenOptions,
+  Row,
+  RunResult,
+  SqlValue,
+  Statement,
+} from "./engine.ts";
 import { claimFile } from "./_file_owners.ts";
 import { checkStatement, scanSql } from "./_sql_text.ts";
 import { runTransaction } from "./_transaction.ts";
-import { closedError } from "./ffi.ts";
+import { checkPagesPerStep, closedError } from "./ffi.ts";
 
 /** SQLite's fixed messages (`sqlite3_errstr`) and the primary codes they stand for. */
 const MESSAGE_CODES: readonly (readonly [string, number])[] = [
@@ -38,6 +47,7 @@ export class NodeEngine implements Engine {
   readonly #statements = new Map<string, NodeStatement>();
   #open = true;
   readonly #release: () => void;
+  readonly #busyTimeoutMs: number;
 
   /**
    * Opens (creating if missing) the database at `options.path`.
@@ -46,6 +56,7 @@ export class NodeEngine implements Engine {
    */
   constructor(options: EngineOpenOptions) {
     this.path = options.path;
+    this.#busyTimeoutMs = options.busyTimeoutMs ?? 5000;
     this.#release = claimFile(options.path, "node");
     let db: DatabaseSync | undefined;
     try {
@@ -101,6 +112,56 @@ export class NodeEngine implements Engine {
 
   transaction<T>(fn: () => T): T {
     return runTransaction(this, fn);
+  }
+
+  async backup(dest: string, options: EngineBackupOptions = {}): Promise<void> {
+    this.assertOpen();
+    const rate = checkPagesPerStep(options.pagesPerStep);
+    const memory = this.path === ":memory:";
+    let source: DatabaseSync = this.#db;
+    let releaseSource = () => {};
+    const releaseDest = claimFile(dest, "node");
+    try {
+      if (!memory) {
+        releaseSource = claimFile(this.path, "node");
+        source = new DatabaseSync(this.path, { timeout: this.#busyTimeoutMs });
+        // One read transaction for the whole copy: one snapshot (see Engine.backup).
+        source.exec("BEGIN");
+        source.prepare("SELECT count(*) AS n FROM sqlite_master").get();
+      }
+      const onProgress = options.onProgress;
+      let totalPages = 0;
+      // Resolves with the page count (typed void).
+      const pages: unknown = await nodeBackup(source, dest, {
+        // A private in-memory database is copied in one step: nothing else may change it meanwhile.
+        rate: memory ? 2 ** 31 - 1 : rate,
+        progress: (progress: BackupProgress) => {
+          totalPages = progress.totalPages;
+          onProgress?.(progress);
+        },
+      });
+      // node:sqlite reports the steps before the last; the last one is reported here.
+      onProgress?.({ totalPages: typeof pages === "number" ? pages : totalPages, remainingPages: 0 });
+    } catch (error) {
+      if (error instanceof Deno.errors.NotCapable) {
+        throw new RegistryError(`backup into '${dest}' needs --allow-read and --allow-write for it: ${error.message}`, {
+          path: dest,
+          cause: error,
+        });
+      }
+      const wrapped = nodeError(error, dest);
+      throw wrapped instanceof RegistryError
+        ? new RegistryError(`backup into '${dest}' failed: ${wrapped.message}`, {
+          path: dest,
+          cause: error,
+          ...(wrapped.code === undefined ? {} : { code: wrapped.code }),
+        })
+        : wrapped;
+    } finally {
+      if (source !== this.#db) source.close(); // Ends its read transaction.
+      releaseSource();
+      releaseDest();
+    }
   }
 
   close(): void {

@@ -1,0 +1,290 @@
+/**
+ * `StateRegistry.verify`: checks a registry file end to end and names each
+ * bad row, without writing anything.
+ *
+ * @module
+ */
+import { DatabaseSync } from "node:sqlite";
+import { KeyRequiredError } from "../errors.ts";
+import { CONFIG_TABLE_SQL, MIGRATIONS_TABLE_SQL, MODULES_TABLE_SQL } from "../schema.ts";
+import { SEALING_TABLE_SQL } from "../sealing/sealing.ts";
+import { isEnvelopeSealed } from "../sealing/envelope.ts";
+import { looksOxideKSealed } from "../sealing/oxide_k.ts";
+import { TABLE_SQL as DECISIONS_TABLE_SQL } from "../ext/_decision_sql.ts";
+import type { Engine, Row } from "../sqlite/engine.ts";
+import { parseTimestamp } from "../time.ts";
+import { describe } from "../_describe.ts";
+
+/**
+ * Which check found a problem: SQLite's `integrity_check`, the shape of a
+ * table, or the rows of `modules`, `config` (its JSON, or its sealed value)
+ * or the decision log.
+ *
+ * @example
+ * ```ts
+ * import { type VerifyCheck } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const check: VerifyCheck = "module";
+ * assert.equal(check, "module");
+ * ```
+ */
+export type VerifyCheck = "integrity" | "shape" | "module" | "config" | "sealed" | "decision";
+
+/**
+ * One problem {@linkcode StateRegistry.verify} found.
+ *
+ * @example
+ * ```ts
+ * import { StateRegistry, type VerifyProblem } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * reg.db.prepare("INSERT INTO config (key, value, updated_at) VALUES (?, ?, ?)")
+ *   .run("broken", "{not json", "2026-01-01T00:00:00+00:00");
+ * const [problem]: VerifyProblem[] = (await reg.verify()).problems;
+ * assert.equal(problem?.check, "config");
+ * assert.equal(problem?.table, "config");
+ * assert.equal(problem?.row, "broken");
+ * ```
+ */
+export interface VerifyProblem {
+  /** What found it. */
+  check: VerifyCheck;
+  /** The table, when the problem is in one. */
+  table: string | undefined;
+  /** The row's id or key (`rowid N` when it has none that is text), when the problem is in one row. */
+  row: string | undefined;
+  /** What is wrong. */
+  message: string;
+}
+
+/**
+ * What {@linkcode StateRegistry.verify} found.
+ *
+ * @example
+ * ```ts
+ * import { StateRegistry, type VerifyReport } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * await reg.setConfig("max_threads", 8);
+ * const report: VerifyReport = await reg.verify();
+ * assert.equal(report.ok, true);
+ * assert.equal(report.checked.config, 1);
+ * assert.deepEqual(report.problems, []);
+ * ```
+ */
+export interface VerifyReport {
+  /** `true` when no problem was found. */
+  ok: boolean;
+  /** Rows checked, per table. */
+  checked: { modules: number; config: number; sealed: number; decisions: number };
+  /** Sealed values not opened because the registry was opened without a key. */
+  sealedUnchecked: number;
+  /** Every problem, in the order found. */
+  problems: VerifyProblem[];
+}
+
+/** What verify needs of the registry: its connection and its own readers, so rows are read as the API reads them. */
+export interface VerifyTarget {
+  /** The registry's connection. */
+  db: Engine;
+  /** Reads a module as `getModule` does. */
+  getModule(id: string): Promise<unknown>;
+  /** Reads a config value as `getConfig` does (opening it when the registry is keyed). */
+  getConfig(key: string): Promise<unknown>;
+  /** Whether the registry was opened with a key. */
+  keyed: boolean;
+}
+
+/** The tables the registry (and its decision log) keeps, with their DDL: the expected shape. */
+const OWN_TABLES: readonly { name: string; sql: string; optional: boolean }[] = [
+  { name: "modules", sql: MODULES_TABLE_SQL, optional: false },
+  { name: "config", sql: CONFIG_TABLE_SQL, optional: false },
+  { name: "oxide_migrations", sql: MIGRATIONS_TABLE_SQL, optional: false },
+  { name: "oxide_sealing", sql: SEALING_TABLE_SQL, optional: true },
+  { name: "xai_decisions", sql: DECISIONS_TABLE_SQL, optional: true },
+];
+
+/**
+ * Verifies a registry (see `StateRegistry.verify`).
+ *
+ * @param target The registry's connection and readers.
+ * @returns The report.
+ * @throws {RegistryError} when the database cannot be read at all.
+ */
+export async function verifyRegistry(target: VerifyTarget): Promise<VerifyReport> {
+  const { db } = target;
+  const problems: VerifyProblem[] = [];
+  const report = (check: VerifyCheck, table: string | undefined, row: string | undefined, message: string) => {
+    problems.push({ check, table, row, message });
+  };
+  for (const row of db.prepare("PRAGMA integrity_check").all()) {
+    const text = String(Object.values(row)[0]);
+    if (text !== "ok") report("integrity", undefined, undefined, text);
+  }
+  const present = checkShapes(db, report);
+  const checked = { modules: 0, config: 0, sealed: 0, decisions: 0 };
+  let sealedUnchecked = 0;
+
+  if (present.has("modules")) {
+    for (const row of db.prepare("SELECT rowid AS rowid, id FROM modules ORDER BY id").all()) {
+      checked.modules++;
+      if (typeof row.id !== "string") {
+        report("module", "modules", `rowid ${row.rowid}`, `module id is not text: ${describe(row.id)}`);
+        continue;
+      }
+      try {
+        await target.getModule(row.id);
+      } catch (error) {
+        report("module", "modules", row.id, (error as Error).message);
+      }
+    }
+  }
+
+  if (present.has("config")) {
+    const rows = db.prepare("SELECT rowid AS rowid, key, value, updated_at FROM config ORDER BY key").all();
+    for (const row of rows) {
+      checked.config++;
+      if (typeof row.key !== "string") {
+        report("config", "config", `rowid ${row.rowid}`, `config key is not text: ${describe(row.key)}`);
+        continue;
+      }
+      const sealed = typeof row.value === "string" && looksSealed(row.value);
+      if (sealed) checked.sealed++;
+      try {
+        await target.getConfig(row.key);
+      } catch (error) {
+        if (error instanceof KeyRequiredError && !target.keyed) {
+          sealedUnchecked++;
+        } else {
+          report(sealed || target.keyed ? "sealed" : "config", "config", row.key, (error as Error).message);
+          continue;
+        }
+      }
+      if (typeof row.updated_at !== "string" || parseTimestamp(row.updated_at) === undefined) {
+        report(
+          "config",
+          "config",
+          row.key,
+          `updated_at is ${describe(row.updated_at)}, not an RFC 3339 timestamp`,
+        );
+      }
+    }
+  }
+
+  if (present.has("xai_decisions")) {
+    const rows = db.prepare(
+      "SELECT rowid AS rowid, id, timestamp, actor, action, rationale, inputs, output, confidence FROM xai_decisions ORDER BY rowid",
+    ).all();
+    for (const row of rows) {
+      checked.decisions++;
+      const name = typeof row.id === "string" ? row.id : `rowid ${row.rowid}`;
+      const message = decisionProblem(row);
+      if (message !== undefined) report("decision", "xai_decisions", name, message);
+    }
+  }
+  return { ok: problems.length === 0, checked, sealedUnchecked, problems };
+}
+
+/** Compares each own table's columns with the ones its DDL makes; returns the tables that exist. */
+function checkShapes(
+  db: Engine,
+  report: (check: VerifyCheck, table: string, row: undefined, message: string) => void,
+): Set<string> {
+  const present = new Set<string>();
+  const expected = expectedColumns();
+  for (const { name, optional } of OWN_TABLES) {
+    const type = db.prepare("SELECT type FROM sqlite_master WHERE name = ?1 COLLATE NOCASE").get(name)?.type;
+    if (type === undefined) {
+      if (!optional) report("shape", name, undefined, `table '${name}' is missing`);
+      continue;
+    }
+    if (type !== "table") {
+      report("shape", name, undefined, `'${name}' is a ${String(type)}, not a table`);
+      continue;
+    }
+    const actual = new Map(
+      db.prepare(`SELECT name, type, "notnull" AS nn, pk FROM pragma_table_info('${name}')`).all()
+        .map((row) => [String(row.name), row]),
+    );
+    let usable = true;
+    for (const column of expected.get(name)!) {
+      const found = actual.get(String(column.name));
+      if (found === undefined) {
+        report("shape", name, undefined, `table '${name}' has no column '${column.name}'`);
+        usable = false;
+        continue;
+      }
+      const want = columnText(column);
+      const have = columnText(found);
+      if (want !== have) {
+        report("shape", name, undefined, `column '${name}.${column.name}' is ${have}, expected ${want}`);
+      }
+    }
+    if (usable) present.add(name);
+  }
+  return present;
+}
+
+let expectedCache: Map<string, Row[]> | undefined;
+
+/** The columns each own table has when made by its DDL, asked of a private in-memory database. */
+function expectedColumns(): Map<string, Row[]> {
+  if (expectedCache === undefined) {
+    const memory = new DatabaseSync(":memory:");
+    try {
+      expectedCache = new Map();
+      for (const { name, sql } of OWN_TABLES) {
+        memory.exec(sql);
+        const rows = memory.prepare(`SELECT name, type, "notnull" AS nn, pk FROM pragma_table_info('${name}')`).all();
+        expectedCache.set(name, rows.map((row) => ({ ...row }) as Row));
+      }
+    } finally {
+      memory.close();
+    }
+  }
+  return expectedCache;
+}
+
+function columnText(column: Row): string {
+  const type = String(column.type).toUpperCase() || "untyped";
+  return `${type}${Number(column.nn) ? " NOT NULL" : ""}${Number(column.pk) ? " PRIMARY KEY" : ""}`;
+}
+
+/** Sealed under either scheme: envelope (`$oxide` prefix) or oxide-k (padded URL-safe base64 that is not JSON). */
+function looksSealed(stored: string): boolean {
+  if (isEnvelopeSealed(stored)) return true;
+  if (!looksOxideKSealed(stored)) return false;
+  try {
+    JSON.parse(stored);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/** What is wrong with a decision row as oxide-k's `DecisionLog` would read it, or `undefined`. */
+function decisionProblem(row: Row): string | undefined {
+  if (typeof row.id !== "string") return `id is not text: ${describe(row.id)}`;
+  for (const column of ["actor", "action", "rationale"] as const) {
+    if (typeof row[column] !== "string") return `${column} is not text: ${describe(row[column])}`;
+  }
+  if (typeof row.timestamp !== "string" || parseTimestamp(row.timestamp) === undefined) {
+    return `timestamp is ${describe(row.timestamp)}, not an RFC 3339 timestamp`;
+  }
+  for (const column of ["inputs", "output"] as const) {
+    const text = row[column];
+    if (typeof text !== "string") return `${column} is not text: ${describe(text)}`;
+    try {
+      JSON.parse(text);
+    } catch (error) {
+      return `${column} is not valid JSON: ${(error as Error).message}`;
+    }
+  }
+  if (typeof row.confidence !== "number" || !(row.confidence >= 0 && row.confidence <= 1)) {
+    return `confidence is ${describe(row.confidence)}, not a number in [0, 1]`;
+  }
+  return undefined;
+}
