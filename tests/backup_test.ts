@@ -159,7 +159,7 @@ Deno.test({
           error instanceof RegistryError && error.message.includes(`needs --allow-write for '${elsewhere}/copy.db'`),
       );
       // The engine checks the file it opens itself, too.
-      await assert.rejects(reg.db.backup(`${elsewhere}/raw.db`), /the "ffi" engine needs --allow-read for/);
+      await assert.rejects(reg.db.backup(`${elsewhere}/raw.db`), /the "ffi" engine needs --allow-write for/);
       await reg.backup(`${allowed}/copy.db`);
     } finally {
       Deno.removeSync(allowed, { recursive: true });
