@@ -1,0 +1,366 @@
+/**
+ * Local etcd clusters on 127.0.0.1 for development, tests and CI: N members in
+ * a temporary folder, started, waited for, stopped by process id. Optionally
+ * one TLS member with client certificates and auth (user `root`), its CA and
+ * certificates made with openssl.
+ *
+ * ```sh
+ * deno task etcd:dev                      # 3 members in the foreground; Ctrl-C stops them
+ * deno run -A scripts/etcd_cluster.ts start --members 3 --dir /tmp/c3 --detach   # prints env lines
+ * deno run -A scripts/etcd_cluster.ts start --tls --dir /tmp/tls --detach
+ * deno run -A scripts/etcd_cluster.ts stop --dir /tmp/c3
+ * ```
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+
+/** One running member. */
+export interface EtcdMember {
+  readonly name: string;
+  readonly clientUrl: string;
+  readonly peerUrl: string;
+  readonly dataDir: string;
+  readonly args: readonly string[];
+  pid: number;
+  child: Deno.ChildProcess | undefined;
+}
+
+/** TLS material of a TLS cluster (paths and PEM text). */
+export interface EtcdTlsFiles {
+  readonly dir: string;
+  readonly caCert: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** A running cluster. */
+export interface EtcdCluster extends AsyncDisposable {
+  readonly dir: string;
+  readonly members: EtcdMember[];
+  readonly endpoints: string[];
+  readonly tls: EtcdTlsFiles | undefined;
+  readonly user: string | undefined;
+  readonly password: string | undefined;
+  /** The name of the member that is leader now. */
+  leader(): Promise<string>;
+  /** SIGKILLs a member. */
+  kill(name: string): void;
+  /** Starts a killed member again with its data. */
+  restart(name: string): Promise<void>;
+  /** Stops every member (SIGTERM, then SIGKILL) and removes the folder unless `keep`. */
+  stop(): Promise<void>;
+}
+
+/** Options of {@linkcode startCluster}. */
+export interface StartClusterOptions {
+  readonly members?: number;
+  /** Folder for data, logs and pid files (default: a new temporary folder). */
+  readonly dir?: string;
+  /** One-member TLS cluster with `--client-cert-auth` and auth enabled for user `root`. */
+  readonly tls?: boolean;
+  /** etcd's `--auth-token-ttl` in seconds (TLS cluster only). */
+  readonly authTokenTtl?: number;
+  /** Let members outlive this process (CI starts them, tests use them, `stop` ends them). */
+  readonly detach?: boolean;
+  /** Keep the folder on stop. */
+  readonly keep?: boolean;
+}
+
+const ETCD = Deno.env.get("OXIDE_ETCD_BIN") ?? "etcd";
+
+async function freePort(): Promise<number> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+async function run(cmd: string, args: string[], cwd?: string): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, ...(cwd ? { cwd } : {}), stdout: "piped", stderr: "piped" }).output();
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+/** Makes a CA, a server certificate for 127.0.0.1 and a client certificate with openssl. */
+async function makeCertificates(dir: string): Promise<EtcdTlsFiles> {
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await run("openssl", ["req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=oxide-test-ca"], dir);
+  for (const [name, cn, ext] of [
+    ["server", "127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth"],
+    ["client", "oxide-client", "extendedKeyUsage=clientAuth"],
+  ] as const) {
+    await Deno.writeTextFile(`${dir}/${name}.ext`, ext + "\n");
+    await run("openssl", ["req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${cn}`], dir);
+    await run("openssl", [
+      "x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+      "-out", `${name}.pem`, "-days", "2", "-extfile", `${name}.ext`,
+    ], dir);
+  }
+  return {
+    dir,
+    caCert: `${dir}/ca.pem`,
+    cert: `${dir}/client.pem`,
+    key: `${dir}/client.key`,
+  };
+}
+
+function spawnMember(member: EtcdMember, detach: boolean): void {
+  const child = new Deno.Command(ETCD, { args: [...member.args], stdin: "null", stdout: "null", stderr: "null" })
+    .spawn();
+  member.pid = child.pid;
+  member.child = child;
+  Deno.writeTextFileSync(`${member.dataDir}.pid`, `${child.pid}\n`);
+  if (detach) child.unref();
+}
+
+async function healthy(url: string, http: Deno.HttpClient | undefined): Promise<boolean> {
+  try {
+    const init: RequestInit & { client?: Deno.HttpClient } = { signal: AbortSignal.timeout(1000) };
+    if (http) init.client = http;
+    const r = await fetch(`${url}/health`, init);
+    const body = await r.text();
+    return r.status === 200 && body.includes('"health":"true"');
+  } catch {
+    return false;
+  }
+}
+
+async function waitHealthy(members: EtcdMember[], http: Deno.HttpClient | undefined, ms = 30_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    const states = await Promise.all(members.map((m) => healthy(m.clientUrl, http)));
+    if (states.every(Boolean)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`etcd members did not become healthy within ${ms} ms (logs in ${members[0]?.dataDir}/..)`);
+}
+
+/**
+ * Starts a cluster and waits until every member is healthy.
+ *
+ * @param options Members, folder, TLS, detach.
+ * @returns The running cluster.
+ */
+export async function startCluster(options: StartClusterOptions = {}): Promise<EtcdCluster> {
+  const tls = options.tls === true;
+  const count = tls ? 1 : options.members ?? 3;
+  const dir = options.dir ?? await Deno.makeTempDir({ prefix: "oxide-etcd-" });
+  await Deno.mkdir(dir, { recursive: true });
+  const files = tls ? await makeCertificates(dir) : undefined;
+  const scheme = tls ? "https" : "http";
+  const ports: (readonly [number, number])[] = [];
+  for (let i = 0; i < count; i++) ports.push([await freePort(), await freePort()] as const);
+  const names = ports.map((_, i) => `m${i}`);
+  const initial = names.map((n, i) => `${n}=http://127.0.0.1:${ports[i]![1]}`).join(",");
+  const token = `oxide-${crypto.randomUUID().slice(0, 8)}`;
+  const members: EtcdMember[] = names.map((name, i) => {
+    const [client, peer] = ports[i]!;
+    const dataDir = `${dir}/${name}`;
+    const clientUrl = `${scheme}://127.0.0.1:${client}`;
+    const args = [
+      "--name", name,
+      "--data-dir", dataDir,
+      "--listen-client-urls", clientUrl,
+      "--advertise-client-urls", clientUrl,
+      "--listen-peer-urls", `http://127.0.0.1:${peer}`,
+      "--initial-advertise-peer-urls", `http://127.0.0.1:${peer}`,
+      "--initial-cluster", initial,
+      "--initial-cluster-token", token,
+      "--initial-cluster-state", "new",
+      "--logger", "zap",
+      "--log-outputs", `${dataDir}.log`,
+      // Loopback members on a loaded 2-core machine: keep elections quick but not flappy.
+      "--heartbeat-interval", "100",
+      "--election-timeout", "1000",
+    ];
+    if (files) {
+      args.push(
+        "--cert-file", `${dir}/server.pem`,
+        "--key-file", `${dir}/server.key`,
+        "--trusted-ca-file", files.caCert,
+        "--client-cert-auth",
+      );
+      if (options.authTokenTtl) args.push("--auth-token-ttl", String(options.authTokenTtl));
+    }
+    return { name, clientUrl, peerUrl: `http://127.0.0.1:${peer}`, dataDir, args, pid: 0, child: undefined };
+  });
+  const detach = options.detach === true;
+  for (const m of members) spawnMember(m, detach);
+  const tlsText = files
+    ? {
+      caCert: await Deno.readTextFile(files.caCert),
+      cert: await Deno.readTextFile(files.cert),
+      key: await Deno.readTextFile(files.key),
+    }
+    : undefined;
+  const http = tlsText ? Deno.createHttpClient({ caCerts: [tlsText.caCert], cert: tlsText.cert, key: tlsText.key }) : undefined;
+  const password = files ? `pw-${crypto.randomUUID()}` : undefined;
+  const cluster: EtcdCluster = {
+    dir,
+    members,
+    endpoints: members.map((m) => m.clientUrl),
+    tls: files,
+    user: files ? "root" : undefined,
+    password,
+    async leader() {
+      for (const m of members) {
+        try {
+          const init: RequestInit & { client?: Deno.HttpClient } = {
+            method: "POST",
+            body: "{}",
+            signal: AbortSignal.timeout(2000),
+          };
+          if (http) init.client = http;
+          const r = await fetch(`${m.clientUrl}/v3/maintenance/status`, init);
+          const s = await r.json() as { header?: { member_id?: string }; leader?: string };
+          if (s.leader !== undefined && s.leader === s.header?.member_id) return m.name;
+        } catch {
+          // not answering: try the next
+        }
+      }
+      throw new Error("no etcd member reports itself leader");
+    },
+    kill(name) {
+      const m = members.find((x) => x.name === name);
+      if (!m) throw new Error(`no member ${name}`);
+      Deno.kill(m.pid, "SIGKILL");
+    },
+    async restart(name) {
+      const m = members.find((x) => x.name === name);
+      if (!m) throw new Error(`no member ${name}`);
+      if (m.child) await m.child.status;
+      const args = m.args.map((a) => a === "new" ? "existing" : a);
+      spawnMember({ ...m, args } as EtcdMember, detach);
+      const fresh = Number(Deno.readTextFileSync(`${m.dataDir}.pid`).trim());
+      m.pid = fresh;
+      await waitHealthy([m], http);
+    },
+    async stop() {
+      await stopPids(members.map((m) => m.pid));
+      for (const m of members) if (m.child) await m.child.status.catch(() => {});
+      http?.close();
+      if (!options.keep) await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+    [Symbol.asyncDispose]() {
+      return this.stop();
+    },
+  };
+  try {
+    await waitHealthy(members, http);
+    if (files) {
+      const ctl = [
+        "--endpoints", members[0]!.clientUrl,
+        "--cacert", files.caCert,
+        "--cert", files.cert,
+        "--key", files.key,
+      ];
+      await run("etcdctl", [...ctl, "user", "add", "root", "--new-user-password", password!]);
+      await run("etcdctl", [...ctl, "auth", "enable"]);
+    }
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+  // Members spawned by tests are children: track them so stop() can await them.
+  if (detach) for (const m of members) m.child = undefined;
+  return cluster;
+}
+
+/** SIGTERMs each pid, waits up to 5 s, then SIGKILLs what is left. */
+export async function stopPids(pids: readonly number[]): Promise<void> {
+  const alive = (pid: number) => {
+    try {
+      Deno.kill(pid, "SIGCONT");
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  for (const pid of pids) {
+    try {
+      Deno.kill(pid, "SIGTERM");
+    } catch {
+      // already gone
+    }
+  }
+  const until = Date.now() + 5000;
+  while (pids.some(alive) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  for (const pid of pids.filter(alive)) {
+    try {
+      Deno.kill(pid, "SIGKILL");
+    } catch {
+      // gone meanwhile
+    }
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      members: { type: "string", default: "3" },
+      dir: { type: "string" },
+      tls: { type: "boolean", default: false },
+      detach: { type: "boolean", default: false },
+      "auth-token-ttl": { type: "string" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  });
+  const command = positionals[0] ?? "dev";
+  if (values.help) {
+    console.log(
+      "usage: etcd_cluster.ts [dev|start|stop] [--members N] [--dir DIR] [--tls] [--detach] [--auth-token-ttl S]",
+    );
+    return 0;
+  }
+  if (command === "stop") {
+    if (!values.dir) throw new Error("stop needs --dir");
+    const pids: number[] = [];
+    for await (const e of Deno.readDir(values.dir)) {
+      if (e.name.endsWith(".pid")) pids.push(Number((await Deno.readTextFile(`${values.dir}/${e.name}`)).trim()));
+    }
+    await stopPids(pids);
+    console.log(`stopped ${pids.length} etcd member(s): ${pids.join(" ")}`);
+    return 0;
+  }
+  const opts: StartClusterOptions = {
+    members: Number(values.members),
+    tls: values.tls,
+    detach: command === "start" ? values.detach : false,
+    keep: command === "start",
+    ...(values.dir ? { dir: values.dir } : {}),
+    ...(values["auth-token-ttl"] ? { authTokenTtl: Number(values["auth-token-ttl"]) } : {}),
+  };
+  const cluster = await startCluster(opts);
+  const prefix = values.tls ? "OXIDE_ETCD_TLS" : "OXIDE_ETCD";
+  console.log(`${prefix}_ENDPOINTS=${cluster.endpoints.join(",")}`);
+  if (cluster.tls) {
+    console.log(`${prefix}_CA=${cluster.tls.caCert}`);
+    console.log(`${prefix}_CERT=${cluster.tls.cert}`);
+    console.log(`${prefix}_KEY=${cluster.tls.key}`);
+    console.log(`${prefix}_USER=${cluster.user}`);
+    console.log(`${prefix}_PASSWORD=${cluster.password}`);
+  }
+  console.log(`${prefix}_DIR=${cluster.dir}`);
+  console.log(`${prefix}_PIDS=${cluster.members.map((m) => m.pid).join(" ")}`);
+  if (command === "start") return 0;
+  console.error(
+    `etcd: ${cluster.members.length} member(s) up; address etcd://${
+      cluster.endpoints.map((e) => new URL(e).host).join(",")
+    }/dev; Ctrl-C stops them`,
+  );
+  await new Promise<void>((resolve) => {
+    Deno.addSignalListener("SIGINT", () => resolve());
+    Deno.addSignalListener("SIGTERM", () => resolve());
+  });
+  await cluster.stop();
+  console.error("etcd: stopped");
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,400 @@
+/**
+ * The store-level conformance suite: one set of behaviours every backend of
+ * `src/store/store.ts` must have, run unchanged against each (etcd here; the
+ * SQLite store once it is on main). Revisions are compared relative to each
+ * other, never as absolute numbers: an etcd cluster's revision is shared by
+ * every namespace on it.
+ */
+
+import assert from "node:assert/strict";
+import { KernelError } from "../src/errors.ts";
+import type { ChangeEvent, ModuleFields, Operation, Store } from "../src/store/store.ts";
+
+/** How the suite gets stores. */
+export interface StoreFactory {
+  /** A label for test names (`"etcd"`, `"sqlite (ffi)"`). */
+  readonly name: string;
+  /** A fresh, empty store. */
+  open(): Promise<Store>;
+  /** A fresh store no other test shares a revision space with (compaction is cluster-wide on etcd). */
+  openIsolated?(): Promise<{ store: Store; [Symbol.asyncDispose](): Promise<void> }>;
+  /** Registers a test (lets a backend skip or fail tests it cannot run here). */
+  test(name: string, fn: (t: Deno.TestContext) => Promise<void>): void;
+}
+
+const NOW = "2026-12-01T10:00:00.000000000+00:00";
+const LATER = "2026-12-01T10:00:01.000000000+00:00";
+
+const ECHO: ModuleFields = {
+  name: "Echo",
+  version: "0.1.0",
+  kind: '"native"',
+  state: '"loaded"',
+  description: null,
+};
+
+function put(key: string, value: string): Operation {
+  return { op: "put", space: "config", key, value };
+}
+
+async function closeStore(store: Store): Promise<void> {
+  await store.close();
+}
+
+/** Collects `n` events from a watch, then stops it. */
+async function take(iter: AsyncIterableIterator<ChangeEvent>, n: number): Promise<ChangeEvent[]> {
+  const out: ChangeEvent[] = [];
+  if (n === 0) return out;
+  for await (const ev of iter) {
+    out.push(ev);
+    if (out.length >= n) break;
+  }
+  return out;
+}
+
+/** Registers every conformance test for one backend. */
+export function storeConformance(f: StoreFactory): void {
+  const test = (name: string, fn: (store: Store, t: Deno.TestContext) => Promise<void>) =>
+    f.test(`store conformance (${f.name}): ${name}`, async (t) => {
+      const store = await f.open();
+      try {
+        await fn(store, t);
+      } finally {
+        await closeStore(store);
+      }
+    });
+
+  test("get() of a missing key is undefined; a put creates version 1 at the transaction's revision", async (s) => {
+    assert.equal(await s.get("config", "a"), undefined);
+    const before = await s.revision();
+    const r = await s.txn({ compares: [], success: [put("a", '"x"')], updatedAt: NOW });
+    assert.equal(r.succeeded, true);
+    assert.ok(r.revision > before, `revision ${r.revision} after ${before}`);
+    assert.deepEqual(r.changed, [true]);
+    const e = await s.get("config", "a");
+    assert.deepEqual(e, {
+      space: "config",
+      key: "a",
+      value: '"x"',
+      updatedAt: NOW,
+      version: 1,
+      createRevision: r.revision,
+      modRevision: r.revision,
+    });
+    assert.ok(await s.revision() >= r.revision);
+  });
+
+  test("a second put increments version and keeps createRevision; delete then put starts again at 1", async (s) => {
+    const r1 = await s.txn({ compares: [], success: [put("k", "1")], updatedAt: NOW });
+    const r2 = await s.txn({ compares: [], success: [put("k", "2")], updatedAt: LATER });
+    const e = await s.get("config", "k");
+    assert.equal(e?.version, 2);
+    assert.equal(e?.createRevision, r1.revision);
+    assert.equal(e?.modRevision, r2.revision);
+    assert.equal(e?.updatedAt, LATER);
+    const d = await s.txn({ compares: [], success: [{ op: "delete", space: "config", key: "k" }], updatedAt: LATER });
+    assert.deepEqual(d.changed, [true]);
+    assert.equal(await s.get("config", "k"), undefined);
+    const r3 = await s.txn({ compares: [], success: [put("k", "3")], updatedAt: LATER });
+    const again = await s.get("config", "k");
+    assert.equal(again?.version, 1);
+    assert.equal(again?.createRevision, r3.revision);
+  });
+
+  test("a delete of a missing key changes nothing and says so", async (s) => {
+    const r = await s.txn({
+      compares: [],
+      success: [{ op: "delete", space: "config", key: "ghost" }, put("real", "1")],
+      updatedAt: NOW,
+    });
+    assert.equal(r.succeeded, true);
+    assert.deepEqual(r.changed, [false, true]);
+  });
+
+  test("spaces are separate: the same key in config, modules and meta", async (s) => {
+    await s.txn({
+      compares: [],
+      success: [
+        put("same", '"c"'),
+        { op: "put", space: "modules", key: "same", value: ECHO },
+        { op: "put", space: "meta", key: "same", value: "m" },
+      ],
+      updatedAt: NOW,
+    });
+    assert.equal((await s.get("config", "same"))?.value, '"c"');
+    assert.deepEqual((await s.get("modules", "same"))?.value, ECHO);
+    const meta = await s.get("meta", "same");
+    assert.equal(meta?.value, "m");
+    await s.txn({ compares: [], success: [{ op: "delete", space: "config", key: "same" }], updatedAt: NOW });
+    assert.ok(await s.get("modules", "same"));
+    assert.ok(await s.get("meta", "same"));
+  });
+
+  test("text round-trips: empty, non-ASCII, astral, quotes, newlines, in keys and values", async (s, t) => {
+    for (const [key, value] of [["", ""], ["ключ/π", "значение ✓"], ["emoji 🦀", "🦀\n\t\"'\\"], ["a/b/c", "{}"]]) {
+      await t.step(JSON.stringify(key), async () => {
+        await s.txn({ compares: [], success: [put(key!, value!)], updatedAt: NOW });
+        assert.equal((await s.get("config", key!))?.value, value);
+      });
+    }
+    const mod: ModuleFields = { ...ECHO, name: "Écho ✓", description: "línea\nnueva" };
+    await s.txn({ compares: [], success: [{ op: "put", space: "modules", key: "é", value: mod }], updatedAt: NOW });
+    assert.deepEqual((await s.get("modules", "é"))?.value, mod);
+  });
+
+  test("setState changes only a module's state and updated_at; on a missing module nothing is written", async (s) => {
+    await s.txn({ compares: [], success: [{ op: "put", space: "modules", key: "echo", value: ECHO }], updatedAt: NOW });
+    const r = await s.txn({
+      compares: [],
+      success: [{ op: "setState", space: "modules", key: "echo", state: '"running"' }],
+      updatedAt: LATER,
+    });
+    assert.equal(r.succeeded, true);
+    const e = await s.get("modules", "echo");
+    assert.deepEqual(e?.value, { ...ECHO, state: '"running"' });
+    assert.equal(e?.updatedAt, LATER);
+    assert.equal(e?.version, 2);
+    const before = await s.get("config", "side");
+    const miss = await s.txn({
+      compares: [],
+      success: [put("side", "1"), { op: "setState", space: "modules", key: "ghost", state: '"running"' }],
+      updatedAt: LATER,
+    });
+    assert.equal(miss.succeeded, false);
+    assert.equal(await s.get("config", "side"), before);
+    assert.equal(await s.get("modules", "ghost"), undefined);
+  });
+
+  test("compare-and-set: a matching version applies, a stale one applies nothing", async (s) => {
+    await s.txn({ compares: [], success: [put("cas", "1")], updatedAt: NOW });
+    const ok = await s.txn({
+      compares: [{ space: "config", key: "cas", target: "version", equals: 1 }],
+      success: [put("cas", "2"), put("other", "x")],
+      updatedAt: NOW,
+    });
+    assert.equal(ok.succeeded, true);
+    const stale = await s.txn({
+      compares: [{ space: "config", key: "cas", target: "version", equals: 1 }],
+      success: [put("cas", "3"), put("other", "y")],
+      updatedAt: NOW,
+    });
+    assert.equal(stale.succeeded, false);
+    assert.deepEqual(stale.changed, []);
+    assert.equal((await s.get("config", "cas"))?.value, "2");
+    assert.equal((await s.get("config", "other"))?.value, "x");
+  });
+
+  test("compare on modRevision and on absence (version 0)", async (s) => {
+    const create = await s.txn({
+      compares: [{ space: "config", key: "once", target: "version", equals: 0 }],
+      success: [put("once", "1")],
+      updatedAt: NOW,
+    });
+    assert.equal(create.succeeded, true);
+    const again = await s.txn({
+      compares: [{ space: "config", key: "once", target: "version", equals: 0 }],
+      success: [put("once", "2")],
+      updatedAt: NOW,
+    });
+    assert.equal(again.succeeded, false);
+    const byRev = await s.txn({
+      compares: [{ space: "config", key: "once", target: "modRevision", equals: create.revision }],
+      success: [put("once", "3")],
+      updatedAt: NOW,
+    });
+    assert.equal(byRev.succeeded, true);
+    assert.equal((await s.get("config", "once"))?.value, "3");
+  });
+
+  test("the failure branch runs when a compare fails", async (s) => {
+    const r = await s.txn({
+      compares: [{ space: "config", key: "flag", target: "version", equals: 5 }],
+      success: [put("branch", "success")],
+      failure: [put("branch", "failure"), { op: "delete", space: "config", key: "nothing" }],
+      updatedAt: NOW,
+    });
+    assert.equal(r.succeeded, false);
+    assert.deepEqual(r.changed, [true, false]);
+    assert.equal((await s.get("config", "branch"))?.value, "failure");
+  });
+
+  test("a batch is one revision: every key written shares the modRevision", async (s) => {
+    const ops = Array.from({ length: 10 }, (_, i) => put(`b${i}`, String(i)));
+    const r = await s.txn({ compares: [], success: ops, updatedAt: NOW });
+    const { entries } = await s.range({ space: "config", prefix: "b" });
+    assert.equal(entries.length, 10);
+    for (const e of entries) assert.equal(e.modRevision, r.revision);
+  });
+
+  test("a transaction over the backend's limits is refused before anything is written", async (s) => {
+    const max = s.limits.maxTxnOperations;
+    if (!Number.isFinite(max)) return;
+    const ops = Array.from({ length: max + 1 }, (_, i) => put(`over${i}`, "1"));
+    const err = await Promise.resolve().then(() => s.txn({ compares: [], success: ops, updatedAt: NOW })).catch((e) =>
+      e
+    );
+    assert.ok(err instanceof KernelError, String(err));
+    assert.match(err.message, /too large|at most/);
+    assert.equal((await s.range({ space: "config", prefix: "over" })).entries.length, 0);
+    // At the limit it goes through.
+    const fits = await s.txn({ compares: [], success: ops.slice(0, max), updatedAt: NOW });
+    assert.equal(fits.succeeded, true);
+    const bytes = s.limits.maxTxnBytes;
+    if (Number.isFinite(bytes)) {
+      const big = "x".repeat(Math.floor(bytes / 2) + 1);
+      const err2 = await Promise.resolve().then(() =>
+        s.txn({ compares: [], success: [put("big1", big), put("big2", big)], updatedAt: NOW })
+      ).catch((e) => e);
+      assert.ok(err2 instanceof KernelError, String(err2));
+      assert.equal(await s.get("config", "big1"), undefined);
+      const fitsBig = await s.txn({ compares: [], success: [put("big3", "x".repeat(bytes - 10))], updatedAt: NOW });
+      assert.equal(fitsBig.succeeded, true);
+    }
+  });
+
+  test("range(): prefix, key order, limit with more, cursor, reverse", async (s) => {
+    await s.txn({
+      compares: [],
+      success: ["a1", "a2", "a3", "b1", "a10"].map((k) => put(k, `"${k}"`)),
+      updatedAt: NOW,
+    });
+    const all = await s.range({ space: "config", prefix: "a" });
+    assert.deepEqual(all.entries.map((e) => e.key), ["a1", "a10", "a2", "a3"]);
+    assert.equal(all.more, false);
+    const page1 = await s.range({ space: "config", prefix: "a", limit: 2 });
+    assert.deepEqual(page1.entries.map((e) => e.key), ["a1", "a10"]);
+    assert.equal(page1.more, true);
+    const page2 = await s.range({ space: "config", prefix: "a", limit: 2, after: "a10", revision: page1.revision });
+    assert.deepEqual(page2.entries.map((e) => e.key), ["a2", "a3"]);
+    assert.equal(page2.more, false);
+    const rev = await s.range({ space: "config", prefix: "a", reverse: true, limit: 3 });
+    assert.deepEqual(rev.entries.map((e) => e.key), ["a3", "a2", "a10"]);
+    const revAfter = await s.range({ space: "config", prefix: "a", reverse: true, after: "a2" });
+    assert.deepEqual(revAfter.entries.map((e) => e.key), ["a10", "a1"]);
+    const one = await s.range({ space: "config", key: "b1" });
+    assert.deepEqual(one.entries.map((e) => e.value), ['"b1"']);
+    const everything = await s.range({ space: "config", prefix: "" });
+    assert.equal(everything.entries.length, 5);
+    assert.equal((await s.range({ space: "modules", prefix: "" })).entries.length, 0);
+    const past = await s.range({ space: "config", prefix: "a", after: "zzz" });
+    assert.equal(past.entries.length, 0);
+  });
+
+  test("range() at a past revision sees the values of then", async (s) => {
+    const r1 = await s.txn({ compares: [], success: [put("p", "1")], updatedAt: NOW });
+    await s.txn({ compares: [], success: [put("p", "2"), put("q", "new")], updatedAt: NOW });
+    const then = await s.range({ space: "config", prefix: "", revision: r1.revision });
+    assert.deepEqual(then.entries.map((e) => [e.key, e.value]), [["p", "1"]]);
+    assert.equal(then.revision, r1.revision);
+  });
+
+  test("history(): newest first, with versions, across a delete, bounded by limit", async (s) => {
+    const revs: number[] = [];
+    for (const v of ["1", "2"]) revs.push((await s.txn({ compares: [], success: [put("h", v)], updatedAt: NOW })).revision);
+    await s.txn({ compares: [], success: [{ op: "delete", space: "config", key: "h" }], updatedAt: NOW });
+    for (const v of ["3", "4"]) {
+      revs.push((await s.txn({ compares: [], success: [put("h", v)], updatedAt: LATER })).revision);
+    }
+    const h = await s.history("config", "h");
+    assert.deepEqual(h.map((e) => [e.value, e.version, e.modRevision]), [
+      ["4", 2, revs[3]],
+      ["3", 1, revs[2]],
+      ["2", 2, revs[1]],
+      ["1", 1, revs[0]],
+    ]);
+    assert.equal(h[0]!.createRevision, revs[2]);
+    assert.equal(h[3]!.createRevision, revs[0]);
+    assert.equal(h[0]!.updatedAt, LATER);
+    assert.deepEqual((await s.history("config", "h", 2)).map((e) => e.value), ["4", "3"]);
+    assert.deepEqual(await s.history("config", "never"), []);
+    await s.txn({ compares: [], success: [{ op: "put", space: "modules", key: "m", value: ECHO }], updatedAt: NOW });
+    await s.txn({
+      compares: [],
+      success: [{ op: "setState", space: "modules", key: "m", state: '"running"' }],
+      updatedAt: NOW,
+    });
+    assert.deepEqual((await s.history("modules", "m")).map((e) => e.value.state), ['"running"', '"loaded"']);
+  });
+
+  test("history() of a key does not include a key that extends its name", async (s) => {
+    await s.txn({ compares: [], success: [put("x", "1"), put("x/y", "2"), put("xy", "3")], updatedAt: NOW });
+    assert.deepEqual((await s.history("config", "x")).map((e) => e.value), ["1"]);
+  });
+
+  test("watch(): every change once, in revision order, with deletes and previous entries", async (s) => {
+    const from = (await s.revision()) + 1;
+    const r1 = await s.txn({ compares: [], success: [put("w", "1")], updatedAt: NOW });
+    const r2 = await s.txn({ compares: [], success: [put("w", "2"), put("w2", "x")], updatedAt: NOW });
+    const r3 = await s.txn({ compares: [], success: [{ op: "delete", space: "config", key: "w" }], updatedAt: NOW });
+    const events = await take(s.watch({ spaces: ["config"], fromRevision: from }), 4);
+    assert.deepEqual(events.map((e) => [e.type, e.entry.key, e.entry.value, e.entry.modRevision]), [
+      ["put", "w", "1", r1.revision],
+      ["put", "w", "2", r2.revision],
+      ["put", "w2", "x", r2.revision],
+      ["delete", "w", "2", r3.revision],
+    ]);
+    assert.equal(events[3]!.entry.version, 0);
+    assert.equal(events[1]!.previous?.value, "1");
+  });
+
+  test("watch(): filters by space, key and prefix, and sees changes made after it started", async (s) => {
+    const ac = new AbortController();
+    const onlyKey = s.watch({ spaces: ["config"], keys: ["target"], signal: ac.signal });
+    const byPrefix = s.watch({ spaces: ["config", "modules"], prefix: "p/" });
+    const first = take(onlyKey, 2);
+    const second = take(byPrefix, 2);
+    // A watch that starts "now" may miss writes made before its stream is open: give it a moment, then write.
+    await new Promise((r) => setTimeout(r, 300));
+    await s.txn({ compares: [], success: [put("noise", "1"), put("p/a", "1")], updatedAt: NOW });
+    await s.txn({ compares: [], success: [{ op: "put", space: "modules", key: "p/m", value: ECHO }], updatedAt: NOW });
+    await s.txn({ compares: [], success: [put("target", "1")], updatedAt: NOW });
+    await s.txn({ compares: [], success: [put("target", "2")], updatedAt: NOW });
+    assert.deepEqual((await first).map((e) => e.entry.value), ["1", "2"]);
+    assert.deepEqual((await second).map((e) => [e.entry.space, e.entry.key]), [["config", "p/a"], ["modules", "p/m"]]);
+    ac.abort();
+  });
+
+  test("watch(): aborting the signal ends the iteration", async (s) => {
+    const ac = new AbortController();
+    const iter = s.watch({ spaces: ["config"], signal: ac.signal });
+    const done = iter.next();
+    setTimeout(() => ac.abort(), 100);
+    const r = await done;
+    assert.equal(r.done, true);
+  });
+
+  test("close() is idempotent and later calls fail with a KernelError", async (s) => {
+    await s.close();
+    await s.close();
+    const err = await Promise.resolve().then(() => s.get("config", "a")).catch((e) => e);
+    assert.ok(err instanceof KernelError, String(err));
+    assert.match(err.message, /closed/);
+  });
+
+  if (f.openIsolated) {
+    const openIsolated = f.openIsolated;
+    f.test(
+      `store conformance (${f.name}): compact() drops old revisions; reads below fail, history keeps the live value`,
+      async () => {
+        await using iso = await openIsolated();
+        const s = iso.store;
+        const r1 = await s.txn({ compares: [], success: [put("c", "1")], updatedAt: NOW });
+        const r2 = await s.txn({ compares: [], success: [put("c", "2")], updatedAt: NOW });
+        await s.txn({ compares: [], success: [put("d", "1")], updatedAt: NOW });
+        await s.compact(r2.revision);
+        assert.ok(await s.compactedRevision() >= r2.revision);
+        const err = await Promise.resolve().then(() => s.range({ space: "config", prefix: "", revision: r1.revision }))
+          .catch((e) => e);
+        assert.ok(err instanceof KernelError, String(err));
+        assert.match(err.message, /compacted/);
+        const h = await s.history("config", "c");
+        assert.equal(h[0]?.value, "2");
+        assert.ok(!h.some((e) => e.modRevision < r2.revision), "history below the compacted revision is gone");
+        const werr = await take(s.watch({ spaces: ["config"], fromRevision: r1.revision }), 1).catch((e) => e);
+        assert.ok(werr instanceof KernelError, String(werr));
+        assert.match(werr.message, /compacted/);
+        await s.close();
+      },
+    );
+  }
+}
