@@ -1,13 +1,14 @@
 /**
  * Local etcd clusters on 127.0.0.1 for development, tests and CI: N members in
  * a temporary folder, started, waited for, stopped by process id. Optionally
- * one TLS member with client certificates and auth (user `root`), its CA and
- * certificates made with openssl.
+ * one TLS member (with etcd auth for user `root`, or with client certificates
+ * required), its CA and certificates made with openssl.
  *
  * ```sh
  * deno task etcd:dev                      # 3 members in the foreground; Ctrl-C stops them
  * deno run -A scripts/etcd_cluster.ts start --members 3 --dir /tmp/c3 --detach   # prints env lines
- * deno run -A scripts/etcd_cluster.ts start --tls --dir /tmp/tls --detach
+ * deno run -A scripts/etcd_cluster.ts start --tls auth --dir /tmp/tls --detach   # https + user root
+ * deno run -A scripts/etcd_cluster.ts start --tls mtls --dir /tmp/mtls --detach  # client certificates
  * deno run -A scripts/etcd_cluster.ts stop --dir /tmp/c3
  * ```
  *
@@ -58,8 +59,13 @@ export interface StartClusterOptions {
   readonly members?: number;
   /** Folder for data, logs and pid files (default: a new temporary folder). */
   readonly dir?: string;
-  /** One-member TLS cluster with `--client-cert-auth` and auth enabled for user `root`. */
-  readonly tls?: boolean;
+  /**
+   * One-member TLS cluster. `"auth"`: https verified against our CA, etcd auth
+   * enabled for user `root`. `"mtls"`: https with `--client-cert-auth` (a
+   * client certificate required), no etcd auth: etcd 3.4's JSON gateway
+   * refuses `authenticate` when `--client-cert-auth` is on.
+   */
+  readonly tls?: "auth" | "mtls" | undefined;
   /** etcd's `--auth-token-ttl` in seconds (TLS cluster only). */
   readonly authTokenTtl?: number;
   /** Let members outlive this process (CI starts them, tests use them, `stop` ends them). */
@@ -88,16 +94,43 @@ async function run(cmd: string, args: string[], cwd?: string): Promise<string> {
 /** Makes a CA, a server certificate for 127.0.0.1 and a client certificate with openssl. */
 async function makeCertificates(dir: string): Promise<EtcdTlsFiles> {
   const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-  await run("openssl", ["req", "-x509", ...ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=oxide-test-ca"], dir);
-  for (const [name, cn, ext] of [
-    ["server", "127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth"],
-    ["client", "oxide-client", "extendedKeyUsage=clientAuth"],
-  ] as const) {
+  await run("openssl", [
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=oxide-test-ca",
+  ], dir);
+  for (
+    const [name, cn, ext] of [
+      ["server", "127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth"],
+      ["client", "oxide-client", "extendedKeyUsage=clientAuth"],
+    ] as const
+  ) {
     await Deno.writeTextFile(`${dir}/${name}.ext`, ext + "\n");
     await run("openssl", ["req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${cn}`], dir);
     await run("openssl", [
-      "x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-      "-out", `${name}.pem`, "-days", "2", "-extfile", `${name}.ext`,
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      "ca.pem",
+      "-CAkey",
+      "ca.key",
+      "-CAcreateserial",
+      "-out",
+      `${name}.pem`,
+      "-days",
+      "2",
+      "-extfile",
+      `${name}.ext`,
     ], dir);
   }
   return {
@@ -146,7 +179,7 @@ async function waitHealthy(members: EtcdMember[], http: Deno.HttpClient | undefi
  * @returns The running cluster.
  */
 export async function startCluster(options: StartClusterOptions = {}): Promise<EtcdCluster> {
-  const tls = options.tls === true;
+  const tls = options.tls !== undefined;
   const count = tls ? 1 : options.members ?? 3;
   const dir = options.dir ?? await Deno.makeTempDir({ prefix: "oxide-etcd-" });
   await Deno.mkdir(dir, { recursive: true });
@@ -162,28 +195,43 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<E
     const dataDir = `${dir}/${name}`;
     const clientUrl = `${scheme}://127.0.0.1:${client}`;
     const args = [
-      "--name", name,
-      "--data-dir", dataDir,
-      "--listen-client-urls", clientUrl,
-      "--advertise-client-urls", clientUrl,
-      "--listen-peer-urls", `http://127.0.0.1:${peer}`,
-      "--initial-advertise-peer-urls", `http://127.0.0.1:${peer}`,
-      "--initial-cluster", initial,
-      "--initial-cluster-token", token,
-      "--initial-cluster-state", "new",
-      "--logger", "zap",
-      "--log-outputs", `${dataDir}.log`,
+      "--name",
+      name,
+      "--data-dir",
+      dataDir,
+      "--listen-client-urls",
+      clientUrl,
+      "--advertise-client-urls",
+      clientUrl,
+      "--listen-peer-urls",
+      `http://127.0.0.1:${peer}`,
+      "--initial-advertise-peer-urls",
+      `http://127.0.0.1:${peer}`,
+      "--initial-cluster",
+      initial,
+      "--initial-cluster-token",
+      token,
+      "--initial-cluster-state",
+      "new",
+      "--logger",
+      "zap",
+      "--log-outputs",
+      `${dataDir}.log`,
       // Loopback members on a loaded 2-core machine: keep elections quick but not flappy.
-      "--heartbeat-interval", "100",
-      "--election-timeout", "1000",
+      "--heartbeat-interval",
+      "100",
+      "--election-timeout",
+      "1000",
     ];
     if (files) {
       args.push(
-        "--cert-file", `${dir}/server.pem`,
-        "--key-file", `${dir}/server.key`,
-        "--trusted-ca-file", files.caCert,
-        "--client-cert-auth",
+        "--cert-file",
+        `${dir}/server.pem`,
+        "--key-file",
+        `${dir}/server.key`,
       );
+      // A trusted CA makes etcd require client certificates (and then its gateway refuses authenticate).
+      if (options.tls === "mtls") args.push("--trusted-ca-file", files.caCert, "--client-cert-auth");
       if (options.authTokenTtl) args.push("--auth-token-ttl", String(options.authTokenTtl));
     }
     return { name, clientUrl, peerUrl: `http://127.0.0.1:${peer}`, dataDir, args, pid: 0, child: undefined };
@@ -197,14 +245,16 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<E
       key: await Deno.readTextFile(files.key),
     }
     : undefined;
-  const http = tlsText ? Deno.createHttpClient({ caCerts: [tlsText.caCert], cert: tlsText.cert, key: tlsText.key }) : undefined;
-  const password = files ? `pw-${crypto.randomUUID()}` : undefined;
+  const http = tlsText
+    ? Deno.createHttpClient({ caCerts: [tlsText.caCert], cert: tlsText.cert, key: tlsText.key })
+    : undefined;
+  const password = options.tls === "auth" ? `pw-${crypto.randomUUID()}` : undefined;
   const cluster: EtcdCluster = {
     dir,
     members,
     endpoints: members.map((m) => m.clientUrl),
     tls: files,
-    user: files ? "root" : undefined,
+    user: password ? "root" : undefined,
     password,
     async leader() {
       for (const m of members) {
@@ -251,22 +301,29 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<E
   };
   try {
     await waitHealthy(members, http);
-    if (files) {
-      const ctl = [
-        "--endpoints", members[0]!.clientUrl,
-        "--cacert", files.caCert,
-        "--cert", files.cert,
-        "--key", files.key,
-      ];
-      await run("etcdctl", [...ctl, "user", "add", "root", "--new-user-password", password!]);
-      await run("etcdctl", [...ctl, "auth", "enable"]);
+    if (password) {
+      // Through the gateway, so only etcd-server is needed (no etcdctl): root user, root role, auth on.
+      for (
+        const [path, body] of [
+          ["/v3/auth/role/add", { name: "root" }],
+          ["/v3/auth/user/add", { name: "root", password }],
+          ["/v3/auth/user/grant", { user: "root", role: "root" }],
+          ["/v3/auth/enable", {}],
+        ] as const
+      ) {
+        const init: RequestInit & { client?: Deno.HttpClient } = { method: "POST", body: JSON.stringify(body) };
+        if (http) init.client = http;
+        const r = await fetch(`${members[0]!.clientUrl}${path}`, init);
+        const text = await r.text();
+        if (r.status !== 200) throw new Error(`etcd ${path} failed: ${text}`);
+      }
     }
   } catch (err) {
     await cluster.stop();
     throw err;
   }
   // Members spawned by tests are children: track them so stop() can await them.
-  if (detach) for (const m of members) m.child = undefined;
+  if (detach) { for (const m of members) m.child = undefined; }
   return cluster;
 }
 
@@ -305,7 +362,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       members: { type: "string", default: "3" },
       dir: { type: "string" },
-      tls: { type: "boolean", default: false },
+      tls: { type: "string" },
       detach: { type: "boolean", default: false },
       "auth-token-ttl": { type: "string" },
       help: { type: "boolean", short: "h", default: false },
@@ -314,7 +371,7 @@ async function main(argv: string[]): Promise<number> {
   const command = positionals[0] ?? "dev";
   if (values.help) {
     console.log(
-      "usage: etcd_cluster.ts [dev|start|stop] [--members N] [--dir DIR] [--tls] [--detach] [--auth-token-ttl S]",
+      "usage: etcd_cluster.ts [dev|start|stop] [--members N] [--dir DIR] [--tls auth|mtls] [--detach] [--auth-token-ttl S]",
     );
     return 0;
   }
@@ -328,21 +385,24 @@ async function main(argv: string[]): Promise<number> {
     console.log(`stopped ${pids.length} etcd member(s): ${pids.join(" ")}`);
     return 0;
   }
+  if (command === "dev" && values.dir) await Deno.remove(values.dir, { recursive: true }).catch(() => {});
   const opts: StartClusterOptions = {
     members: Number(values.members),
-    tls: values.tls,
+    tls: values.tls === undefined ? undefined : values.tls === "mtls" ? "mtls" : "auth",
     detach: command === "start" ? values.detach : false,
     keep: command === "start",
     ...(values.dir ? { dir: values.dir } : {}),
     ...(values["auth-token-ttl"] ? { authTokenTtl: Number(values["auth-token-ttl"]) } : {}),
   };
   const cluster = await startCluster(opts);
-  const prefix = values.tls ? "OXIDE_ETCD_TLS" : "OXIDE_ETCD";
+  const prefix = values.tls === "mtls" ? "OXIDE_ETCD_MTLS" : values.tls ? "OXIDE_ETCD_TLS" : "OXIDE_ETCD";
   console.log(`${prefix}_ENDPOINTS=${cluster.endpoints.join(",")}`);
   if (cluster.tls) {
     console.log(`${prefix}_CA=${cluster.tls.caCert}`);
     console.log(`${prefix}_CERT=${cluster.tls.cert}`);
     console.log(`${prefix}_KEY=${cluster.tls.key}`);
+  }
+  if (cluster.user) {
     console.log(`${prefix}_USER=${cluster.user}`);
     console.log(`${prefix}_PASSWORD=${cluster.password}`);
   }

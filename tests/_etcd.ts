@@ -17,14 +17,16 @@ export function etcdEndpoints(): string[] | undefined {
   return e ? e.split(",") : undefined;
 }
 
-/** The TLS member's endpoint and credentials, or `undefined`. */
-export function etcdTlsEnv():
-  | { endpoint: string; ca: string; cert: string; key: string; user: string; password: string }
+/** A TLS member's endpoint and credentials (`auth`: OXIDE_ETCD_TLS_*, `mtls`: OXIDE_ETCD_MTLS_*), or `undefined`. */
+export function etcdTlsEnv(kind: "auth" | "mtls"):
+  | { endpoint: string; ca: string; cert: string; key: string; user: string | undefined; password: string | undefined }
   | undefined {
-  const get = (n: string) => Deno.env.get(`OXIDE_ETCD_TLS_${n}`);
+  const prefix = kind === "auth" ? "OXIDE_ETCD_TLS" : "OXIDE_ETCD_MTLS";
+  const get = (n: string) => Deno.env.get(`${prefix}_${n}`);
   const endpoint = get("ENDPOINTS");
   const ca = get("CA"), cert = get("CERT"), key = get("KEY"), user = get("USER"), password = get("PASSWORD");
-  if (!endpoint || !ca || !cert || !key || !user || !password) return undefined;
+  if (!endpoint || !ca || !cert || !key) return undefined;
+  if (kind === "auth" && (!user || !password)) return undefined;
   return { endpoint, ca, cert, key, user, password };
 }
 
@@ -45,10 +47,16 @@ const reported = new Set<string>();
  */
 export function etcdTest(
   name: string,
-  need: "cluster" | "tls" | "binary",
+  need: "cluster" | "tls" | "mtls" | "binary",
   fn: (t: Deno.TestContext) => Promise<void>,
 ): void {
-  const present = need === "cluster" ? etcdEndpoints() !== undefined : need === "tls" ? etcdTlsEnv() !== undefined : etcdBinary();
+  const present = need === "cluster"
+    ? etcdEndpoints() !== undefined
+    : need === "tls"
+    ? etcdTlsEnv("auth") !== undefined
+    : need === "mtls"
+    ? etcdTlsEnv("mtls") !== undefined
+    : etcdBinary();
   if (present) {
     Deno.test(name, fn);
     return;
@@ -57,6 +65,8 @@ export function etcdTest(
     ? "OXIDE_ETCD_ENDPOINTS is not set (start a cluster: deno task etcd:dev)"
     : need === "tls"
     ? "OXIDE_ETCD_TLS_ENDPOINTS/CA/CERT/KEY/USER/PASSWORD are not set (.ci/run starts a TLS member)"
+    : need === "mtls"
+    ? "OXIDE_ETCD_MTLS_ENDPOINTS/CA/CERT/KEY are not set (.ci/run starts a client-certificate member)"
     : "the etcd binary is not on PATH (apt-get install etcd-server)";
   if (CI) {
     Deno.test(name, () => {

@@ -290,7 +290,9 @@ export function storeConformance(f: StoreFactory): void {
 
   test("history(): newest first, with versions, across a delete, bounded by limit", async (s) => {
     const revs: number[] = [];
-    for (const v of ["1", "2"]) revs.push((await s.txn({ compares: [], success: [put("h", v)], updatedAt: NOW })).revision);
+    for (const v of ["1", "2"]) {
+      revs.push((await s.txn({ compares: [], success: [put("h", v)], updatedAt: NOW })).revision);
+    }
     await s.txn({ compares: [], success: [{ op: "delete", space: "config", key: "h" }], updatedAt: NOW });
     for (const v of ["3", "4"]) {
       revs.push((await s.txn({ compares: [], success: [put("h", v)], updatedAt: LATER })).revision);

@@ -170,7 +170,7 @@ export class EtcdStore implements Store, AsyncDisposable {
       await store.revision();
     } catch (err) {
       store.close();
-      throw new RegistryError(`cannot reach the etcd cluster at ${location}: ${(err as Error).message}`, {
+      throw new RegistryError(`cannot open the registry at ${location}: ${(err as Error).message}`, {
         cause: err,
       });
     }
@@ -699,9 +699,8 @@ export class EtcdStore implements Store, AsyncDisposable {
               ? {
                 space,
                 key,
-                value: previous?.value ?? (space === "modules"
-                  ? { name: "", version: "", kind: "", state: "", description: null }
-                  : ""),
+                value: previous?.value ??
+                  (space === "modules" ? { name: "", version: "", kind: "", state: "", description: null } : ""),
                 updatedAt: previous?.updatedAt ?? "",
                 version: 0,
                 createRevision: previous?.createRevision ?? 0,
