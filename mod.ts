@@ -34,6 +34,13 @@ export {
 } from "./src/registry/registry.ts";
 export type { RekeyOptions, SealingInfo, SealingOptions, SealingScheme } from "./src/sealing/sealing.ts";
 export { KEY_ENV_VAR, type RegistryKey } from "./src/sealing/key.ts";
+export {
+  type EtcdOptions,
+  type EtcdTlsOptions,
+  isEtcdAddress,
+  parseEtcdAddress,
+  type ResolvedEtcdConfig,
+} from "./src/store/etcd/address.ts";
 export { MIN_PBKDF2_ITERATIONS } from "./src/sealing/envelope.ts";
 export {
   isModuleKind,

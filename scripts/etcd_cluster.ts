@@ -76,7 +76,7 @@ export interface StartClusterOptions {
 
 const ETCD = Deno.env.get("OXIDE_ETCD_BIN") ?? "etcd";
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
@@ -186,7 +186,7 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<E
   const files = tls ? await makeCertificates(dir) : undefined;
   const scheme = tls ? "https" : "http";
   const ports: (readonly [number, number])[] = [];
-  for (let i = 0; i < count; i++) ports.push([await freePort(), await freePort()] as const);
+  for (let i = 0; i < count; i++) ports.push([freePort(), freePort()] as const);
   const names = ports.map((_, i) => `m${i}`);
   const initial = names.map((n, i) => `${n}=http://127.0.0.1:${ports[i]![1]}`).join(",");
   const token = `oxide-${crypto.randomUUID().slice(0, 8)}`;

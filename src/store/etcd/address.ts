@@ -68,22 +68,44 @@ export interface EtcdOptions {
   readonly maxRequestBytes?: number | undefined;
 }
 
-/** An address and options resolved into what the client needs. */
+/**
+ * An address and its options resolved: every default filled in, endpoints as
+ * URL origins. What {@linkcode parseEtcdAddress} returns.
+ *
+ * @example
+ * ```ts
+ * import { parseEtcdAddress, type ResolvedEtcdConfig } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const config: ResolvedEtcdConfig = parseEtcdAddress("etcd://127.0.0.1:2379");
+ * assert.equal(config.namespace, "default");
+ * assert.equal(config.maxTxnOps, 128);
+ * ```
+ */
 export interface ResolvedEtcdConfig {
+  /** Members' client URLs (origins), in the order calls try them. */
   readonly endpoints: readonly string[];
+  /** Key prefix of the registry inside the cluster. */
   readonly namespace: string;
+  /** TLS material, when the cluster serves https. */
   readonly tls: EtcdTlsOptions | undefined;
+  /** etcd user, when the cluster has auth enabled. */
   readonly user: string | undefined;
+  /** The user's password. */
   readonly password: string | undefined;
+  /** Deadline of one call, retries and failover included (ms). */
   readonly callTimeoutMs: number;
+  /** Deadline of one attempt on one member (ms). */
   readonly attemptTimeoutMs: number;
+  /** Automatic compaction, or `false`. */
   readonly autoCompact: { readonly retainRevisions: number; readonly every: number } | false;
+  /** The cluster's `--max-txn-ops`. */
   readonly maxTxnOps: number;
+  /** The cluster's `--max-request-bytes`. */
   readonly maxRequestBytes: number;
 }
 
-/** The scheme of fleet-mode addresses. */
-export const ETCD_SCHEME = "etcd://";
+const ETCD_SCHEME = "etcd://";
 
 /**
  * Whether `location` is a fleet-mode address (`etcd://...`).
