@@ -82,6 +82,7 @@ etcdTest(
         if (killed === undefined && logs[0]!.acked.size >= WRITES / 3) {
           killed = leader;
           killedAt = performance.now();
+          ackedAtKill = logs[0]!.acked.size + logs[1]!.acked.size;
           cluster.kill(leader);
         }
       })
@@ -93,9 +94,7 @@ etcdTest(
     assert.ok(logs.every((l) => l.done));
     const newLeader = await cluster.leader();
     console.log(
-      `leader ${killed} killed after ${
-        logs[0]!.acked.size
-      } acknowledged writes of writer 0; new leader ${newLeader}; ` +
+      `leader ${killed} killed after ${ackedAtKill} acknowledged writes; new leader ${newLeader}; ` +
         `slowest write (the stall): writer 0 ${logs[0]!.slowestMs} ms, writer 1 ${logs[1]!.slowestMs} ms; ` +
         `outcome unknown: ${logs[0]!.unknown.length + logs[1]!.unknown.length}; ` +
         `${Math.round(performance.now() - killedAt)} ms from the kill to the end`,
