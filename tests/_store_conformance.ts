@@ -154,15 +154,118 @@ export function storeConformance(f: StoreFactory): void {
     assert.deepEqual(e?.value, { ...ECHO, state: '"running"' });
     assert.equal(e?.updatedAt, LATER);
     assert.equal(e?.version, 2);
-    const before = await s.get("config", "side");
     const miss = await s.txn({
       compares: [],
       success: [put("side", "1"), { op: "setState", space: "modules", key: "ghost", state: '"running"' }],
       updatedAt: LATER,
     });
-    assert.equal(miss.succeeded, false);
-    assert.equal(await s.get("config", "side"), before);
-    assert.equal(await s.get("modules", "ghost"), undefined);
+    assert.equal(miss.succeeded, true);
+    assert.deepEqual(miss.changed, [true, false]);
+    assert.equal((await s.get("config", "side"))?.value, "1");
+    assert.equal(await s.get("modules", "ghost"), undefined, "a missing module is not created");
+    const guarded = await s.txn({
+      compares: [{ space: "modules", key: "ghost", target: "version", equals: 0, result: "notEqual" }],
+      success: [put("side", "2"), { op: "setState", space: "modules", key: "ghost", state: '"running"' }],
+      updatedAt: LATER,
+    });
+    assert.equal(guarded.succeeded, false, "the exists compare makes the transaction depend on the module");
+    assert.equal((await s.get("config", "side"))?.value, "1");
+  });
+
+  test("getValue() reads the stored value alone", async (s) => {
+    assert.equal(await s.getValue("config", "gv"), undefined);
+    await s.txn({
+      compares: [],
+      success: [put("gv", '{"a":1}'), { op: "put", space: "modules", key: "gm", value: ECHO }],
+      updatedAt: NOW,
+    });
+    assert.equal(await s.getValue("config", "gv"), '{"a":1}');
+    assert.deepEqual(await s.getValue("modules", "gm"), ECHO);
+  });
+
+  test("compare results: notEqual, greater and less on version and modRevision", async (s, t) => {
+    const w = await s.txn({ compares: [], success: [put("n", "1")], updatedAt: NOW });
+    await s.txn({ compares: [], success: [put("n", "2")], updatedAt: NOW }); // version 2
+    for (
+      const [result, equals, holds] of [
+        ["equal", 2, true],
+        ["notEqual", 2, false],
+        ["notEqual", 0, true],
+        ["greater", 1, true],
+        ["greater", 2, false],
+        ["less", 3, true],
+        ["less", 2, false],
+      ] as const
+    ) {
+      await t.step(`version ${result} ${equals}`, async () => {
+        const r = await s.txn({
+          compares: [{ space: "config", key: "n", target: "version", equals, result }],
+          success: [],
+          updatedAt: NOW,
+        });
+        assert.equal(r.succeeded, holds);
+      });
+    }
+    const byRev = await s.txn({
+      compares: [{ space: "config", key: "n", target: "modRevision", equals: w.revision, result: "greater" }],
+      success: [],
+      updatedAt: NOW,
+    });
+    assert.equal(byRev.succeeded, true);
+    const missing = await s.txn({
+      compares: [{ space: "config", key: "none", target: "version", equals: 0, result: "notEqual" }],
+      success: [put("none", "made")],
+      updatedAt: NOW,
+    });
+    assert.equal(missing.succeeded, false);
+    assert.equal(await s.get("config", "none"), undefined);
+  });
+
+  test("value compares: equal and notEqual, and a missing key fails all but notEqual", async (s, t) => {
+    await s.txn({
+      compares: [],
+      success: [put("v", '"on"'), { op: "put", space: "meta", key: "mv", value: "x" }],
+      updatedAt: NOW,
+    });
+    for (
+      const [space, key, result, equals, holds] of [
+        ["config", "v", "equal", '"on"', true],
+        ["config", "v", "equal", '"off"', false],
+        ["config", "v", "notEqual", '"off"', true],
+        ["config", "v", "notEqual", '"on"', false],
+        ["meta", "mv", "equal", "x", true],
+        ["config", "missing", "equal", "", false],
+        ["config", "missing", "notEqual", "", true],
+      ] as const
+    ) {
+      await t.step(`${space}/${key} ${result} ${JSON.stringify(equals)}`, async () => {
+        const r = await s.txn({
+          compares: [{ space, key, target: "value", equals, result }],
+          success: [put("vout", `${key}-${result}-${equals}`)],
+          updatedAt: NOW,
+        });
+        assert.equal(r.succeeded, holds);
+        assert.equal((await s.get("config", "vout"))?.value === `${key}-${result}-${equals}`, holds);
+      });
+    }
+  });
+
+  test("a failed transaction reports each compared key's entry, in compare order", async (s) => {
+    const w = await s.txn({ compares: [], success: [put("x1", "1")], updatedAt: NOW });
+    const r = await s.txn({
+      compares: [
+        { space: "config", key: "x1", target: "version", equals: 1 },
+        { space: "config", key: "x2", target: "version", equals: 1 },
+      ],
+      success: [put("x3", "never")],
+      updatedAt: NOW,
+    });
+    assert.equal(r.succeeded, false);
+    assert.equal(r.current?.length, 2);
+    assert.equal(r.current?.[0]?.value, "1");
+    assert.equal(r.current?.[0]?.modRevision, w.revision);
+    assert.equal(r.current?.[1], undefined);
+    assert.equal(await s.get("config", "x3"), undefined);
   });
 
   test("compare-and-set: a matching version applies, a stale one applies nothing", async (s) => {

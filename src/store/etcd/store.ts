@@ -63,8 +63,6 @@ interface TxnAnswer {
 interface Plan {
   readonly ops: Record<string, unknown>[];
   readonly changed: boolean[];
-  /** A `setState` names a module that does not exist: this branch cannot run. */
-  readonly impossible: boolean;
   readonly bytes: number;
 }
 
@@ -228,6 +226,10 @@ export class EtcdStore implements Store, AsyncDisposable {
     return kv ? this.#toEntry(space, kv, full.length - key.length) : undefined;
   }
 
+  async getValue<S extends Space>(space: S, key: string): Promise<SpaceValue[S] | undefined> {
+    return (await this.get(space, key))?.value;
+  }
+
   async range<S extends Space>(request: RangeRequest & { readonly space: S }): Promise<RangeResult<S>> {
     this.#check();
     const { space } = request;
@@ -297,16 +299,29 @@ export class EtcdStore implements Store, AsyncDisposable {
     const failure = request.failure ?? [];
     this.#checkKeys(request.success);
     this.#checkKeys(failure);
-    const needsRead = [...request.success, ...failure].filter((op) => op.op !== "put");
+    for (const c of request.compares) {
+      if (c.target === "value" && c.space === "modules") {
+        throw new TypeError("value compares apply to the config and meta spaces; compare a module's version");
+      }
+    }
+    // Deletes and state changes need the key's current entry, and value compares are decided on it (the stored
+    // text carries updated_at, so etcd cannot compare the value itself): read those keys, and guard the write on
+    // them not changing since.
+    const readKeys = [
+      ...new Set([
+        ...[...request.success, ...failure].filter((op) => op.op !== "put").map((op) => this.#live(op.space, op.key)),
+        ...request.compares.filter((c) => c.target === "value").map((c) => this.#live(c.space, c.key)),
+      ]),
+    ];
     const deadline = this.#client.deadline();
     for (let round = 0;; round++) {
-      // Deletes and state changes need the key's current entry: read it, and guard the write on it not changing.
       const snapshot = new Map<string, RawKv | undefined>();
-      if (needsRead.length > 0) {
-        const answer = await this.#readTxn(needsRead.map((op) => this.#live(op.space, op.key)), deadline);
-        needsRead.forEach((op, i) => snapshot.set(this.#live(op.space, op.key), answer[i]));
+      if (readKeys.length > 0) {
+        const answer = await this.#readTxn(readKeys, deadline);
+        readKeys.forEach((key, i) => snapshot.set(key, answer[i]));
       }
       const id = randomId();
+      const receiptKey = b64(this.#receipt(id));
       const sPlan = this.#plan(request.success, request.updatedAt, snapshot, id);
       const fPlan = this.#plan(failure, request.updatedAt, snapshot, id);
       const guards = [...snapshot].map(([key, kv]) =>
@@ -314,53 +329,82 @@ export class EtcdStore implements Store, AsyncDisposable {
           ? { target: "MOD", key: b64(key), result: "EQUAL", mod_revision: kv.mod_revision }
           : { target: "VERSION", key: b64(key), result: "EQUAL", version: "0" }
       );
-      const receiptAbsent = { target: "VERSION", key: b64(this.#receipt(id)), result: "EQUAL", version: "0" };
-      const userCompares = request.compares.map((c) => this.#compare(c));
-      const receipt = (branch: string) => ({ request_put: { key: b64(this.#receipt(id)), value: b64(branch) } });
+      const receiptAbsent = { target: "VERSION", key: receiptKey, result: "EQUAL", version: "0" };
+      const userCompares = request.compares.map((c) => this.#compare(c, snapshot, receiptKey));
+      // On failure, the compared keys' entries as the compares saw them (TxnResult.current).
+      const compareRanges = request.compares.map((c) => ({ request_range: { key: b64(this.#live(c.space, c.key)) } }));
+      const receipt = (branch: string) => ({ request_put: { key: receiptKey, value: b64(branch) } });
       const nested = guards.length > 0 || failure.length > 0;
-      let body: Record<string, unknown>;
-      if (sPlan.impossible) {
-        // The success branch changes a module that does not exist: the transaction fails and writes nothing.
-        return { succeeded: false, revision: await this.revision(), changed: [] };
-      }
-      const fOps = fPlan.impossible ? [] : [...fPlan.ops, receipt("f")];
-      if (nested) {
-        body = {
+      // A failure branch that writes nothing needs no receipt: run again, it decides the same way.
+      const fOps = fPlan.ops.length > 0 ? [...fPlan.ops, receipt("f")] : [];
+      const body: Record<string, unknown> = nested
+        ? {
           compare: [receiptAbsent, ...guards],
-          success: [{ request_txn: { compare: userCompares, success: [...sPlan.ops, receipt("s")], failure: fOps } }],
+          success: [{
+            request_txn: {
+              compare: userCompares,
+              success: [...sPlan.ops, receipt("s")],
+              failure: [...compareRanges, ...fOps],
+            },
+          }],
           failure: [],
-        };
-      } else {
-        body = { compare: [receiptAbsent, ...userCompares], success: [...sPlan.ops, receipt("s")], failure: [] };
-      }
-      this.#checkLimits(body, request, sPlan, fPlan, userCompares.length + guards.length + 1);
+        }
+        : { compare: [receiptAbsent, ...userCompares], success: [...sPlan.ops, receipt("s")], failure: compareRanges };
+      this.#checkLimits(
+        body,
+        request,
+        sPlan.ops.length + 1,
+        compareRanges.length + fOps.length,
+        userCompares.length + guards.length + 1,
+      );
       let answer: TxnAnswer;
       try {
         answer = await this.#client.call<TxnAnswer>("/v3/kv/txn", body, { write: true, deadline });
       } catch (err) {
         if (!(err instanceof EtcdCallError) || err.failure !== "unknown") this.#fail(err, "etcd transaction");
         const settled = await this.#settle(id, deadline, err);
-        if (settled === undefined) continue; // fenced: it never applied; run it again (re-reading first)
-        const succeeded = settled.branch === "s";
+        if (settled === undefined) continue; // fenced: it never applied and never will; run it again
         await this.#afterWrite(settled.revision);
-        return { succeeded, revision: settled.revision, changed: succeeded ? sPlan.changed : fPlan.changed };
+        if (settled.branch === "s") return { succeeded: true, revision: settled.revision, changed: sPlan.changed };
+        return {
+          succeeded: false,
+          revision: settled.revision,
+          changed: fPlan.changed,
+          current: await this.#currentAt(request.compares, settled.revision),
+        };
       }
       const revision = num(answer.header?.revision);
+      let outcome: TxnAnswer | undefined = answer;
       if (nested) {
         if (answer.succeeded !== true) {
           if (round > 50 || Date.now() > deadline) {
-            throw new RegistryError("etcd transaction: keys kept changing under it; gave up (try again)");
+            throw new RegistryError("etcd transaction: the keys it reads kept changing; gave up, nothing was written");
           }
-          continue; // a guarded key changed between the read and the write
+          continue; // a key read for the plan changed before the write: plan again
         }
-        const inner = answer.responses?.[0]?.response_txn;
-        const succeeded = inner?.succeeded === true;
-        await this.#afterWrite(revision);
-        return { succeeded, revision, changed: succeeded ? sPlan.changed : fPlan.changed };
+        outcome = answer.responses?.[0]?.response_txn;
       }
-      if (answer.succeeded === true) await this.#afterWrite(revision);
-      return { succeeded: answer.succeeded === true, revision, changed: answer.succeeded ? sPlan.changed : [] };
+      if (outcome?.succeeded === true) {
+        await this.#afterWrite(revision);
+        return { succeeded: true, revision, changed: sPlan.changed };
+      }
+      if (fOps.length > 0) await this.#afterWrite(revision);
+      const current = request.compares.map((c, i) => {
+        const kv = outcome?.responses?.[i]?.response_range?.kvs?.[0];
+        return kv ? this.#toEntry(c.space, kv, this.#live(c.space, "").length) : undefined;
+      });
+      return { succeeded: false, revision, changed: fPlan.changed, current };
     }
+  }
+
+  /** The compared keys' entries at a revision (or now, when it has been compacted). */
+  async #currentAt(compares: readonly Compare[], revision: number): Promise<(Entry | undefined)[]> {
+    return await Promise.all(compares.map(async (c) => {
+      const r = await this.range({ space: c.space, key: c.key, revision }).catch(() =>
+        this.range({ space: c.space, key: c.key })
+      );
+      return r.entries[0];
+    }));
   }
 
   #checkKeys(ops: readonly Operation[]): void {
@@ -375,13 +419,19 @@ export class EtcdStore implements Store, AsyncDisposable {
     }
   }
 
-  #checkLimits(body: Record<string, unknown>, request: TxnRequest, s: Plan, f: Plan, compares: number): void {
+  #checkLimits(
+    body: Record<string, unknown>,
+    request: TxnRequest,
+    successOps: number,
+    failureOps: number,
+    compares: number,
+  ): void {
     const max = this.#config.maxTxnOps;
-    const ops = Math.max(s.ops.length, f.ops.length) + 1;
-    if (ops > max || compares > max) {
+    if (successOps > max || failureOps > max || compares > max) {
+      const writes = Math.max(request.success.length, request.failure?.length ?? 0);
       throw new RegistryError(
-        `transaction too large for etcd: ${(ops - 1) / 2} writes and ${compares - 1} compares, ` +
-          `at most ${this.limits.maxTxnOperations} writes (etcd --max-txn-ops ${max}, each write also ` +
+        `transaction too large for etcd: ${writes} writes and ${request.compares.length} compares, ` +
+          `at most ${this.limits.maxTxnOperations} writes (etcd --max-txn-ops ${max}; each write also ` +
           `writes a history record); nothing was written`,
       );
     }
@@ -415,16 +465,29 @@ export class EtcdStore implements Store, AsyncDisposable {
     }
   }
 
-  #compare(c: Compare): Record<string, unknown> {
+  #compare(c: Compare, snapshot: Map<string, RawKv | undefined>, receiptKey: string): Record<string, unknown> {
     const key = b64(this.#live(c.space, c.key));
+    const result = c.result === "notEqual"
+      ? "NOT_EQUAL"
+      : c.result === "greater"
+      ? "GREATER"
+      : c.result === "less"
+      ? "LESS"
+      : "EQUAL";
     switch (c.target) {
       case "version":
-        return { target: "VERSION", key, result: "EQUAL", version: String(c.equals) };
+        return { target: "VERSION", key, result, version: String(c.equals) };
       case "modRevision":
-        return { target: "MOD", key, result: "EQUAL", mod_revision: String(c.equals) };
-      case "value":
-        // The stored value carries updated_at, so compare on the decoded value is not expressible in etcd.
-        throw new TypeError("etcd store compares on version or modRevision, not value");
+        return { target: "MOD", key, result, mod_revision: String(c.equals) };
+      case "value": {
+        // Decided on the snapshot (guarded by the key's mod_revision), sent as a compare that always holds or
+        // never does: this transaction's receipt does not exist yet.
+        const kv = snapshot.get(this.#live(c.space, c.key));
+        const holds = kv === undefined
+          ? c.result === "notEqual"
+          : (decodeValue(c.space, unb64(kv.value)).value === c.equals) === (c.result !== "notEqual");
+        return { target: "VERSION", key: receiptKey, result: holds ? "EQUAL" : "GREATER", version: "0" };
+      }
     }
   }
 
@@ -433,7 +496,6 @@ export class EtcdStore implements Store, AsyncDisposable {
     const changed: boolean[] = [];
     let bytes = 0;
     let n = 0;
-    let impossible = false;
     const record = (op: Operation, data: Record<string, unknown>) => {
       const key = `${this.#historyPrefix(op.space, op.key)}${id}.${n++}`;
       const value = JSON.stringify(data);
@@ -451,8 +513,7 @@ export class EtcdStore implements Store, AsyncDisposable {
       } else if (op.op === "setState") {
         const kv = snapshot.get(live);
         if (!kv) {
-          impossible = true;
-          changed.push(false);
+          changed.push(false); // a missing module is not created
           continue;
         }
         const current = decodeValue("modules", unb64(kv.value));
@@ -472,7 +533,7 @@ export class EtcdStore implements Store, AsyncDisposable {
         changed.push(true);
       }
     }
-    return { ops: out, changed, impossible, bytes };
+    return { ops: out, changed, bytes };
   }
 
   /** Reads several keys at one revision (a read-only etcd txn). */
