@@ -84,7 +84,7 @@ export type {
 export type { BackupOptions, BackupResult } from "./src/ops/backup.ts";
 export type { VerifyCheck, VerifyProblem, VerifyReport } from "./src/ops/verify.ts";
 export type { Durability, EngineChoice, OpenEngineOptions } from "./src/sqlite/open.ts";
-export { encodeJson } from "./src/json.ts";
+export { decodeJson, encodeJson, type JsonValue } from "./src/json.ts";
 export { formatTimestamp, parseTimestamp } from "./src/time.ts";
 export {
   defineExtension,

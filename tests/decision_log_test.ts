@@ -161,7 +161,7 @@ engineTest("DecisionLog.open() creates oxide-k's xai_decisions table and idx_xai
   assert.equal(index?.sql, "CREATE INDEX idx_xai_actor_time ON xai_decisions(actor, timestamp DESC)");
   const keys = reg.db.prepare("SELECT name, desc FROM pragma_index_xinfo('idx_xai_actor_time') WHERE key = 1").all();
   assert.deepEqual(keys, [{ name: "actor", desc: 0 }, { name: "timestamp", desc: 1 }]);
-  assert.equal(extensionVersion(reg, "xai"), 2);
+  assert.equal(extensionVersion(reg, "xai"), 3);
 });
 
 engineTest("log() stores a decision as oxide-k does", async (engine) => {
@@ -249,7 +249,7 @@ Deno.test("DecisionLog.open() adopts a file where oxide-k created the table, and
 
   await using reg = await StateRegistry.connect(path);
   const log = await DecisionLog.open(reg);
-  assert.equal(extensionVersion(reg, "xai"), 2);
+  assert.equal(extensionVersion(reg, "xai"), 3);
   assert.equal(await log.count(), 2);
   const [first, second] = await log.byActor("healer");
   assert.equal(first?.id, newer);
@@ -470,7 +470,8 @@ engineTest("log() refuses a malformed decision and writes nothing", async (engin
     ["inputs undefined", { ...good, inputs: undefined }, SerializationError],
     ["inputs with NaN", { ...good, inputs: { score: NaN } }, SerializationError],
     ["output a Date", { ...good, output: new Date() }, SerializationError],
-    ["output a bigint", { ...good, output: [1n] }, SerializationError],
+    ["output a bigint beyond u64::MAX", { ...good, output: [2n ** 64n] }, SerializationError],
+    ["rationale with a lone surrogate", { ...good, rationale: "a\uD800" }, TypeError],
   ];
   for (const [name, decision, error] of cases) {
     const err = await log.log(decision as Decision).catch((e) => e);

@@ -77,11 +77,24 @@ function jsonValue(rnd: Random, depth = 0): unknown {
     case 1:
       return rnd.chance(0.5);
     case 2:
-      return rnd.pick([0, -0, 1, -1, 42, 2 ** 31, -(2 ** 31) - 1, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER]);
+      return rnd.pick([
+        0,
+        -0,
+        1,
+        -1,
+        42,
+        2 ** 31,
+        -(2 ** 31) - 1,
+        Number.MAX_SAFE_INTEGER,
+        -Number.MAX_SAFE_INTEGER,
+        2n ** 53n + 1n,
+        2n ** 64n - 1n,
+        -(2n ** 63n),
+      ]);
     case 3:
-      return rnd.pick([0.1, -12.5, 1e21, 1e-7, 5e-324, 1.7976931348623157e308, Math.PI, 2 ** 53 + 2]);
+      return rnd.pick([0.1, -12.5, 1e21, 1e-7, 5e-324, 1.7976931348623157e308, Math.PI]);
     case 4:
-      return rnd.pick([...TEXTS, "nul \u0000 inside", "lone \ud800 surrogate", "</script>"]);
+      return rnd.pick([...TEXTS, "nul \u0000 inside", "</script>"]);
     case 5:
       return rnd.int(1_000_000) - 500_000;
     case 6:
@@ -104,7 +117,8 @@ function badValue(rnd: Random): unknown {
     () => undefined,
     () => NaN,
     () => -Infinity,
-    () => 10n,
+    () => 2n ** 64n,
+    () => ({ text: "\uD800" }),
     () => () => 1,
     () => Symbol("s"),
     () => new Date(0),
@@ -143,7 +157,7 @@ function operation(rnd: Random): Operation {
     } as ModuleMetadata;
     const state = rnd.chance(0.08) ? rnd.pick(BAD_STATES) : rnd.pick(MODULE_STATES);
     return {
-      label: `upsertModule(${JSON.stringify(metadata)}, ${JSON.stringify(state)})`,
+      label: `upsertModule(${show(metadata)}, ${show(state)})`,
       method: "upsertModule",
       args: [metadata, state],
       apply: (reg) => reg.upsertModule(metadata, state as ModuleRecord["state"]),
@@ -153,7 +167,7 @@ function operation(rnd: Random): Operation {
     const id = rnd.chance(0.25) ? `unknown-${rnd.int(5)}` : rnd.pick(IDS);
     const state = rnd.chance(0.08) ? rnd.pick(BAD_STATES) : rnd.pick(MODULE_STATES);
     return {
-      label: `setModuleState(${JSON.stringify(id)}, ${JSON.stringify(state)})`,
+      label: `setModuleState(${show(id)}, ${show(state)})`,
       method: "setModuleState",
       args: [id, state],
       apply: (reg) => reg.setModuleState(id, state as ModuleRecord["state"]),
@@ -169,7 +183,7 @@ function operation(rnd: Random): Operation {
     const bad = rnd.chance(0.15);
     const value = bad ? badValue(rnd) : jsonValue(rnd);
     return {
-      label: `setConfig(${JSON.stringify(key)}, ${bad ? `<bad ${describeBad(value)}>` : JSON.stringify(value)})`,
+      label: `setConfig(${show(key)}, ${bad ? `<bad ${describeBad(value)}>` : show(value)})`,
       method: "setConfig",
       args: [key, value],
       bad,
@@ -183,7 +197,21 @@ function operation(rnd: Random): Operation {
 }
 
 function call(method: string, args: unknown[], apply: Operation["apply"]): Operation {
-  return { label: `${method}(${args.map((a) => JSON.stringify(a)).join(", ")})`, method, args, apply };
+  return { label: `${method}(${args.map((a) => show(a)).join(", ")})`, method, args, apply };
+}
+
+/** JSON text for labels and messages; a bigint as `123n`. */
+function show(value: unknown): string {
+  return JSON.stringify(value, (_key, v) => typeof v === "bigint" ? `${v}n` : v);
+}
+
+/** What a value reads back as: a copy, as JSON gives it (-0 reads as 0). */
+function jsonCopy(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(jsonCopy);
+  if (typeof value === "object" && value !== null) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, jsonCopy(v)]));
+  }
+  return Object.is(value, -0) ? 0 : value;
 }
 
 function describeBad(value: unknown): string {
@@ -264,7 +292,7 @@ class Model {
         if (hasNul(key)) return expectError(result, TypeError);
         if (op.bad) return expectError(result, SerializationError);
         expectValue(result, undefined);
-        this.config.set(key, JSON.parse(JSON.stringify(value)));
+        this.config.set(key, jsonCopy(value));
         return;
       }
       case "getConfig":
@@ -323,7 +351,7 @@ function compareSqliteText(a: string, b: string): number {
 function expectError(result: Outcome, errorClass: new (...args: never[]) => Error): void {
   assert.ok(
     "error" in result,
-    `expected ${errorClass.name}, got ${JSON.stringify((result as { value: unknown }).value)}`,
+    `expected ${errorClass.name}, got ${show((result as { value: unknown }).value)}`,
   );
   assert.equal(result.errorClass, errorClass, `expected ${errorClass.name}, got ${result.error}`);
 }

@@ -25,7 +25,7 @@ const VALUES: Record<string, unknown> = {
   "empty": "",
   "unicode": "Grüße, агент 🦕",
   "escapes": 'nul \u0000, quote ", backslash \\, line\nbreak, \u2028',
-  "lone surrogate": "\ud800",
+  "integers beyond 2^53": { u64Max: 18446744073709551615n, i64Min: -9223372036854775808n, list: [9007199254740993n] },
   "long": "x".repeat(100_000),
   "nested": { url: "https://example.com", retries: 3, tags: ["a", "ü", []], deep: { a: { b: [null, false] } } },
   "ключ 🦕": [1, "two", { three: 3 }],

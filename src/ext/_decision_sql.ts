@@ -22,15 +22,22 @@ export const INDEX_SQL = "CREATE INDEX IF NOT EXISTS idx_xai_actor_time ON xai_d
  * order), or `''` when `x` is not a timestamp SQLite can read. The fraction is
  * cut off before `strftime` (which would round it to milliseconds and could
  * carry into the next second) and re-attached padded to nine digits; offsets
- * are whole minutes, so they never touch it. Only functions every SQLite has,
- * because the triggers also run inside a Rust oxide-k's inserts.
+ * are whole minutes, so they never touch it. A leap second (`23:59:60.5`,
+ * which chrono writes and `strftime` refuses) is converted as second 59 and
+ * keyed as second 60, so it sorts after `:59.999999999` and before the next
+ * minute. Only functions every SQLite has, because the triggers also run
+ * inside a Rust oxide-k's inserts.
  */
 export function utcKeySql(x: string): string {
   const tz = `CASE WHEN upper(substr(${x}, -1)) = 'Z' THEN 'Z' ELSE substr(${x}, -6) END`;
   const fraction =
     `CASE WHEN substr(${x}, 20, 1) = '.' THEN substr(${x}, 21, length(${x}) - 20 - length(${tz})) ELSE '' END`;
-  const seconds = `strftime('%Y-%m-%dT%H:%M:%S', substr(${x}, 1, 10) || 'T' || substr(${x}, 12, 8) || ${tz})`;
-  return `coalesce(${seconds} || '.' || substr(${fraction} || '000000000', 1, 9) || 'Z', '')`;
+  const leap = `substr(${x}, 18, 2) = '60'`;
+  const second = `CASE WHEN ${leap} THEN '59' ELSE substr(${x}, 18, 2) END`;
+  const seconds =
+    `strftime('%Y-%m-%dT%H:%M:%S', substr(${x}, 1, 10) || 'T' || substr(${x}, 12, 6) || ${second} || ${tz})`;
+  const keyed = `CASE WHEN ${leap} THEN substr(${seconds}, 1, 17) || '60' ELSE ${seconds} END`;
+  return `coalesce(${keyed} || '.' || substr(${fraction} || '000000000', 1, 9) || 'Z', '')`;
 }
 
 /** Migration 1 of extension `xai`: oxide-k's table and index, accepted as they are when oxide-k made them. */
@@ -65,6 +72,17 @@ export const MIGRATION_2_SQL = [
   BACKFILL_SQL,
   ...Object.values(UTC_TRIGGERS_SQL),
   ...Object.values(UTC_INDEXES_SQL),
+].join(";\n");
+
+/**
+ * Migration 3 of extension `xai`: the triggers again, now keying leap seconds,
+ * and the rows earlier triggers left with an empty key re-keyed (a row whose
+ * timestamp is not RFC 3339 at all keeps `''`).
+ */
+export const MIGRATION_3_SQL = [
+  ...Object.keys(UTC_TRIGGERS_SQL).map((name) => `DROP TRIGGER IF EXISTS ${name}`),
+  ...Object.values(UTC_TRIGGERS_SQL),
+  `${BACKFILL_SQL} WHERE timestamp_utc = ''`,
 ].join(";\n");
 
 /** The indexes migration 2 creates; every read names the one it uses (`INDEXED BY`), see {@linkcode querySql}. */

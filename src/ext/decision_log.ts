@@ -27,12 +27,14 @@ import {
   INDEX_SQL,
   MIGRATION_1_SQL,
   MIGRATION_2_SQL,
+  MIGRATION_3_SQL,
   type QueryShape,
   querySql,
   UTC_INDEXES_SQL,
   UTC_TRIGGERS_SQL,
 } from "./_decision_sql.ts";
-import { encodeJson } from "../json.ts";
+import { decodeJson, encodeJson } from "../json.ts";
+import { checkText } from "../_text.ts";
 import type { StateRegistry } from "../registry/registry.ts";
 import type { Row, SqlValue } from "../sqlite/engine.ts";
 import { formatTimestamp, parseTimestamp } from "../time.ts";
@@ -216,6 +218,7 @@ const XAI_EXTENSION: Extension = defineExtension({
   migrations: [
     { version: 1, name: "oxide-k xai_decisions table and idx_xai_actor_time", up: MIGRATION_1_SQL },
     { version: 2, name: "timestamp_utc sort key, its triggers and indexes", up: MIGRATION_2_SQL },
+    { version: 3, name: "timestamp_utc keys leap seconds", up: MIGRATION_3_SQL },
   ],
 });
 
@@ -787,7 +790,7 @@ function encodeField(id: string, field: string, value: unknown): string {
 function decodeField(id: string, field: string, stored: SqlValue | undefined): unknown {
   if (typeof stored === "string") {
     try {
-      return JSON.parse(stored);
+      return decodeJson(stored);
     } catch (error) {
       throw new SerializationError(
         `decision '${id}' has ${field} that is not valid JSON: ${(error as Error).message}`,
@@ -796,12 +799,6 @@ function decodeField(id: string, field: string, stored: SqlValue | undefined): u
     }
   }
   throw new SerializationError(`decision '${id}' has ${field} that is not text: ${describe(stored)}`);
-}
-
-function checkText(what: string, value: unknown): string {
-  if (typeof value !== "string") throw new TypeError(`${what} must be a string, got ${describe(value)}`);
-  if (value.includes("\0")) throw new TypeError(`${what} must not contain a NUL character: ${describe(value)}`);
-  return value;
 }
 
 function checkDate(what: string, value: unknown): Date {

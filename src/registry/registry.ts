@@ -13,7 +13,8 @@ import {
   SerializationError,
   UnknownModuleError,
 } from "../errors.ts";
-import { encodeJson } from "../json.ts";
+import { decodeJson, encodeJson } from "../json.ts";
+import { checkText } from "../_text.ts";
 import {
   MODULE_KINDS,
   MODULE_STATES,
@@ -1021,7 +1022,7 @@ function storedText(key: string, stored: unknown): string {
 /** Parses a value read without a key. Sealed text is never JSON, so only a failed parse needs a closer look. */
 function parsePlainConfig<T>(key: string, stored: string): T {
   try {
-    return JSON.parse(stored) as T;
+    return decodeJson(stored) as T;
   } catch {
     refuseSealedValue(key, stored); // Sealed: says it needs a key, never returns ciphertext.
     return parseConfig<T>(key, stored); // Throws the SerializationError.
@@ -1030,7 +1031,7 @@ function parsePlainConfig<T>(key: string, stored: string): T {
 
 function parseConfig<T>(key: string, json: string): T {
   try {
-    return JSON.parse(json) as T;
+    return decodeJson(json) as T;
   } catch (error) {
     throw new SerializationError(`value of config key '${key}' is not valid JSON: ${(error as Error).message}`, {
       cause: error,
@@ -1101,18 +1102,6 @@ function decodeEnumText<T extends string>(
   }
   const valid = [...byText.keys()].map((text) => `'${text}'`).join(", ");
   throw new SerializationError(`module '${id}' has ${column} ${describe(stored)}, expected one of ${valid}`);
-}
-
-function checkText(what: string, value: unknown): string {
-  if (typeof value !== "string") {
-    throw new TypeError(`${what} must be a string, got ${describe(value)}`);
-  }
-  if (value.includes("\0")) {
-    throw new TypeError(
-      `${what} must not contain a NUL character: ${describe(value)}`,
-    );
-  }
-  return value;
 }
 
 /** Kinds and states as stored: JSON strings, with the quotes. */
