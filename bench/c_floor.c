@@ -1,11 +1,16 @@
 /*
  * The C floor: the registry's getConfig / setConfig / upsertModule / listModules SQL run straight against
- * libsqlite3, with the registry's pragmas (WAL, synchronous=FULL, busy_timeout) on a file and on :memory:.
- * No JSON, no timestamps formatted per call: this is what SQLite itself costs, the least any binding can take.
+ * libsqlite3 with reused prepared statements, on a WAL file and on :memory:. No JSON, no timestamp formatted per
+ * call: what SQLite itself costs, the least any binding can take.
  *
- *   deno task bench:c          (gcc -O2 bench/c_floor.c -lsqlite3, then runs it on ./data)
+ * The workload of `deno task bench:compare` (bench/compare.ts, which builds and runs this once per round):
+ * 1,000 config keys and 1,000 modules prefilled; reads and writes cycle through the keys; short JSON values;
+ * each write its own (autocommit) transaction; listModules reads all 1,000 rows, every column copied out.
  *
- * Prints one line per operation and storage: ns/op and ops/s.
+ *   c_floor <dir> <synchronous: NORMAL|FULL> <reads> <writes> <lists>
+ *   deno task bench:c      (builds it, then runs one round on ./data)
+ *
+ * Prints one line per operation and storage: "op storage ns_per_op ops", and "sqlite <version>" first.
  */
 #include <sqlite3.h>
 #include <stdio.h>
@@ -13,7 +18,8 @@
 #include <string.h>
 #include <time.h>
 
-#define MODULES 100
+#define KEYS 1000
+#define MODULES 1000
 
 static const char *MODULES_SQL =
     "CREATE TABLE IF NOT EXISTS modules (id TEXT PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL,"
@@ -32,7 +38,9 @@ static const char *SET_CONFIG_SQL =
     " ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
 static const char *GET_CONFIG_SQL = "SELECT value FROM config WHERE key = ?1";
 static const char *TIMESTAMP = "2026-11-28T09:15:02.123+00:00";
-static const char *VALUE = "{\"url\":\"https://example.com\",\"retries\":3}";
+
+static char key_names[KEYS][32];
+static char module_ids[MODULES][32];
 
 static void check(sqlite3 *db, int rc, int expected, const char *what) {
   if (rc != expected) {
@@ -58,7 +66,9 @@ static void step_done(sqlite3 *db, sqlite3_stmt *stmt, const char *what) {
   sqlite3_reset(stmt);
 }
 
-static void set_config(sqlite3 *db, sqlite3_stmt *stmt, const char *key, const char *value) {
+static void set_config(sqlite3 *db, sqlite3_stmt *stmt, const char *key, long n) {
+  char value[64];
+  snprintf(value, sizeof value, "{\"retries\":%ld,\"url\":\"https://example.com\"}", n);
   sqlite3_bind_text(stmt, 1, key, -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(stmt, 2, value, -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(stmt, 3, TIMESTAMP, -1, SQLITE_TRANSIENT);
@@ -88,12 +98,17 @@ static void upsert_module(sqlite3 *db, sqlite3_stmt *stmt, const char *id, const
 }
 
 static size_t list_modules(sqlite3 *db, sqlite3_stmt *stmt) {
+  /* Every column copied out of SQLite, as a binding must: a binding cannot keep SQLite's pointers. */
+  static char copy[512];
   size_t bytes = 0;
   int rc;
   while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
     for (int i = 0; i < 7; i++) {
       const unsigned char *text = sqlite3_column_text(stmt, i);
-      if (text != NULL) bytes += (size_t)sqlite3_column_bytes(stmt, i);
+      if (text == NULL) continue;
+      size_t length = (size_t)sqlite3_column_bytes(stmt, i);
+      memcpy(copy, text, length < sizeof copy ? length : sizeof copy);
+      bytes += length + (size_t)copy[0];
     }
   }
   check(db, rc, SQLITE_DONE, "listModules");
@@ -103,17 +118,19 @@ static size_t list_modules(sqlite3 *db, sqlite3_stmt *stmt) {
 
 static void report(const char *what, const char *storage, double start, long n) {
   double ns = (now_ns() - start) / (double)n;
-  printf("%-13s %-7s %12.1f ns/op %12.0f ops/s  (%ld ops)\n", what, storage, ns, 1e9 / ns, n);
+  printf("%s %s %.1f %ld\n", what, storage, ns, n);
 }
 
-static void run(const char *path, const char *storage, long reads, long writes, long lists) {
+static void run(const char *path, const char *storage, const char *synchronous, long reads, long writes,
+                long lists) {
   sqlite3 *db = NULL;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
   check(db, sqlite3_open_v2(path, &db, flags, NULL), SQLITE_OK, path);
   check(db, sqlite3_exec(db, "PRAGMA busy_timeout = 5000", NULL, NULL, NULL), SQLITE_OK, "busy_timeout");
   if (strcmp(path, ":memory:") != 0) {
-    check(db, sqlite3_exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL", NULL, NULL, NULL), SQLITE_OK,
-          "pragmas");
+    char pragmas[128];
+    snprintf(pragmas, sizeof pragmas, "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s", synchronous);
+    check(db, sqlite3_exec(db, pragmas, NULL, NULL, NULL), SQLITE_OK, "pragmas");
   }
   check(db, sqlite3_exec(db, MODULES_SQL, NULL, NULL, NULL), SQLITE_OK, "modules");
   check(db, sqlite3_exec(db, CONFIG_SQL, NULL, NULL, NULL), SQLITE_OK, "config");
@@ -122,28 +139,24 @@ static void run(const char *path, const char *storage, long reads, long writes, 
   sqlite3_stmt *upsert = prepare(db, UPSERT_MODULE_SQL);
   sqlite3_stmt *list = prepare(db, LIST_MODULES_SQL);
 
-  set_config(db, set, "endpoint", VALUE);
-  char id[32];
-  for (int i = 0; i < MODULES; i++) {
-    snprintf(id, sizeof id, "module-%03d", i);
-    upsert_module(db, upsert, id, "\"running\"");
-  }
+  check(db, sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK, "begin");
+  for (int i = 0; i < KEYS; i++) set_config(db, set, key_names[i], i);
+  for (int i = 0; i < MODULES; i++) upsert_module(db, upsert, module_ids[i], "\"running\"");
+  check(db, sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK, "commit");
 
   volatile size_t sink = 0;
   double start = now_ns();
-  for (long i = 0; i < reads; i++) sink += get_config(db, get, "endpoint");
+  for (long i = 0; i < reads; i++) sink += get_config(db, get, key_names[i % KEYS]);
   report("getConfig", storage, start, reads);
 
-  char value[32];
   start = now_ns();
-  for (long i = 0; i < writes; i++) {
-    snprintf(value, sizeof value, "%ld", i);
-    set_config(db, set, "max_threads", value);
-  }
+  for (long i = 0; i < writes; i++) set_config(db, set, key_names[i % KEYS], i);
   report("setConfig", storage, start, writes);
 
   start = now_ns();
-  for (long i = 0; i < writes; i++) upsert_module(db, upsert, "echo", i % 2 == 0 ? "\"running\"" : "\"stopped\"");
+  for (long i = 0; i < writes; i++) {
+    upsert_module(db, upsert, module_ids[i % MODULES], i % 2 == 0 ? "\"stopped\"" : "\"running\"");
+  }
   report("upsertModule", storage, start, writes);
 
   start = now_ns();
@@ -160,6 +173,16 @@ static void run(const char *path, const char *storage, long reads, long writes, 
 
 int main(int argc, char **argv) {
   const char *dir = argc > 1 ? argv[1] : ".";
+  const char *synchronous = argc > 2 ? argv[2] : "FULL";
+  long reads = argc > 3 ? atol(argv[3]) : 200000;
+  long writes = argc > 4 ? atol(argv[4]) : 5000;
+  long lists = argc > 5 ? atol(argv[5]) : 500;
+  if (strcmp(synchronous, "NORMAL") != 0 && strcmp(synchronous, "FULL") != 0) {
+    fprintf(stderr, "synchronous must be NORMAL or FULL, got %s\n", synchronous);
+    return 2;
+  }
+  for (int i = 0; i < KEYS; i++) snprintf(key_names[i], sizeof key_names[i], "bench.key.%04d", i);
+  for (int i = 0; i < MODULES; i++) snprintf(module_ids[i], sizeof module_ids[i], "module-%04d", i);
   char path[4096];
   snprintf(path, sizeof path, "%s/c_floor.db", dir);
   static const char *SUFFIXES[] = {"", "-wal", "-shm"};
@@ -168,8 +191,8 @@ int main(int argc, char **argv) {
     snprintf(file, sizeof file, "%s%s", path, SUFFIXES[i]);
     remove(file); /* A fresh database each run. */
   }
-  printf("SQLite %s, 2 noisy cores: compare runs, not single numbers\n", sqlite3_libversion());
-  run(path, "file", 200000, 5000, 5000);
-  run(":memory:", "memory", 1000000, 500000, 10000);
+  printf("sqlite %s\n", sqlite3_libversion());
+  run(path, "file", synchronous, reads, writes, lists);
+  run(":memory:", "memory", synchronous, reads, writes, lists);
   return 0;
 }
