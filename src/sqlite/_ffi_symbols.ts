@@ -92,6 +92,22 @@ export const SYMBOLS = {
   sqlite3_backup_pagecount: { parameters: ["pointer"], result: "i32" },
   // (sqlite3_backup *p)
   sqlite3_backup_finish: { parameters: ["pointer"], result: "i32" },
+  // The dynamic string `all()` gathers a batch of rows' text in (one read from JS per batch, not one per column).
+  // SQLite 3.25+; optional: without them `all()` reads each column on its own.
+  // (sqlite3 *db)
+  sqlite3_str_new: { parameters: ["pointer"], result: "pointer", optional: true },
+  // (sqlite3_str *p, const char *zIn, int N)
+  sqlite3_str_append: { parameters: ["pointer", "pointer", "i32"], result: "void", optional: true },
+  // (sqlite3_str *p)
+  sqlite3_str_value: { parameters: ["pointer"], result: "pointer", optional: true },
+  // (sqlite3_str *p)
+  sqlite3_str_errcode: { parameters: ["pointer"], result: "i32", optional: true },
+  // (sqlite3_str *p)
+  sqlite3_str_reset: { parameters: ["pointer"], result: "void", optional: true },
+  // (sqlite3_str *p)
+  sqlite3_str_finish: { parameters: ["pointer"], result: "pointer", optional: true },
+  // (void *p)
+  sqlite3_free: { parameters: ["pointer"], result: "void" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded library's symbols. */

@@ -98,6 +98,8 @@ export class FfiEngine implements Engine {
   readonly #release: () => void;
   readonly #libPath: string | undefined;
   readonly #busyTimeoutMs: number;
+  /** The `sqlite3_str` that `all()` gathers text in; created on first use, freed by `close()`. */
+  #text: Deno.PointerValue = null;
 
   /**
    * Opens (creating if missing) the database at `options.path`.
@@ -264,6 +266,10 @@ export class FfiEngine implements Engine {
     if (this.#db === null) return;
     for (const statement of this.#statements.values()) statement.finalize();
     this.#statements.clear();
+    if (this.#text !== null) {
+      this.#lib.sqlite3_free(this.#lib.sqlite3_str_finish!(this.#text));
+      this.#text = null;
+    }
     const rc = this.#lib.sqlite3_close_v2(this.#db);
     const error = rc === SQLITE_OK ? undefined : this.error(rc);
     this.#db = null;
@@ -303,6 +309,14 @@ export class FfiEngine implements Engine {
   assertOpen(): void {
     this.#handle();
   }
+
+  /** The connection's text-gathering `sqlite3_str`, or `null` when the library lacks the `sqlite3_str` API. */
+  textBuffer(): Deno.PointerValue {
+    if (this.#text === null && this.#lib.sqlite3_str_new !== null) {
+      this.#text = this.#lib.sqlite3_str_new(this.#handle());
+    }
+    return this.#text;
+  }
 }
 
 /** A statement prepared on an {@linkcode FfiEngine}. */
@@ -314,6 +328,11 @@ class FfiStatement implements Statement {
   readonly #parameterCount: number;
   #columns: string[];
   #reprepares = 0;
+  /**
+   * Only a `*` in the SQL lets a re-prepare (after another connection changed the schema) change the result's
+   * column names; the statements without one skip the check on every read.
+   */
+  readonly #watchColumns: boolean;
 
   constructor(
     engine: FfiEngine,
@@ -327,6 +346,7 @@ class FfiStatement implements Statement {
     this.sql = sql;
     this.#parameterCount = lib.sqlite3_bind_parameter_count(handle);
     this.#columns = this.#readColumns(handle);
+    this.#watchColumns = sql.includes("*");
   }
 
   #readColumns(handle: Deno.PointerObject): string[] {
@@ -343,6 +363,7 @@ class FfiStatement implements Statement {
    * then have other columns. Re-read the names whenever that happened, so rows are never labelled with stale ones.
    */
   #syncColumns(handle: Deno.PointerObject): void {
+    if (!this.#watchColumns) return;
     const reprepares = this.#lib.sqlite3_stmt_status(handle, SQLITE_STMTSTATUS_REPREPARE, 0);
     if (reprepares !== this.#reprepares) {
       this.#reprepares = reprepares;
@@ -379,22 +400,115 @@ class FfiStatement implements Statement {
 
   all(...params: SqlValue[]): Row[] {
     const handle = this.#start(params);
-    const rows: Row[] = [];
+    const text = this.#engine.textBuffer();
     try {
-      let rc;
-      let first = true;
-      while ((rc = this.#lib.sqlite3_step(handle)) === SQLITE_ROW) {
-        if (first) {
-          this.#syncColumns(handle);
-          first = false;
-        }
-        rows.push(this.#row(handle));
-      }
-      if (rc !== SQLITE_DONE) throw this.#engine.error(rc);
-      return rows;
+      return text === null ? this.#allByColumn(handle) : this.#allGathered(handle, text);
     } finally {
       this.#lib.sqlite3_reset(handle);
     }
+  }
+
+  #allByColumn(handle: Deno.PointerObject): Row[] {
+    const rows: Row[] = [];
+    let rc;
+    let first = true;
+    while ((rc = this.#lib.sqlite3_step(handle)) === SQLITE_ROW) {
+      if (first) {
+        this.#syncColumns(handle);
+        first = false;
+      }
+      rows.push(this.#row(handle));
+    }
+    if (rc !== SQLITE_DONE) throw this.#engine.error(rc);
+    return rows;
+  }
+
+  /**
+   * Every row, with the text of a batch of rows gathered in one `sqlite3_str` inside SQLite (one FFI call per
+   * column, no JS string per column) and read out with one call per batch, then cut into the columns' strings.
+   * Reading a string out of C memory is the costly step of a row read; this pays it once per batch.
+   */
+  #allGathered(handle: Deno.PointerObject, text: NonNullable<Deno.PointerValue>): Row[] {
+    const lib = this.#lib;
+    const append = lib.sqlite3_str_append!;
+    /** Column values, row after row; a text cell holds its byte length until its batch is read out. */
+    const cells: SqlValue[] = [];
+    /** Indexes in `cells` of the text cells of the batch in `text`. */
+    const pending: number[] = [];
+    let gathered = 0;
+    let width = this.#columns.length;
+    let rc;
+    let first = true;
+    try {
+      while ((rc = lib.sqlite3_step(handle)) === SQLITE_ROW) {
+        if (first) {
+          this.#syncColumns(handle);
+          width = this.#columns.length;
+          first = false;
+        }
+        for (let i = 0; i < width; i++) {
+          const type = lib.sqlite3_column_type(handle, i);
+          if (type === SQLITE_TEXT) {
+            const pointer = lib.sqlite3_column_text(handle, i);
+            const length = lib.sqlite3_column_bytes(handle, i);
+            if (pointer === null || length === 0) {
+              cells.push("");
+              continue;
+            }
+            append(text, pointer, length);
+            pending.push(cells.length);
+            cells.push(length);
+            gathered += length;
+          } else {
+            cells.push(readValue(lib, handle, i, type));
+          }
+        }
+        if (gathered >= GATHER_BYTES) {
+          this.#readGathered(text, cells, pending, gathered);
+          pending.length = 0;
+          gathered = 0;
+        }
+      }
+      if (rc !== SQLITE_DONE) throw this.#engine.error(rc);
+      if (gathered > 0) this.#readGathered(text, cells, pending, gathered);
+    } finally {
+      lib.sqlite3_str_reset!(text);
+    }
+    const columns = this.#columns;
+    const rows: Row[] = new Array(width === 0 ? 0 : cells.length / width);
+    for (let r = 0, at = 0; r < rows.length; r++) {
+      const row: Row = {};
+      for (let i = 0; i < width; i++) row[columns[i]!] = cells[at++]!;
+      rows[r] = row;
+    }
+    return rows;
+  }
+
+  /** Reads the gathered text out of `text` and puts each pending cell's string in its place. */
+  #readGathered(text: NonNullable<Deno.PointerValue>, cells: SqlValue[], pending: number[], gathered: number): void {
+    const lib = this.#lib;
+    if (lib.sqlite3_str_errcode!(text) !== SQLITE_OK) throw this.#engine.error(lib.sqlite3_str_errcode!(text));
+    const pointer = lib.sqlite3_str_value!(text)!;
+    // One string for the batch. ASCII without NUL (the usual case) reads in one call, and its byte offsets are its
+    // character offsets; anything else is decoded cell by cell from the bytes.
+    const all = Deno.UnsafePointerView.getCString(pointer);
+    if (all.length === gathered) {
+      for (let k = 0, at = 0; k < pending.length; k++) {
+        const cell = pending[k]!;
+        const length = cells[cell] as number;
+        cells[cell] = all.substring(at, at + length);
+        at += length;
+      }
+    } else {
+      const bytes = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(pointer, gathered));
+      for (let k = 0, at = 0; k < pending.length; k++) {
+        const cell = pending[k]!;
+        const length = cells[cell] as number;
+        cells[cell] = decoder.decode(bytes.subarray(at, at + length));
+        at += length;
+      }
+    }
+    lib.sqlite3_str_reset!(text);
   }
 
   finalize(): void {
@@ -461,26 +575,27 @@ class FfiStatement implements Statement {
     const row: Row = {};
     const columns = this.#columns;
     for (let i = 0; i < columns.length; i++) {
-      let value: SqlValue;
-      switch (lib.sqlite3_column_type(handle, i)) {
-        case SQLITE_INTEGER:
-          value = toNumberIfSafe(lib.sqlite3_column_int64(handle, i) as bigint);
-          break;
-        case SQLITE_FLOAT:
-          value = lib.sqlite3_column_double(handle, i);
-          break;
-        case SQLITE_TEXT:
-          value = readText(lib, handle, i);
-          break;
-        case SQLITE_BLOB:
-          value = readBlob(lib, handle, i);
-          break;
-        default:
-          value = null;
-      }
-      row[columns[i]!] = value;
+      row[columns[i]!] = readValue(lib, handle, i, lib.sqlite3_column_type(handle, i));
     }
     return row;
+  }
+}
+
+/** Past this many bytes of gathered text, `all()` reads the batch out: the buffer stays small on long results. */
+const GATHER_BYTES = 1 << 20;
+
+function readValue(lib: Sqlite3, handle: Deno.PointerObject, column: number, type: number): SqlValue {
+  switch (type) {
+    case SQLITE_INTEGER:
+      return toNumberIfSafe(lib.sqlite3_column_int64(handle, column) as bigint);
+    case SQLITE_FLOAT:
+      return lib.sqlite3_column_double(handle, column);
+    case SQLITE_TEXT:
+      return readText(lib, handle, column);
+    case SQLITE_BLOB:
+      return readBlob(lib, handle, column);
+    default:
+      return null;
   }
 }
 
