@@ -678,7 +678,13 @@ export class StateRegistry implements AsyncDisposable, Disposable {
         return RESOLVED;
       }
       const stored = storedText(key, row.value);
-      if (this.#sealing !== undefined) return this.#openSealed<T>(this.#sealing, key, stored);
+      const sealing = this.#sealing;
+      if (sealing !== undefined) {
+        // A stored text this handle opened before answers at once, without decrypting or awaiting.
+        const json = sealing.cached(key, stored);
+        if (json !== undefined) return Promise.resolve(parseConfig<T>(key, json));
+        return this.#openSealed<T>(sealing, key, stored);
+      }
       return Promise.resolve(parsePlainConfig<T>(key, stored));
     } catch (error) {
       return Promise.reject(error);
@@ -694,7 +700,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     using _call = this.#begin();
     checkText("config key", key);
     const json = encodeJson(value);
-    await sealing.write(key, json, (stored) => this.#sql.setConfig.run(key, stored, nowTimestamp()));
+    await sealing.write(key, json, nowTimestamp());
   }
 
   /** Throws the closed error once `close()` began; synchronous calls need nothing more (they cannot be in flight). */
@@ -965,11 +971,16 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   close(): Promise<void> {
     this.#closing = true;
     if (this.#inFlight === 0) {
-      this.#db.close();
+      this.#closeNow();
       return Promise.resolve();
     }
     this.#idle ??= Promise.withResolvers<void>();
-    return this.#idle.promise.then(() => this.#db.close());
+    return this.#idle.promise.then(() => this.#closeNow());
+  }
+
+  #closeNow(): void {
+    this.#sealing?.forget();
+    this.#db.close();
   }
 
   /** Closes the registry at the end of an `await using` block. */
@@ -980,7 +991,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   /** Closes the registry at the end of a `using` block, at once: calls in flight fail with the closed error. */
   [Symbol.dispose](): void {
     this.#closing = true;
-    this.#db.close();
+    this.#closeNow();
   }
 
   /** Counts a call as in flight until the returned handle is disposed; refuses calls once `close()` began. */

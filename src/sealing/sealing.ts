@@ -82,6 +82,12 @@ export interface SealingOptions {
   scheme?: SealingScheme | undefined;
   /** PBKDF2 iterations when a new envelope registry is created from a passphrase (600,000 to 10,000,000; default 600,000). */
   iterations?: number | undefined;
+  /**
+   * How many config keys' plaintext a handle keeps, so that reading a value it opened before needs no decryption
+   * (default 10,000; at most 8 Mi UTF-16 code units of JSON in all; values over 64 Ki code units are never kept).
+   * `0` keeps none: every read decrypts. See docs/performance.md.
+   */
+  readCache?: number | undefined;
 }
 
 /**
@@ -163,6 +169,12 @@ const ORIGIN_CANDIDATES = 32;
 /** How often a write or re-sealing starts over when other writers keep changing the registry. */
 const MAX_ATTEMPTS = 16;
 
+/** The read cache's bounds: config keys remembered, and UTF-16 code units of plaintext JSON over all of them. */
+export const READ_CACHE_ENTRIES = 10_000;
+const READ_CACHE_CHARS = 8 * 1024 * 1024;
+/** Values longer than this are opened on every read, never cached: one large value must not push out the rest. */
+const READ_CACHE_VALUE_CHARS = 64 * 1024;
+
 const SQL = {
   tableExists: "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'oxide_sealing'",
   row: "SELECT scheme, version, kdf, iterations, salt, key_id, wrapped_key, generation FROM oxide_sealing WHERE id = 1",
@@ -182,6 +194,13 @@ VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)`,
   sameValue: "SELECT key FROM config WHERE value = ?1 AND key <> ?2 LIMIT 1",
   reseal: "UPDATE config SET value = ?1 WHERE key = ?2",
   resealLogged: "UPDATE oxide_changes SET value = ?1 WHERE space = 'config' AND key = ?2 AND value = ?3",
+  // A sealed write in one statement: it changes no row when another process changed the keys since this handle
+  // sealed the value (its generation moved on), so nothing is ever written under a stale key.
+  write: `INSERT INTO config (key, value, updated_at)
+SELECT ?1, ?2, ?3 WHERE (SELECT generation FROM oxide_sealing WHERE id = 1) = ?4
+ON CONFLICT(key) DO UPDATE SET
+    value      = excluded.value,
+    updated_at = excluded.updated_at`,
 } as const;
 
 /** The stored sealing parameters. */
@@ -315,6 +334,10 @@ export async function openSealing(
     throw new TypeError(`scheme must be "envelope" or "oxide-k", got '${String(asked)}'`);
   }
   if (options.iterations !== undefined) newKdfParams("", { iterations: options.iterations });
+  const cache = options.readCache ?? READ_CACHE_ENTRIES;
+  if (!Number.isSafeInteger(cache) || cache < 0) {
+    throw new RangeError(`readCache must be a non-negative integer (config keys), got ${String(cache)}`);
+  }
   db.exec("PRAGMA secure_delete = ON");
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const row = readRow(db);
@@ -324,13 +347,13 @@ export async function openSealing(
         refuseEnvelopeValues(db);
         const oxideKKey = await importOxideKKey(key);
         await checkOxideKKey(db, oxideKKey);
-        return new Sealing(db, "oxide-k", row.generation, oxideKKey, undefined);
+        return new Sealing(db, "oxide-k", row.generation, oxideKKey, undefined, cache);
       }
       const kdf = row.kdf!;
       const kek = await deriveKek(key, kdf);
       const dataKey = await unwrapDataKey(kek, row.wrapped!);
       const envelope = { kdf, kek, kekCurrent: true, dataKey, wrapped: row.wrapped! };
-      return new Sealing(db, "envelope", row.generation, undefined, envelope);
+      return new Sealing(db, "envelope", row.generation, undefined, envelope, cache);
     }
     const forms = countForms(db);
     if (forms.envelope > 0) {
@@ -356,7 +379,7 @@ export async function openSealing(
       db.prepare(SQL.insert).run(...rowParams(scheme, envelope));
       return true;
     });
-    if (created) return new Sealing(db, scheme, 0, oxideKKey, envelope);
+    if (created) return new Sealing(db, scheme, 0, oxideKKey, envelope, cache);
   }
   throw new CryptoError(`cannot open sealing of '${db.path}': its parameters kept changing`);
 }
@@ -374,6 +397,16 @@ export class Sealing {
   #oxideKKey: CryptoKey | undefined;
   #envelope: EnvelopeKeys | undefined;
   readonly #mutex = new Mutex();
+  /**
+   * The read cache: per config key, the last stored text this handle opened or wrote, and its plaintext JSON. A
+   * stored text always opens to the same plaintext (AES-GCM authenticates it, bound to its config key), so an entry
+   * stays true whoever writes the registry: a changed value has another stored text and misses. Bounded by
+   * {@linkcode READ_CACHE_ENTRIES} (or the `readCache` option) and {@linkcode READ_CACHE_CHARS}; the oldest entry
+   * goes first. Emptied when this handle re-seals (rekey, rotation, conversion, sealing plain values) and on close.
+   */
+  readonly #opened = new Map<string, { stored: string; json: string }>();
+  #openedChars = 0;
+  readonly #cacheEntries: number;
 
   /** @internal Use {@linkcode openSealing}. */
   constructor(
@@ -382,12 +415,50 @@ export class Sealing {
     generation: number,
     oxideKKey: CryptoKey | undefined,
     envelope: EnvelopeKeys | undefined,
+    cacheEntries: number = READ_CACHE_ENTRIES,
   ) {
     this.#db = db;
     this.#scheme = scheme;
     this.#generation = generation;
     this.#oxideKKey = oxideKKey;
     this.#envelope = envelope;
+    this.#cacheEntries = cacheEntries;
+  }
+
+  /**
+   * The plaintext JSON of `stored` when this handle already opened (or wrote) exactly this stored text for
+   * `configKey`: no decryption, no await.
+   *
+   * @param configKey The config key.
+   * @param stored The stored text just read.
+   * @returns The value's JSON text, or `undefined` when it must be opened.
+   */
+  cached(configKey: string, stored: string): string | undefined {
+    const entry = this.#opened.get(configKey);
+    return entry !== undefined && entry.stored === stored ? entry.json : undefined;
+  }
+
+  /** Empties the read cache (close, and every re-sealing): no plaintext outlives its use. */
+  forget(): void {
+    this.#opened.clear();
+    this.#openedChars = 0;
+  }
+
+  #remember(configKey: string, stored: string, json: string): void {
+    if (this.#cacheEntries === 0) return;
+    const previous = this.#opened.get(configKey);
+    if (previous !== undefined) {
+      this.#opened.delete(configKey);
+      this.#openedChars -= previous.json.length;
+    }
+    if (json.length > READ_CACHE_VALUE_CHARS) return;
+    this.#opened.set(configKey, { stored, json });
+    this.#openedChars += json.length;
+    while (this.#opened.size > this.#cacheEntries || this.#openedChars > READ_CACHE_CHARS) {
+      const [oldest, entry] = this.#opened.entries().next().value!;
+      this.#opened.delete(oldest);
+      this.#openedChars -= entry.json.length;
+    }
   }
 
   /** What this registry's sealing is, without key material. */
@@ -403,26 +474,26 @@ export class Sealing {
   }
 
   /**
-   * Seals `json` for `configKey` under the current key and hands it to
-   * `writeRow` inside a transaction that first checks no other process
-   * changed the keys; if one did, follows the change and seals again.
+   * Seals `json` for `configKey` under the current key and writes it in one
+   * statement that changes nothing when another process changed the keys
+   * since (the stored generation moved on); then follows the change and
+   * seals again.
    *
    * @param configKey The config key.
    * @param json The value's JSON text.
-   * @param writeRow Writes the stored text (synchronously, in the transaction).
+   * @param updatedAt The row's `updated_at` text.
    * @throws {WrongKeyError} When another process changed the key so that this handle cannot follow.
    */
-  write(configKey: string, json: string, writeRow: (stored: string) => void): Promise<void> {
+  write(configKey: string, json: string, updatedAt: string): Promise<void> {
     return this.#mutex.run(async () => {
+      const write = this.#db.prepare(SQL.write);
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-        const generation = this.#generation;
+        const generation = this.#generation; // The keys `stored` is sealed under (a read may follow a change meanwhile).
         const stored = await this.#seal(configKey, json);
-        const written = this.#db.transaction(() => {
-          if (this.#storedGeneration() !== generation) return false;
-          writeRow(stored);
-          return true;
-        });
-        if (written) return;
+        if (write.run(configKey, stored, updatedAt, generation).changes === 1) {
+          this.#remember(configKey, stored, json);
+          return;
+        }
         await this.#refresh();
       }
       throw new CryptoError(
@@ -441,11 +512,16 @@ export class Sealing {
    * from another key, sealed under the other scheme or another key, unsealed.
    */
   async open(configKey: string, stored: string): Promise<string> {
+    let json: string;
     switch (storedForm(stored)) {
       case "envelope":
-        return await this.#openEnvelope(configKey, stored);
+        json = await this.#openEnvelope(configKey, stored);
+        this.#remember(configKey, stored, json);
+        return json;
       case "oxide-k":
-        return await this.#openOxideK(configKey, stored);
+        json = await this.#openOxideK(configKey, stored);
+        this.#remember(configKey, stored, json);
+        return json;
       case "plain":
         throw new SealedValueError(
           configKey,
@@ -752,6 +828,7 @@ export class Sealing {
         if (outcome === "rekeyed") break;
         if (outcome === "changed") continue;
         plan.apply();
+        this.forget(); // The old stored texts are gone; their plaintexts need not stay.
         this.#generation = this.#storedGeneration() ?? this.#generation;
         truncateWal(this.#db);
         return outcome;
