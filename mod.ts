@@ -83,6 +83,17 @@ export type {
 } from "./src/sqlite/engine.ts";
 export type { BackupOptions, BackupResult } from "./src/ops/backup.ts";
 export type { VerifyCheck, VerifyProblem, VerifyReport } from "./src/ops/verify.ts";
+export {
+  EXPORT_FORMAT,
+  type ExportedConfig,
+  type ExportedDecision,
+  type ExportedModule,
+  type ExportedSealing,
+  type ExportOptions,
+  type ImportOptions,
+  type ImportResult,
+  type RegistryExport,
+} from "./src/ops/export.ts";
 export type { Durability, EngineChoice, OpenEngineOptions } from "./src/sqlite/open.ts";
 export { decodeJson, encodeJson, type JsonValue } from "./src/json.ts";
 export { formatTimestamp, parseTimestamp } from "./src/time.ts";

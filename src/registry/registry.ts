@@ -41,6 +41,16 @@ import {
 import { describe } from "../_describe.ts";
 import { backupDatabase, type BackupOptions, type BackupResult } from "../ops/backup.ts";
 import { verifyRegistry, type VerifyReport } from "../ops/verify.ts";
+import {
+  type ExportOptions,
+  exportRegistry,
+  type ImportOptions,
+  importRegistry,
+  type ImportResult,
+  type RegistryExport,
+  type TransferTarget,
+} from "../ops/export.ts";
+import { DecisionLog } from "../ext/decision_log.ts";
 
 /**
  * Options for {@linkcode StateRegistry.inMemory} and {@linkcode StateRegistry.connect}.
@@ -787,6 +797,79 @@ export class StateRegistry implements AsyncDisposable, Disposable {
         getConfig: (key) => this.getConfig(key),
       })
     );
+  }
+
+  /**
+   * Exports the registry as a JSON-ready document: every module, config value
+   * and decision (the `xai_decisions` log), read in one transaction so it is
+   * one consistent state. Stored text is kept exactly: config values as their
+   * JSON text, timestamps as written. Sealed values stay sealed (with the
+   * sealing parameters, which hold no key material: the data key is stored
+   * wrapped) unless `plaintext` is asked for, which needs a registry opened
+   * with its key.
+   *
+   * @param options `plaintext`, `onProgress`.
+   * @returns The document; `JSON.stringify` it to write it out.
+   * @throws {CryptoError} when `plaintext` is asked for without a key and sealed values exist.
+   * @throws {SerializationError} naming the row when a row cannot be read (`verify()` lists every one).
+   *
+   * @example Export, then import into a new registry
+   * ```ts
+   * import { StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using source = await StateRegistry.inMemory();
+   * await source.upsertModule({ id: "echo", name: "Echo", version: "0.1.0", kind: "native" }, "running");
+   * await source.setConfig("endpoint", { url: "https://example.com", retries: 3 });
+   * const text = JSON.stringify(await source.exportData());
+   *
+   * await using target = await StateRegistry.inMemory();
+   * await target.importData(JSON.parse(text));
+   * assert.equal((await target.getModule("echo"))?.state, "running");
+   * assert.deepEqual(await target.getConfig("endpoint"), { url: "https://example.com", retries: 3 });
+   * ```
+   */
+  exportData(options: ExportOptions = {}): Promise<RegistryExport> {
+    return this.#track(() => exportRegistry(this.#transferTarget(), options));
+  }
+
+  /**
+   * Imports a document made by {@linkcode StateRegistry.exportData}. The
+   * whole document is checked first (every field of every row); then
+   * everything is written in one transaction, or nothing. Modules and config
+   * values with the same id or key are replaced, their stored timestamps
+   * kept; decisions are added (one already logged with the same content is
+   * skipped). Plain values are sealed when the registry is opened with a key;
+   * sealed values are copied as they are into a registry sealed under the
+   * same data key, or into a new (unsealed, empty) registry, which takes the
+   * document's sealing: reopen it with `openEncrypted` and the same key.
+   *
+   * @param document The parsed JSON document.
+   * @param options `onProgress`.
+   * @returns How many modules, config values and decisions were written.
+   * @throws {SerializationError} listing the problems when the document is not a valid export; nothing is written.
+   * @throws {KeyRequiredError} when plain values would be written into a sealed registry opened without a key.
+   * @throws {CryptoError} when sealed values cannot be copied here (another key, or config values already present).
+   *
+   * @example A bad document writes nothing
+   * ```ts
+   * import { SerializationError, StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.inMemory();
+   * const doc = await reg.exportData();
+   * doc.config.push({ key: "ok", json: "1", updatedAt: doc.exportedAt });
+   * doc.config.push({ key: "bad", json: "{not json", updatedAt: doc.exportedAt });
+   * await assert.rejects(reg.importData(doc), SerializationError);
+   * assert.equal(await reg.tryGetConfig("ok"), undefined);
+   * ```
+   */
+  importData(document: unknown, options: ImportOptions = {}): Promise<ImportResult> {
+    return this.#track(() => importRegistry(this.#transferTarget(), document, options));
+  }
+
+  #transferTarget(): TransferTarget {
+    return { db: this.#db, sealing: this.#sealing, openDecisionLog: () => DecisionLog.open(this) };
   }
 
   // ---------------------------------------------------------------------------

@@ -503,6 +503,38 @@ export class Sealing {
   }
 
   /**
+   * Seals several values under the current key and hands them to
+   * `writeRows` inside one transaction, as {@linkcode Sealing.write} does for
+   * one: all are written, or none (an import).
+   *
+   * @param values Config keys and their JSON text.
+   * @param writeRows Writes every row (synchronously, in the transaction), given the stored text by config key.
+   * @throws {WrongKeyError} When another process changed the key so that this handle cannot follow.
+   */
+  writeMany(
+    values: readonly (readonly [configKey: string, json: string])[],
+    writeRows: (stored: ReadonlyMap<string, string>) => void,
+  ): Promise<void> {
+    return this.#mutex.run(async () => {
+      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        const generation = this.#generation;
+        const stored = new Map<string, string>();
+        for (const [configKey, json] of values) stored.set(configKey, await this.#seal(configKey, json));
+        const written = this.#db.transaction(() => {
+          if (this.#storedGeneration() !== generation) return false;
+          writeRows(stored);
+          return true;
+        });
+        if (written) return;
+        await this.#refresh();
+      }
+      throw new CryptoError(
+        `config encrypt: cannot write ${values.length} value(s): other processes kept changing the registry's keys`,
+      );
+    });
+  }
+
+  /**
    * Opens a stored value.
    *
    * @param configKey The config key.

@@ -1,0 +1,660 @@
+/**
+ * Export of a registry to a JSON document and import from one: modules,
+ * config (sealed values stay sealed unless plaintext is asked for) and the
+ * decision log. Import checks the whole document before it writes, then
+ * writes everything in one transaction, or nothing.
+ *
+ * @module
+ */
+import { CryptoError, KeyRequiredError, SerializationError } from "../errors.ts";
+import { isModuleKind, isModuleState, type ModuleKind, type ModuleState } from "../module.ts";
+import { applyMigrations } from "../schema.ts";
+import { type Sealing, SEALING_MIGRATIONS } from "../sealing/sealing.ts";
+import { isEnvelopeSealed } from "../sealing/envelope.ts";
+import { looksOxideKSealed } from "../sealing/oxide_k.ts";
+import type { Engine, Row, SqlValue } from "../sqlite/engine.ts";
+import { formatTimestamp, parseTimestamp } from "../time.ts";
+import { describe } from "../_describe.ts";
+
+/** The `format` of every export document. */
+export const EXPORT_FORMAT = "oxide-registry-export";
+
+/**
+ * A registry as a JSON document: what {@linkcode StateRegistry.exportData} returns and
+ * {@linkcode StateRegistry.importData} reads. Stored text is kept exactly (config values as their JSON text, so
+ * integers beyond 2^53 survive; timestamps as written).
+ *
+ * @example
+ * ```ts
+ * import { type RegistryExport, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * await reg.setConfig("max_threads", 8);
+ * const doc: RegistryExport = await reg.exportData();
+ * assert.equal(doc.format, "oxide-registry-export");
+ * assert.deepEqual(doc.config.map((c) => [c.key, c.json]), [["max_threads", "8"]]);
+ * ```
+ */
+export interface RegistryExport {
+  /** Always `"oxide-registry-export"`. */
+  format: typeof EXPORT_FORMAT;
+  /** The document's format version: 1. */
+  version: 1;
+  /** When it was made (RFC 3339). */
+  exportedAt: string;
+  /** The sealing parameters (table `oxide_sealing`) when sealed values are kept sealed; else `null`. */
+  sealing: ExportedSealing | null;
+  /** Every module, by id. */
+  modules: ExportedModule[];
+  /** Every config value, by key. */
+  config: ExportedConfig[];
+  /** The decision log (`xai_decisions`), oldest first; `null` when the registry has none. */
+  decisions: ExportedDecision[] | null;
+}
+
+/** A module row. */
+export interface ExportedModule {
+  /** Module id. */
+  id: string;
+  /** Display name. */
+  name: string;
+  /** Version text. */
+  version: string;
+  /** `"native"` or `"wasm"`. */
+  kind: ModuleKind;
+  /** Lifecycle state. */
+  state: ModuleState;
+  /** Description, or `null`. */
+  description: string | null;
+  /** The stored `updated_at` text. */
+  updatedAt: string;
+}
+
+/** A config row: exactly one of `json` (the value's JSON text) and `sealed` (the stored sealed text). */
+export interface ExportedConfig {
+  /** Config key. */
+  key: string;
+  /** The value as JSON text, when plain (or exported as plaintext). */
+  json?: string;
+  /** The sealed text as stored, when kept sealed. */
+  sealed?: string;
+  /** The stored `updated_at` text. */
+  updatedAt: string;
+}
+
+/** The stored sealing parameters, column by column (no key material: the data key is stored wrapped). */
+export interface ExportedSealing {
+  /** `"envelope"` or `"oxide-k"`. */
+  scheme: string;
+  /** Format version. */
+  version: number;
+  /** Key derivation (`"pbkdf2-sha256"`, `"raw"`), or `null` (oxide-k scheme). */
+  kdf: string | null;
+  /** PBKDF2 iterations, or `null`. */
+  iterations: number | null;
+  /** PBKDF2 salt, or `null`. */
+  salt: string | null;
+  /** Data key id, or `null`. */
+  keyId: string | null;
+  /** The wrapped data key, or `null`. */
+  wrappedKey: string | null;
+  /** Key generation. */
+  generation: number;
+}
+
+/** A decision-log row, column by column (`inputs` and `output` as their JSON text). */
+export interface ExportedDecision {
+  /** UUID. */
+  id: string;
+  /** Stored RFC 3339 text. */
+  timestamp: string;
+  /** Who decided. */
+  actor: string;
+  /** What was done. */
+  action: string;
+  /** Why. */
+  rationale: string;
+  /** JSON text. */
+  inputs: string;
+  /** JSON text. */
+  output: string;
+  /** As stored (the f32 widened to f64). */
+  confidence: number;
+}
+
+/**
+ * Options for {@linkcode StateRegistry.exportData}.
+ *
+ * @example
+ * ```ts
+ * import { type ExportOptions, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.openEncrypted(":memory:", new Uint8Array(32).fill(3));
+ * await reg.setConfig("api_token", "s3cr3t");
+ * const options: ExportOptions = { plaintext: true };
+ * const doc = await reg.exportData(options);
+ * assert.equal(doc.config[0]?.json, '"s3cr3t"');
+ * assert.equal(doc.sealing, null);
+ * ```
+ */
+export interface ExportOptions {
+  /** Open sealed values and export their plaintext (needs a registry opened with a key). Default `false`. */
+  plaintext?: boolean | undefined;
+  /** Called as rows are exported. */
+  onProgress?: ((done: number, total: number) => void) | undefined;
+}
+
+/**
+ * Options for {@linkcode StateRegistry.importData}.
+ *
+ * @example
+ * ```ts
+ * import { type ImportOptions, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using source = await StateRegistry.inMemory();
+ * await source.setConfig("max_threads", 8);
+ * await using target = await StateRegistry.inMemory();
+ * let calls = 0;
+ * const options: ImportOptions = { onProgress: () => calls++ };
+ * await target.importData(await source.exportData(), options);
+ * assert.ok(calls > 0);
+ * ```
+ */
+export interface ImportOptions {
+  /** Called as values are prepared (sealed). */
+  onProgress?: ((done: number, total: number) => void) | undefined;
+}
+
+/**
+ * What {@linkcode StateRegistry.importData} wrote.
+ *
+ * @example
+ * ```ts
+ * import { type ImportResult, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using source = await StateRegistry.inMemory();
+ * await source.upsertModule({ id: "echo", name: "Echo", version: "0.1.0", kind: "native" }, "loaded");
+ * await using target = await StateRegistry.inMemory();
+ * const result: ImportResult = await target.importData(await source.exportData());
+ * assert.deepEqual(result, { modules: 1, config: 0, decisions: 0 });
+ * ```
+ */
+export interface ImportResult {
+  /** Modules written. */
+  modules: number;
+  /** Config values written. */
+  config: number;
+  /** Decisions written (decisions already logged with the same content are skipped). */
+  decisions: number;
+}
+
+/** What export and import need of the registry. */
+export interface TransferTarget {
+  /** The registry's connection. */
+  db: Engine;
+  /** The registry's sealing, when opened with a key. */
+  sealing: Sealing | undefined;
+  /** Creates the decision log's table when missing (`DecisionLog.open`). */
+  openDecisionLog(): Promise<unknown>;
+}
+
+const SQL = {
+  modules: "SELECT id, name, version, kind, state, description, updated_at FROM modules ORDER BY id",
+  config: "SELECT key, value, updated_at FROM config ORDER BY key",
+  sealingTable: "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'oxide_sealing'",
+  sealing: "SELECT scheme, version, kdf, iterations, salt, key_id, wrapped_key, generation FROM oxide_sealing",
+  decisionsTable: "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'xai_decisions'",
+  decisions:
+    "SELECT id, timestamp, actor, action, rationale, inputs, output, confidence FROM xai_decisions ORDER BY rowid",
+  upsertModule: `INSERT INTO modules (id, name, version, kind, state, description, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+ON CONFLICT(id) DO UPDATE SET name = excluded.name, version = excluded.version, kind = excluded.kind,
+    state = excluded.state, description = excluded.description, updated_at = excluded.updated_at`,
+  upsertConfig: `INSERT INTO config (key, value, updated_at) VALUES (?1, ?2, ?3)
+ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+  insertSealing:
+    `INSERT INTO oxide_sealing (id, scheme, version, kdf, iterations, salt, key_id, wrapped_key, generation,
+    updated_at) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)`,
+  decision: "SELECT timestamp, actor, action, rationale, inputs, output, confidence FROM xai_decisions WHERE id = ?1",
+  insertDecision: `INSERT INTO xai_decisions (id, timestamp, actor, action, rationale, inputs, output, confidence)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)`,
+  configCount: "SELECT count(*) AS n FROM config",
+} as const;
+
+/**
+ * Exports the registry (see `StateRegistry.exportData`). Every row is read in one transaction, so the document is
+ * one consistent state even while other processes write.
+ *
+ * @throws {CryptoError} when `plaintext` is asked for and the registry holds sealed values but was opened without a
+ * key.
+ * @throws {SerializationError} naming the row when a row cannot be read (`verify` lists them all).
+ * @throws {SealedValueError} when `plaintext` is asked for and a sealed value does not open.
+ */
+export async function exportRegistry(target: TransferTarget, options: ExportOptions = {}): Promise<RegistryExport> {
+  checkOptions(options);
+  const plaintext = options.plaintext ?? false;
+  if (typeof plaintext !== "boolean") throw new TypeError(`plaintext must be a boolean, got ${describe(plaintext)}`);
+  const { db, sealing } = target;
+  // One snapshot of every table (the write lock is held only for these reads).
+  const snapshot = db.transaction(() => ({
+    modules: db.prepare(SQL.modules).all(),
+    config: db.prepare(SQL.config).all(),
+    sealing: db.prepare(SQL.sealingTable).get() === undefined ? undefined : db.prepare(SQL.sealing).get(),
+    decisions: db.prepare(SQL.decisionsTable).get() === undefined ? undefined : db.prepare(SQL.decisions).all(),
+  }));
+  const total = snapshot.modules.length + snapshot.config.length + (snapshot.decisions?.length ?? 0);
+  let done = 0;
+  const progress = () => options.onProgress?.(++done, total);
+
+  const modules = snapshot.modules.map((row) => {
+    const module = exportedModule(row);
+    progress();
+    return module;
+  });
+  const config: ExportedConfig[] = [];
+  let keptSealed = false;
+  for (const row of snapshot.config) {
+    const key = text(row.key, "config", "key", String(row.key));
+    const stored = text(row.value, "config", "value", key);
+    const updatedAt = text(row.updated_at, "config", "updated_at", key);
+    if (isSealed(stored)) {
+      if (!plaintext) {
+        keptSealed = true;
+        config.push({ key, sealed: stored, updatedAt });
+      } else if (sealing === undefined) {
+        throw new CryptoError(
+          `cannot export config key '${key}' as plaintext: it is sealed and the registry was opened without a key`,
+        );
+      } else {
+        config.push({ key, json: await sealing.open(key, stored), updatedAt });
+      }
+    } else {
+      checkJson(stored, `config key '${key}'`);
+      config.push({ key, json: stored, updatedAt });
+    }
+    progress();
+  }
+  const decisions = snapshot.decisions?.map((row) => {
+    const decision = exportedDecision(row);
+    progress();
+    return decision;
+  }) ?? null;
+  const sealingRow = snapshot.sealing;
+  return {
+    format: EXPORT_FORMAT,
+    version: 1,
+    exportedAt: formatTimestamp(new Date()),
+    sealing: keptSealed || (!plaintext && sealingRow !== undefined)
+      ? (sealingRow === undefined ? oxideKSealing() : exportedSealing(sealingRow))
+      : null,
+    modules,
+    config,
+    decisions,
+  };
+}
+
+/**
+ * Imports a document (see `StateRegistry.importData`).
+ *
+ * @throws {SerializationError} listing what is wrong when the document is not a valid export; nothing is written.
+ * @throws {KeyRequiredError} when plain values would go into a sealed registry opened without a key.
+ * @throws {CryptoError} when sealed values would go into a registry sealed under another key.
+ */
+export async function importRegistry(
+  target: TransferTarget,
+  document: unknown,
+  options: ImportOptions = {},
+): Promise<ImportResult> {
+  checkOptions(options);
+  const doc = checkDocument(document);
+  const { db, sealing } = target;
+  const sealedEntries = doc.config.filter((entry) => entry.sealed !== undefined);
+  const plainEntries = doc.config.filter((entry) => entry.json !== undefined);
+  const installSealing = sealedEntries.length > 0 && checkSealedImport(db, sealing, doc, plainEntries.length > 0);
+  if (plainEntries.length > 0 && sealing === undefined) {
+    const sealedAs = sealedSchemeOf(db);
+    if (sealedAs !== undefined) throw new KeyRequiredError(plainEntries[0]!.key, sealedAs, "write");
+  }
+  if (sealing !== undefined) {
+    // Sealed values are copied as they are: check that each opens here before anything is written.
+    for (const entry of sealedEntries) await sealing.open(entry.key, entry.sealed!);
+  }
+  if (doc.decisions !== null && doc.decisions.length > 0) await target.openDecisionLog();
+
+  const total = doc.config.length;
+  let done = 0;
+  const writeAll = (stored: ReadonlyMap<string, string>): ImportResult => {
+    if (installSealing) writeSealing(db, doc.sealing!);
+    const upsertModule = db.prepare(SQL.upsertModule);
+    for (const m of doc.modules) {
+      upsertModule.run(m.id, m.name, m.version, `"${m.kind}"`, `"${m.state}"`, m.description, m.updatedAt);
+    }
+    const upsertConfig = db.prepare(SQL.upsertConfig);
+    for (const entry of doc.config) {
+      upsertConfig.run(entry.key, stored.get(entry.key) ?? entry.sealed ?? entry.json!, entry.updatedAt);
+    }
+    let decisions = 0;
+    for (const d of doc.decisions ?? []) {
+      const existing = db.prepare(SQL.decision).get(d.id);
+      const values: SqlValue[] = [d.timestamp, d.actor, d.action, d.rationale, d.inputs, d.output, d.confidence];
+      if (existing !== undefined) {
+        if (Object.values(existing).every((value, i) => value === values[i])) continue;
+        throw new SerializationError(`decision '${d.id}' is already logged with other content: nothing was imported`);
+      }
+      db.prepare(SQL.insertDecision).run(d.id, ...values);
+      decisions++;
+    }
+    return { modules: doc.modules.length, config: doc.config.length, decisions };
+  };
+
+  if (sealing !== undefined && plainEntries.length > 0) {
+    let result: ImportResult | undefined;
+    const values = plainEntries.map((entry) => {
+      options.onProgress?.(++done, total);
+      return [entry.key, entry.json!] as const;
+    });
+    await sealing.writeMany(values, (stored) => {
+      result = writeAll(stored);
+    });
+    return result!;
+  }
+  const result = db.transaction(() => writeAll(new Map()));
+  options.onProgress?.(total, total);
+  return result;
+}
+
+/**
+ * Whether the sealed values of `doc` may be copied into this registry as they are: into a registry sealed under the
+ * same data key (or, opened with the key, under the same oxide-k key: each value is then opened to check), or into
+ * one that is not sealed and holds no config value, which then takes the document's sealing parameters.
+ *
+ * @returns Whether the document's sealing parameters must be installed.
+ */
+function checkSealedImport(
+  db: Engine,
+  sealing: Sealing | undefined,
+  doc: CheckedDocument,
+  hasPlain: boolean,
+): boolean {
+  const docSealing = doc.sealing;
+  if (docSealing === null) {
+    throw new SerializationError("the document holds sealed values but no sealing parameters: it is not an export");
+  }
+  const here = db.prepare(SQL.sealingTable).get() === undefined ? undefined : db.prepare(SQL.sealing).get();
+  if (here !== undefined) {
+    if (here.scheme === "envelope" && docSealing.scheme === "envelope" && here.key_id === docSealing.keyId) {
+      return false;
+    }
+    if (here.scheme === "oxide-k" && docSealing.scheme === "oxide-k" && sealing !== undefined) return false;
+    throw new CryptoError(
+      `the document's values are sealed under another key than this registry's (data key ${
+        docSealing.keyId ?? "oxide-k"
+      }, here ${String(here.key_id ?? here.scheme)}): export them as plaintext, or import into a new registry`,
+    );
+  }
+  if (hasPlain) {
+    throw new CryptoError(
+      "the document mixes sealed and plain values: import it into a registry opened with its key, or export it again",
+    );
+  }
+  if (Number(db.prepare(SQL.configCount).get()?.n ?? 0) > 0) {
+    throw new CryptoError(
+      "the document's values are sealed, and this registry already holds config values: import it into a new registry",
+    );
+  }
+  return true;
+}
+
+function writeSealing(db: Engine, s: ExportedSealing): void {
+  applyMigrations(db, "sealing", SEALING_MIGRATIONS);
+  db.prepare(SQL.insertSealing).run(
+    s.scheme,
+    s.version,
+    s.kdf,
+    s.iterations,
+    s.salt,
+    s.keyId,
+    s.wrappedKey,
+    s.generation,
+    formatTimestamp(new Date()),
+  );
+}
+
+function sealedSchemeOf(db: Engine): string | undefined {
+  if (db.prepare(SQL.sealingTable).get() !== undefined) return String(db.prepare(SQL.sealing).get()?.scheme);
+  return undefined;
+}
+
+function isSealed(stored: string): boolean {
+  if (isEnvelopeSealed(stored)) return true;
+  if (!looksOxideKSealed(stored)) return false;
+  try {
+    JSON.parse(stored);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+function oxideKSealing(): ExportedSealing {
+  return {
+    scheme: "oxide-k",
+    version: 1,
+    kdf: null,
+    iterations: null,
+    salt: null,
+    keyId: null,
+    wrappedKey: null,
+    generation: 0,
+  };
+}
+
+function exportedSealing(row: Row): ExportedSealing {
+  return {
+    scheme: String(row.scheme),
+    version: Number(row.version),
+    kdf: row.kdf === null ? null : String(row.kdf),
+    iterations: row.iterations === null ? null : Number(row.iterations),
+    salt: row.salt === null ? null : String(row.salt),
+    keyId: row.key_id === null ? null : String(row.key_id),
+    wrappedKey: row.wrapped_key === null ? null : String(row.wrapped_key),
+    generation: Number(row.generation),
+  };
+}
+
+function exportedModule(row: Row): ExportedModule {
+  const id = text(row.id, "module", "id", `rowid ${String(row.id)}`);
+  const kind = decodeJsonText(row.kind);
+  const state = decodeJsonText(row.state);
+  if (!isModuleKind(kind)) throw unreadable("module", id, `kind ${describe(row.kind)} is not a module kind`);
+  if (!isModuleState(state)) throw unreadable("module", id, `state ${describe(row.state)} is not a module state`);
+  const updatedAt = text(row.updated_at, "module", "updated_at", id);
+  if (parseTimestamp(updatedAt) === undefined) {
+    throw unreadable("module", id, `updated_at ${describe(updatedAt)} is not an RFC 3339 timestamp`);
+  }
+  return {
+    id,
+    name: text(row.name, "module", "name", id),
+    version: text(row.version, "module", "version", id),
+    kind,
+    state,
+    description: row.description === null ? null : text(row.description, "module", "description", id),
+    updatedAt,
+  };
+}
+
+function exportedDecision(row: Row): ExportedDecision {
+  const id = text(row.id, "decision", "id", String(row.id));
+  const decision = {
+    id,
+    timestamp: text(row.timestamp, "decision", "timestamp", id),
+    actor: text(row.actor, "decision", "actor", id),
+    action: text(row.action, "decision", "action", id),
+    rationale: text(row.rationale, "decision", "rationale", id),
+    inputs: text(row.inputs, "decision", "inputs", id),
+    output: text(row.output, "decision", "output", id),
+    confidence: typeof row.confidence === "number" ? row.confidence : Number.NaN,
+  };
+  if (Number.isNaN(decision.confidence)) throw unreadable("decision", id, "confidence is not a number");
+  return decision;
+}
+
+function decodeJsonText(stored: SqlValue | undefined): unknown {
+  if (typeof stored !== "string") return undefined;
+  try {
+    return JSON.parse(stored);
+  } catch {
+    return undefined;
+  }
+}
+
+function text(value: SqlValue | undefined, what: string, column: string, name: string): string {
+  if (typeof value !== "string") throw unreadable(what, name, `${column} is not text: ${describe(value)}`);
+  return value;
+}
+
+function unreadable(what: string, name: string, detail: string): SerializationError {
+  return new SerializationError(`cannot export ${what} '${name}': ${detail} (run verify to list every bad row)`);
+}
+
+function checkJson(json: string, what: string): void {
+  try {
+    JSON.parse(json);
+  } catch (error) {
+    throw new SerializationError(`${what} is not valid JSON: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+function checkOptions(options: unknown): void {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`options must be an object, got ${describe(options)}`);
+  }
+}
+
+// --- checking a document -------------------------------------------------------------------------------------------
+
+type CheckedDocument = Omit<RegistryExport, "decisions"> & { decisions: ExportedDecision[] | null };
+
+/** Checks every field of a document and collects every problem, so one message lists them (up to 10). */
+function checkDocument(document: unknown): CheckedDocument {
+  const problems: string[] = [];
+  const fail = (where: string, what: string) => problems.push(`${where}: ${what}`);
+  if (typeof document !== "object" || document === null || Array.isArray(document)) {
+    throw new SerializationError(`import needs an export document (a JSON object), got ${describe(document)}`);
+  }
+  const doc = document as Record<string, unknown>;
+  if (doc.format !== EXPORT_FORMAT) {
+    throw new SerializationError(`not an export document: format is ${describe(doc.format)}, not '${EXPORT_FORMAT}'`);
+  }
+  if (doc.version !== 1) {
+    throw new SerializationError(`export format version ${describe(doc.version)} is not supported (this reads 1)`);
+  }
+  const list = (name: string, nullable: boolean): Record<string, unknown>[] => {
+    const value = doc[name];
+    if (nullable && value === null) return [];
+    if (!Array.isArray(value)) {
+      fail(name, `expected an array, got ${describe(value)}`);
+      return [];
+    }
+    return value.map((item, i) => {
+      if (typeof item !== "object" || item === null || Array.isArray(item)) {
+        fail(`${name}[${i}]`, `expected an object, got ${describe(item)}`);
+        return {};
+      }
+      return item as Record<string, unknown>;
+    });
+  };
+  const str = (where: string, item: Record<string, unknown>, field: string) => {
+    const value = item[field];
+    if (typeof value !== "string") fail(where, `${field} must be a string, got ${describe(value)}`);
+    else if (value.includes("\0")) fail(where, `${field} must not contain a NUL character`);
+  };
+  const time = (where: string, item: Record<string, unknown>, field: string) => {
+    str(where, item, field);
+    if (typeof item[field] === "string" && parseTimestamp(item[field] as string) === undefined) {
+      fail(where, `${field} ${describe(item[field])} is not an RFC 3339 timestamp`);
+    }
+  };
+  const json = (where: string, item: Record<string, unknown>, field: string) => {
+    str(where, item, field);
+    if (typeof item[field] === "string") {
+      try {
+        JSON.parse(item[field] as string);
+      } catch (error) {
+        fail(where, `${field} is not valid JSON: ${(error as Error).message}`);
+      }
+    }
+  };
+  const unique = (name: string, items: Record<string, unknown>[], field: string) => {
+    const seen = new Set<unknown>();
+    for (const item of items) {
+      if (seen.has(item[field])) fail(name, `${field} ${describe(item[field])} appears twice`);
+      seen.add(item[field]);
+    }
+  };
+
+  const modules = list("modules", false);
+  modules.forEach((m, i) => {
+    const where = `modules[${i}]${typeof m.id === "string" ? ` ('${m.id}')` : ""}`;
+    for (const field of ["id", "name", "version"]) str(where, m, field);
+    if (!isModuleKind(m.kind)) fail(where, `kind ${describe(m.kind)} is not 'native' or 'wasm'`);
+    if (!isModuleState(m.state)) fail(where, `state ${describe(m.state)} is not a module state`);
+    if (m.description !== null && m.description !== undefined) str(where, m, "description");
+    time(where, m, "updatedAt");
+  });
+  unique("modules", modules, "id");
+
+  const config = list("config", false);
+  config.forEach((c, i) => {
+    const where = `config[${i}]${typeof c.key === "string" ? ` ('${c.key}')` : ""}`;
+    str(where, c, "key");
+    time(where, c, "updatedAt");
+    if ((c.json === undefined) === (c.sealed === undefined)) fail(where, "needs exactly one of json and sealed");
+    else if (c.json !== undefined) json(where, c, "json");
+    else {
+      str(where, c, "sealed");
+      if (typeof c.sealed === "string" && !isSealed(c.sealed)) fail(where, "sealed is not sealed text");
+    }
+  });
+  unique("config", config, "key");
+
+  const decisions = doc.decisions === null ? null : list("decisions", true);
+  decisions?.forEach((d, i) => {
+    const where = `decisions[${i}]${typeof d.id === "string" ? ` ('${d.id}')` : ""}`;
+    for (const field of ["id", "actor", "action", "rationale"]) str(where, d, field);
+    time(where, d, "timestamp");
+    json(where, d, "inputs");
+    json(where, d, "output");
+    if (typeof d.confidence !== "number" || !(d.confidence >= 0 && d.confidence <= 1)) {
+      fail(where, `confidence ${describe(d.confidence)} is not a number in [0, 1]`);
+    }
+  });
+  if (decisions !== null) unique("decisions", decisions, "id");
+
+  const sealing = doc.sealing;
+  if (sealing !== null) {
+    if (typeof sealing !== "object" || Array.isArray(sealing)) fail("sealing", "expected an object or null");
+    else {
+      const s = sealing as Record<string, unknown>;
+      if (s.scheme !== "envelope" && s.scheme !== "oxide-k") fail("sealing", `unknown scheme ${describe(s.scheme)}`);
+      if (!Number.isSafeInteger(s.version)) fail("sealing", "version must be an integer");
+      if (!Number.isSafeInteger(s.generation)) fail("sealing", "generation must be an integer");
+      if (s.scheme === "envelope") {
+        for (const field of ["kdf", "keyId", "wrappedKey"]) str("sealing", s, field);
+      }
+    }
+  }
+  if (problems.length > 0) {
+    const shown = problems.slice(0, 10).join("; ");
+    throw new SerializationError(
+      `the import document has ${problems.length} problem(s), nothing was imported: ${shown}${
+        problems.length > 10 ? "; ..." : ""
+      }`,
+    );
+  }
+  return document as CheckedDocument;
+}
