@@ -61,20 +61,13 @@ export function b64(text: string): string {
 
 /** Base64 of bytes. */
 export function bytesToB64(bytes: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(s);
+  return bytes.toBase64();
 }
 
 /** The text of base64'd UTF-8 bytes. */
 export function unb64(data: string | undefined): string {
   if (data === undefined || data === "") return "";
-  const bin = atob(data);
-  const bytes = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-  return decoder.decode(bytes);
+  return decoder.decode(Uint8Array.fromBase64(data));
 }
 
 /** The smallest key greater than every key starting with `prefix` (etcd's range_end for a prefix). */
@@ -171,7 +164,7 @@ export class EtcdClient {
    */
   async call<T>(path: string, body: unknown, options: CallOptions): Promise<T> {
     const deadline = options.deadline ?? this.deadline();
-    const text = JSON.stringify(body);
+    const text = typeof body === "string" ? body : JSON.stringify(body);
     let lastError: EtcdCallError | undefined;
     let authRetried = false;
     for (let attempt = 0;; attempt++) {

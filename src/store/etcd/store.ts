@@ -350,8 +350,9 @@ export class EtcdStore implements Store, AsyncDisposable {
           failure: [],
         }
         : { compare: [receiptAbsent, ...userCompares], success: [...sPlan.ops, receipt("s")], failure: compareRanges };
+      const text = JSON.stringify(body);
       this.#checkLimits(
-        body,
+        text,
         request,
         sPlan.ops.length + 1,
         compareRanges.length + fOps.length,
@@ -359,7 +360,7 @@ export class EtcdStore implements Store, AsyncDisposable {
       );
       let answer: TxnAnswer;
       try {
-        answer = await this.#client.call<TxnAnswer>("/v3/kv/txn", body, { write: true, deadline });
+        answer = await this.#client.call<TxnAnswer>("/v3/kv/txn", text, { write: true, deadline });
       } catch (err) {
         if (!(err instanceof EtcdCallError) || err.failure !== "unknown") this.#fail(err, "etcd transaction");
         const settled = await this.#settle(id, deadline, err);
@@ -420,7 +421,7 @@ export class EtcdStore implements Store, AsyncDisposable {
   }
 
   #checkLimits(
-    body: Record<string, unknown>,
+    text: string,
     request: TxnRequest,
     successOps: number,
     failureOps: number,
@@ -455,7 +456,7 @@ export class EtcdStore implements Store, AsyncDisposable {
       );
     }
     // base64 in JSON is 4/3 of the bytes etcd counts; estimate what etcd receives.
-    const bytes = Math.ceil(JSON.stringify(body).length * 3 / 4);
+    const bytes = Math.ceil(text.length * 3 / 4);
     if (bytes > this.#config.maxRequestBytes - 1024) {
       throw new RegistryError(
         `transaction too large for etcd: about ${bytes} bytes, at most ${this.#config.maxRequestBytes - 4096} ` +
@@ -725,7 +726,8 @@ export class EtcdStore implements Store, AsyncDisposable {
     let next = request.fromRevision;
     let failures = 0;
     while (!signal.aborted) {
-      const create: Record<string, unknown> = { key: start, range_end: end, prev_kv: true };
+      // No prev_kv: it costs etcd a read per event; a delete's last value is read on its own below.
+      const create: Record<string, unknown> = { key: start, range_end: end };
       if (next !== undefined) create["start_revision"] = String(next);
       try {
         for await (const result of this.#client.watchStream(create, signal)) {
@@ -753,9 +755,9 @@ export class EtcdStore implements Store, AsyncDisposable {
             if (space === undefined || !spaces.has(space)) continue;
             if (keys && !keys.has(key)) continue;
             if (request.prefix !== undefined && !key.startsWith(request.prefix)) continue;
-            const prev = ev["prev_kv"] as RawKv | undefined;
-            const previous = prev ? this.#toEntry(space, prev, full.length - key.length) : undefined;
             const isDelete = ev["type"] === "DELETE";
+            const prev = isDelete ? await this.#before(kv.key, rev) : undefined;
+            const previous = prev ? this.#toEntry(space, prev, full.length - key.length) : undefined;
             const entry: Entry = isDelete
               ? {
                 space,
@@ -786,6 +788,18 @@ export class EtcdStore implements Store, AsyncDisposable {
         }
         throw err;
       }
+    }
+  }
+
+  /** A key's entry just before a revision (`undefined` when it did not exist or that revision is compacted). */
+  async #before(key: string, revision: number): Promise<RawKv | undefined> {
+    try {
+      const answer = await this.#client.call<RangeAnswer>("/v3/kv/range", { key, revision: String(revision - 1) }, {
+        write: false,
+      });
+      return answer.kvs?.[0];
+    } catch {
+      return undefined;
     }
   }
 
