@@ -207,6 +207,7 @@ async function run(members: number): Promise<string[]> {
         o.push(...await time(ITERATIONS / 4, ours));
       }
       rows.push(row(members, name, median(r), median(o)));
+      console.error(rows.at(-1));
     }
     const wr = await rawWatchLatency(raw, `/raw/${ns}/w`, ITERATIONS / 2);
     const wo = await storeWatchLatency(store, raw, ns, ITERATIONS / 2);

@@ -277,7 +277,9 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<E
     kill(name) {
       const m = members.find((x) => x.name === name);
       if (!m) throw new Error(`no member ${name}`);
-      Deno.kill(m.pid, "SIGKILL");
+      // child.kill needs only --allow-run=etcd; Deno.kill (a bare pid) needs --allow-run for everything.
+      if (m.child) m.child.kill("SIGKILL");
+      else Deno.kill(m.pid, "SIGKILL");
     },
     async restart(name) {
       const m = members.find((x) => x.name === name);
@@ -290,8 +292,8 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<E
       await waitHealthy([m], http);
     },
     async stop() {
-      await stopPids(members.map((m) => m.pid));
-      for (const m of members) if (m.child) await m.child.status.catch(() => {});
+      await stopChildren(members.flatMap((m) => m.child ? [m.child] : []));
+      await stopPids(members.filter((m) => !m.child).map((m) => m.pid));
       http?.close();
       if (!options.keep) await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
@@ -327,7 +329,32 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<E
   return cluster;
 }
 
-/** SIGTERMs each pid, waits up to 5 s, then SIGKILLs what is left. */
+/** SIGTERMs each child process, waits up to 5 s for each, then SIGKILLs what is left. */
+export async function stopChildren(children: readonly Deno.ChildProcess[]): Promise<void> {
+  await Promise.all(children.map(async (child) => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // already exited
+    }
+    const exited = await Promise.race([
+      child.status.then(() => true),
+      new Promise<false>((resolve) => timer = setTimeout(() => resolve(false), 5000)),
+    ]);
+    clearTimeout(timer);
+    if (!exited) {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // exited meanwhile
+      }
+      await child.status;
+    }
+  }));
+}
+
+/** SIGTERMs each pid, waits up to 5 s, then SIGKILLs what is left (needs --allow-run for everything). */
 export async function stopPids(pids: readonly number[]): Promise<void> {
   const alive = (pid: number) => {
     try {
