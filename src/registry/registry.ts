@@ -51,6 +51,7 @@ import {
   type TransferTarget,
 } from "../ops/export.ts";
 import { DecisionLog } from "../ext/decision_log.ts";
+import { checkAdoptOption, checkRegistryFile } from "./_open_checks.ts";
 
 /**
  * Options for {@linkcode StateRegistry.inMemory} and {@linkcode StateRegistry.connect}.
@@ -66,7 +67,15 @@ import { DecisionLog } from "../ext/decision_log.ts";
  * assert.equal(reg.db.prepare("PRAGMA busy_timeout").get()?.timeout, 1000);
  * ```
  */
-export interface RegistryOptions extends OpenEngineOptions {}
+export interface RegistryOptions extends OpenEngineOptions {
+  /**
+   * Let the registry add its tables to a database that holds other tables but
+   * none of the registry's (without it, such a file is refused: a mistyped
+   * path must not turn another application's database into a registry).
+   * Default `false`.
+   */
+  adopt?: boolean | undefined;
+}
 
 /**
  * Options for {@linkcode StateRegistry.openEncrypted}: the engine settings plus the sealing scheme.
@@ -184,8 +193,9 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * @param options Engine choice and connection settings.
    * @returns The open registry.
    * @throws {TypeError} when `path` is not a non-empty string.
-   * @throws {RegistryError} naming the path when it cannot be opened, is not a SQLite database, is read-only, or
-   * holds `modules`/`config` tables of another shape.
+   * @throws {RegistryError} naming the path when it cannot be opened, is not a SQLite database, is read-only, holds
+   * `modules`/`config` tables of another shape or without their primary keys, holds another application's tables and
+   * none of the registry's (unless `adopt`), or (with `create: false` or `readonly`) does not exist or is not a registry.
    *
    * @example
    * ```ts
@@ -310,9 +320,14 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   static #open(path: string, options: RegistryOptions): Promise<StateRegistry> {
     try {
       checkOptions(options);
-      const db = openEngine(path, options, checkRegistryShape);
+      checkAdoptOption(options);
+      const db = openEngine(path, options, (engine) => {
+        checkRegistryShape(engine);
+        checkRegistryFile(engine, options);
+      });
       try {
-        migrateRegistry(db);
+        if (options.readonly !== true) migrateRegistry(db);
+        return Promise.resolve(new StateRegistry(db));
       } catch (error) {
         db.close();
         throw error instanceof RegistryError && !error.message.includes(path) &&
@@ -327,7 +342,6 @@ export class StateRegistry implements AsyncDisposable, Disposable {
           )
           : error;
       }
-      return Promise.resolve(new StateRegistry(db));
     } catch (error) {
       return Promise.reject(error);
     }

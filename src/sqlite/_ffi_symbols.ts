@@ -124,6 +124,7 @@ export const SQLITE_FLOAT = 2;
 export const SQLITE_TEXT = 3;
 export const SQLITE_BLOB = 4;
 export const SQLITE_NULL = 5;
+export const SQLITE_OPEN_READONLY = 0x00000001;
 export const SQLITE_OPEN_READWRITE = 0x00000002;
 export const SQLITE_OPEN_CREATE = 0x00000004;
 export const SQLITE_OPEN_MEMORY = 0x00000080;

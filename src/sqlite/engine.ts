@@ -242,4 +242,6 @@ export interface EngineOpenOptions {
    * the SQLite version) already loads the schema and can meet another process's lock. Default 5000.
    */
   busyTimeoutMs?: number | undefined;
+  /** Open the file read-only (never created, never written). Default `false`. */
+  readOnly?: boolean | undefined;
 }

@@ -27,6 +27,7 @@ import {
   SQLITE_OPEN_CREATE,
   SQLITE_OPEN_EXRESCODE,
   SQLITE_OPEN_NOMUTEX,
+  SQLITE_OPEN_READONLY,
   SQLITE_OPEN_READWRITE,
   SQLITE_PREPARE_PERSISTENT,
   SQLITE_ROW,
@@ -69,9 +70,9 @@ function encodeToScratch(text: string): number {
  * libsqlite3 opens files itself, out of reach of Deno's permission checks, so the engine checks them: the same
  * `--allow-read` and `--allow-write` on the database path that the node engine needs.
  */
-function checkFilePermissions(path: string): void {
+function checkFilePermissions(path: string, readOnly = false): void {
   if (path === ":memory:") return;
-  for (const name of ["read", "write"] as const) {
+  for (const name of readOnly ? ["read"] as const : ["read", "write"] as const) {
     if (Deno.permissions.querySync({ name, path }).state !== "granted") {
       throw new RegistryError(
         `the "ffi" engine needs --allow-${name} for '${path}' (libsqlite3 opens the file itself, ` +
@@ -114,9 +115,9 @@ export class FfiEngine implements Engine {
     this.sqliteVersion = Deno.UnsafePointerView.getCString(
       this.#lib.sqlite3_libversion()!,
     );
-    const flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+    const flags = (options.readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
       SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
-    checkFilePermissions(options.path);
+    checkFilePermissions(options.path, options.readOnly === true);
     this.#release = claimFile(options.path, "ffi");
     const rc = this.#lib.sqlite3_open_v2(cString(options.path), this.#out, flags, null);
     this.#db = Deno.UnsafePointer.create(this.#out[0]!);

@@ -64,6 +64,7 @@ export class NodeEngine implements Engine {
         timeout: options.busyTimeoutMs ?? 5000,
         // As the system libsqlite3 the ffi engine loads: "abc" falls back to a string literal. One SQL dialect.
         enableDoubleQuotedStringLiterals: true,
+        readOnly: options.readOnly === true,
       });
       this.sqliteVersion = bundledVersion();
     } catch (error) {

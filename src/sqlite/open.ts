@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { describe } from "../_describe.ts";
 import { RegistryError } from "../errors.ts";
 import type { Engine } from "./engine.ts";
 import { FfiEngine } from "./ffi.ts";
@@ -77,6 +78,18 @@ export interface OpenEngineOptions {
   busyTimeoutMs?: number | undefined;
   /** Commit durability for file databases. Default `"full"`. */
   durability?: Durability | undefined;
+  /**
+   * Open the file read-only: it must exist, nothing is ever written to it (no
+   * migration, no switch to WAL), and every write fails with `SQLITE_READONLY`.
+   * Needs only `--allow-read` for the file. Default `false`.
+   */
+  readonly?: boolean | undefined;
+  /**
+   * Whether a missing file is created as a new, empty registry. With
+   * `create: false`, a path that does not exist (a typo) or a database that is
+   * not yet a registry is an error instead. Default `true`.
+   */
+  create?: boolean | undefined;
 }
 
 /** The in-memory path. */
@@ -123,9 +136,26 @@ export function openEngine(
       `durability must be "full" or "normal", got '${durability}'`,
     );
   }
+  for (const name of ["readonly", "create"] as const) {
+    if (options[name] !== undefined && typeof options[name] !== "boolean") {
+      throw new TypeError(`${name} must be a boolean, got ${describe(options[name])}`);
+    }
+  }
+  const readonly = options.readonly === true;
+  if (path === MEMORY_PATH && (readonly || options.create === false)) {
+    throw new TypeError("an in-memory registry is always new and writable: readonly and create: false need a file");
+  }
+  if (path !== MEMORY_PATH && (readonly || options.create === false) && !fileExists(path)) {
+    throw new RegistryError(
+      `cannot open '${path}': no such file (${
+        readonly ? "a readonly registry is never created" : "create: false"
+      }; check the path)`,
+      { path, code: SQLITE_CANTOPEN },
+    );
+  }
   const engine = createEngine(path, { ...options, busyTimeoutMs });
   try {
-    if (path !== MEMORY_PATH && openedReadOnly(engine)) {
+    if (path !== MEMORY_PATH && !readonly && openedReadOnly(engine)) {
       throw new RegistryError(
         "attempt to write a readonly database: the file is read-only",
         { path, code: SQLITE_READONLY },
@@ -134,7 +164,7 @@ export function openEngine(
     // Foreign keys on, as node:sqlite's default and sqlx's (oxide-k's driver): one SQL dialect on both engines.
     engine.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}; PRAGMA foreign_keys = ON`);
     check?.(engine);
-    if (path !== MEMORY_PATH) {
+    if (path !== MEMORY_PATH && !readonly) {
       const mode = engine.prepare("PRAGMA journal_mode = WAL").get()?.journal_mode;
       if (mode !== "wal") {
         throw new RegistryError(`it stays in journal mode '${String(mode)}' instead of WAL`, { path });
@@ -150,7 +180,12 @@ export function openEngine(
 
 function createEngine(path: string, options: OpenEngineOptions): Engine {
   const choice = options.engine ?? "auto";
-  const engineOptions = { path, libPath: options.libPath, busyTimeoutMs: options.busyTimeoutMs };
+  const engineOptions = {
+    path,
+    libPath: options.libPath,
+    busyTimeoutMs: options.busyTimeoutMs,
+    readOnly: options.readonly === true,
+  };
   switch (choice) {
     case "ffi":
       return withOpenError(path, () => new FfiEngine(engineOptions));
@@ -166,6 +201,16 @@ function createEngine(path: string, options: OpenEngineOptions): Engine {
       throw new TypeError(
         `engine must be "auto", "ffi" or "node", got '${choice}'`,
       );
+  }
+}
+
+/** Whether `path` exists; only a definite "not found" counts as missing (a permission error is the open's to report). */
+function fileExists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch (error) {
+    return !(error instanceof Deno.errors.NotFound);
   }
 }
 
