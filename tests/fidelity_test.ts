@@ -81,7 +81,7 @@ engineTest(
     await using dir = await tempDir();
     const path = dir.file("r.db");
     { // A file as oxide-k leaves it.
-      await using reg = await StateRegistry.connect(path, { engine });
+      await using _created = await StateRegistry.connect(path, { engine });
     }
     const raw = rawSqlite(path);
     for (const [i, { text }] of BIG.entries()) {
