@@ -72,9 +72,14 @@ export interface StartClusterOptions {
   readonly detach?: boolean;
   /** Keep the folder on stop. */
   readonly keep?: boolean;
+  /** Client and peer ports per member (default: free ports). */
+  readonly ports?: readonly (readonly [number, number])[];
 }
 
 const ETCD = Deno.env.get("OXIDE_ETCD_BIN") ?? "etcd";
+
+/** Client and peer ports of `deno task etcd:dev` (etcd's Procfile): clients on 2379, 22379, 32379. */
+export const DEV_PORTS: readonly (readonly [number, number])[] = [[2379, 2380], [22379, 22380], [32379, 32380]];
 
 function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -185,8 +190,8 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<E
   await Deno.mkdir(dir, { recursive: true });
   const files = tls ? await makeCertificates(dir) : undefined;
   const scheme = tls ? "https" : "http";
-  const ports: (readonly [number, number])[] = [];
-  for (let i = 0; i < count; i++) ports.push([freePort(), freePort()] as const);
+  const ports: (readonly [number, number])[] = options.ports ? [...options.ports] : [];
+  for (let i = ports.length; i < count; i++) ports.push([freePort(), freePort()] as const);
   const names = ports.map((_, i) => `m${i}`);
   const initial = names.map((n, i) => `${n}=http://127.0.0.1:${ports[i]![1]}`).join(",");
   const token = `oxide-${crypto.randomUUID().slice(0, 8)}`;
@@ -420,6 +425,8 @@ async function main(argv: string[]): Promise<number> {
     keep: command === "start",
     ...(values.dir ? { dir: values.dir } : {}),
     ...(values["auth-token-ttl"] ? { authTokenTtl: Number(values["auth-token-ttl"]) } : {}),
+    // etcd's own Procfile ports, so `deno task example:fleet` can name its --allow-net hosts exactly.
+    ...(command === "dev" && !values.tls ? { ports: DEV_PORTS.slice(0, Number(values.members)) } : {}),
   };
   const cluster = await startCluster(opts);
   const prefix = values.tls === "mtls" ? "OXIDE_ETCD_MTLS" : values.tls ? "OXIDE_ETCD_TLS" : "OXIDE_ETCD";
