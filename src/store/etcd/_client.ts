@@ -109,6 +109,19 @@ function neverSent(err: unknown): boolean {
   return /Connection refused|ECONNREFUSED|os error 111|dns error|failed to lookup/i.test(text);
 }
 
+/** A missing --allow-net is not a network failure: no retry will help. */
+function checkPermission(err: unknown, url: string): void {
+  if (err instanceof Deno.errors.NotCapable || (err as Error)?.cause instanceof Deno.errors.NotCapable) {
+    const host = new URL(url).host;
+    throw new EtcdCallError(
+      "rejected",
+      `etcd at ${host} needs --allow-net=${host} (one host:port per member): ${(err as Error).message}`,
+      undefined,
+      { cause: err },
+    );
+  }
+}
+
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -208,6 +221,7 @@ export class EtcdClient {
         status = response.status;
         answer = await response.text();
       } catch (err) {
+        checkPermission(err, url);
         this.rotate(index);
         if (this.#closed) throw new RegistryError(`etcd client is closed`, { cause: err });
         const sent = !neverSent(err);
@@ -315,6 +329,7 @@ export class EtcdClient {
       throw new EtcdCallError("rejected", `etcd authentication failed for user "${saved}": ${message}`);
     } catch (err) {
       if (err instanceof EtcdCallError) throw err;
+      checkPermission(err, url);
       this.rotate(index);
       throw new EtcdCallError("unavailable", `etcd authentication at ${url} failed: ${String(err)}`, undefined, {
         cause: err,
@@ -359,6 +374,7 @@ export class EtcdClient {
       try {
         response = await fetch(url, init);
       } catch (err) {
+        checkPermission(err, url);
         this.rotate(index);
         throw new EtcdCallError("unavailable", `etcd watch at ${url} failed: ${String(err)}`, undefined, {
           cause: err,

@@ -168,9 +168,12 @@ export class EtcdStore implements Store, AsyncDisposable {
       await store.revision();
     } catch (err) {
       store.close();
-      throw new RegistryError(`cannot open the registry at ${location}: ${(err as Error).message}`, {
-        cause: err,
-      });
+      throw new RegistryError(
+        `cannot open the registry at ${location}: ${(err as Error).message.replace(/^registry error: /, "")}`,
+        {
+          cause: err,
+        },
+      );
     }
     return store;
   }
