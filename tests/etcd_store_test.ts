@@ -237,3 +237,18 @@ etcdTest("a watch resumes after its connection is cut: every change once, in ord
   assert.ok(h.proxy.cuts >= 1, "the watch stream was cut");
   assert.deepEqual(seen, Array.from({ length: 20 }, (_, i) => String(i)));
 });
+
+Deno.test({
+  name: "EtcdStore.open() without --allow-net fails at once, naming the host:port to allow",
+  permissions: { net: false },
+  async fn() {
+    const err = await EtcdStore.open("etcd://127.0.0.1:2379,127.0.0.1:22379/x", { callTimeoutMs: 60_000 }).catch((
+      e,
+    ) => e);
+    assert.ok(err instanceof KernelError, String(err));
+    assert.match(
+      err.message,
+      /etcd at 127\.0\.0\.1:2379 needs --allow-net=127\.0\.0\.1:2379 \(one host:port per member\)/,
+    );
+  },
+});
