@@ -6,7 +6,7 @@
  * @module
  */
 import { ConfigNotFoundError, KernelError, UnknownModuleError } from "../errors.ts";
-import { encodeJson } from "../json.ts";
+import { decodeJson, encodeJson } from "../json.ts";
 import { isModuleState, MODULE_STATES, type ModuleRecord } from "../module.ts";
 import { StateRegistry } from "../registry/registry.ts";
 import { registerModuleFromManifest } from "../ext/manifest.ts";
@@ -264,7 +264,12 @@ const modulesList: Command = {
   summary: "every module: id, name, version, kind, state, last update",
   run: (ctx) =>
     withRegistry(ctx, "read", async (reg) => {
-      const records = await reg.listModules();
+      const records = await reg.listModules().catch((error) => {
+        if (error instanceof KernelError && error.kind === "serde") {
+          throw new CliError(error.message, "`oxide-registry verify` lists every bad row");
+        }
+        throw error;
+      });
       if (ctx.json) {
         printJson(ctx, records.map(moduleJson));
         return 0;
@@ -443,7 +448,7 @@ const configSet: Command = {
     const [key, text] = ctx.args as [string, string];
     let value: unknown;
     try {
-      value = JSON.parse(text);
+      value = decodeJson(text);
     } catch (error) {
       throw new UsageError(
         `the value ${JSON.stringify(text)} is not JSON: ${(error as Error).message}`,

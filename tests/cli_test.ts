@@ -1,0 +1,493 @@
+// The operator CLI, run as a real subprocess with the exact permissions of `deno task cli`: a transcript per command
+// (plain and sealed registry, --json parsed and checked), usage and key errors (exit code and one line), verify on a
+// hand-broken row, backup beside two writer processes, export then import, progress bars and colour on a terminal.
+import assert from "node:assert/strict";
+import { DecisionLog, newDecision, StateRegistry } from "@oxide/registry";
+import { rawSqlite, tempDir } from "./_helpers.ts";
+import { cliCommandLine, type CliResult, runCli, type RunCliOptions } from "./_cli.ts";
+import { Worker } from "./_subprocess.ts";
+import { COMMANDS } from "../src/cli/commands.ts";
+
+const KEY = "correct horse battery staple";
+
+/** Asserts a successful run and returns its stdout. */
+function ok(result: CliResult): string {
+  assert.equal(result.code, 0, `exit ${result.code}; stderr: ${result.stderr}`);
+  assert.equal(result.stderr, "");
+  return result.stdout;
+}
+
+/** Asserts a failed run: the exit code, nothing on stdout, one line on stderr matching `pattern`. */
+function fails(result: CliResult, code: number, pattern: RegExp): void {
+  assert.equal(result.code, code, `stdout: ${result.stdout}; stderr: ${result.stderr}`);
+  assert.equal(result.stdout, "");
+  assert.match(result.stderr, /^oxide-registry: [^\n]+\n$/, "one line on stderr");
+  assert.match(result.stderr, pattern);
+}
+
+async function writeManifest(folder: string): Promise<void> {
+  await Deno.mkdir(`${folder}/echo`);
+  await Deno.writeTextFile(
+    `${folder}/echo/module.json`,
+    JSON.stringify({ id: "echo", name: "Echo", version: "0.1.0", kind: "native", description: "Echoes pings." }),
+  );
+}
+
+Deno.test("CLI transcript of every command on a plain registry, human and --json", async (t) => {
+  await using dir = await tempDir();
+  const cli = (...args: string[]) => runCli(dir.path, ["--db", "r.db", ...args]);
+  await writeManifest(dir.path);
+
+  await t.step("config set creates the registry", async () => {
+    assert.equal(ok(await cli("config", "set", "kernel.greeting", '"Hello, agent."')), "set kernel.greeting\n");
+    assert.deepEqual(
+      JSON.parse(ok(await cli("config", "set", "endpoint", '{"url":"https://x","retries":3}', "--json"))),
+      {
+        key: "endpoint",
+        set: true,
+      },
+    );
+    ok(await cli("config", "set", "huge", "12345678901234567890"));
+  });
+  await t.step("config get", async () => {
+    assert.equal(ok(await cli("config", "get", "kernel.greeting")), '"Hello, agent."\n');
+    assert.equal(ok(await cli("config", "get", "huge")), "12345678901234567890\n"); // Exactly, beyond 2^53.
+    assert.deepEqual(JSON.parse(ok(await cli("config", "get", "endpoint", "--json"))), {
+      key: "endpoint",
+      value: { url: "https://x", retries: 3 },
+    });
+  });
+  await t.step("config list", async () => {
+    const text = ok(await cli("config", "list"));
+    assert.match(text, /^KEY +VALUE +UPDATED\n/);
+    assert.match(text, /\nendpoint +\{"url":"https:\/\/x","retries":3\} +just now\n/);
+    assert.match(text, /\nkernel\.greeting +"Hello, agent\." +just now\n/);
+    assert.equal(ok(await cli("config", "list", "kernel.")).split("\n").length, 3); // Header, one row, end.
+    const listed = JSON.parse(ok(await cli("config", "list", "--json")));
+    assert.deepEqual(listed.map((e: { key: string }) => e.key), ["endpoint", "huge", "kernel.greeting"]);
+    assert.deepEqual(listed[0].value, { url: "https://x", retries: 3 });
+    assert.ok(!Number.isNaN(Date.parse(listed[0].updatedAt)));
+  });
+  await t.step("config delete", async () => {
+    assert.equal(ok(await cli("config", "delete", "endpoint")), "deleted endpoint\n");
+    fails(await cli("config", "delete", "endpoint"), 1, /configuration key not found: endpoint/);
+    fails(await cli("config", "get", "endpoint"), 1, /configuration key not found: endpoint \(list keys with/);
+  });
+  await t.step("modules register, list, get, set-state, remove", async () => {
+    assert.equal(ok(await cli("modules", "register", "echo")), "registered echo 0.1.0 (native), state loaded\n");
+    assert.match(
+      ok(await cli("modules", "list")),
+      /^ID +NAME +VERSION +KIND +STATE +UPDATED\necho +Echo +0\.1\.0 +native +loaded +just now\n$/,
+    );
+    assert.equal(ok(await cli("modules", "set-state", "echo", "running")), "echo: running\n");
+    assert.deepEqual(JSON.parse(ok(await cli("modules", "set-state", "echo", "stopped", "--json"))), {
+      id: "echo",
+      state: "stopped",
+    });
+    assert.match(
+      ok(await cli("modules", "get", "echo")),
+      /^id +echo\n.*\nstate +stopped\ndescription +Echoes pings\.\n/s,
+    );
+    const record = JSON.parse(ok(await cli("modules", "get", "echo", "--json")));
+    assert.deepEqual({ ...record, updatedAt: undefined }, {
+      id: "echo",
+      name: "Echo",
+      version: "0.1.0",
+      kind: "native",
+      state: "stopped",
+      description: "Echoes pings.",
+      updatedAt: undefined,
+    });
+    const listed = JSON.parse(ok(await cli("modules", "list", "--json")));
+    assert.deepEqual(listed.map((m: { id: string; state: string }) => [m.id, m.state]), [["echo", "stopped"]]);
+    fails(await cli("modules", "set-state", "ghost", "running"), 1, /unknown module: ghost/);
+    assert.deepEqual(JSON.parse(ok(await cli("modules", "remove", "echo", "--json"))), { id: "echo", removed: true });
+    fails(await cli("modules", "remove", "echo"), 1, /unknown module: echo/);
+    fails(await cli("modules", "get", "echo"), 1, /unknown module: echo/);
+    assert.equal(ok(await cli("modules", "list")), "no modules\n");
+    ok(await cli("modules", "register", "echo/module.json"));
+  });
+  await t.step("info", async () => {
+    const text = ok(await cli("info"));
+    assert.match(text, /^path +r\.db\nengine +ffi \(SQLite 3\.\d+\.\d+\)\nsealing +none \(plain\)\nrevision +\d+\n/);
+    assert.match(text, /\nmodules +1\nconfig +2\n/);
+    const info = JSON.parse(ok(await cli("info", "--json")));
+    assert.equal(info.sealing, null);
+    assert.equal(info.modules, 1);
+    assert.equal(info.config, 2);
+    assert.equal(info.fileBytes, (await Deno.stat(dir.file("r.db"))).size);
+    assert.equal(JSON.parse(ok(await cli("info", "--json", "--engine", "node"))).engine, "node");
+  });
+  await t.step("verify", async () => {
+    assert.equal(ok(await cli("verify")), "ok: 1 module(s), 2 config value(s) (0 sealed), 0 decision(s) checked\n");
+    const report = JSON.parse(ok(await cli("verify", "--json")));
+    assert.equal(report.ok, true);
+    assert.deepEqual(report.problems, []);
+  });
+  await t.step("backup", async () => {
+    assert.match(ok(await cli("backup", "copy.db")), /^backed up r\.db to copy\.db \(\d+ pages, [\d.]+ KiB\)\n$/);
+    fails(await cli("backup", "copy.db"), 1, /copy\.db' already exists: choose another path, or overwrite it/);
+    const result = JSON.parse(ok(await cli("backup", "copy.db", "--force", "--json")));
+    assert.equal(result.path, "copy.db");
+    assert.equal(
+      ok(await runCli(dir.path, ["--db", "copy.db", "config", "get", "kernel.greeting"])),
+      '"Hello, agent."\n',
+    );
+  });
+  await t.step("export and import", async () => {
+    const doc = JSON.parse(ok(await cli("export")));
+    assert.equal(doc.format, "oxide-registry-export");
+    assert.deepEqual(doc.config.map((c: { key: string; json: string }) => [c.key, c.json]), [
+      ["huge", "12345678901234567890"],
+      ["kernel.greeting", '"Hello, agent."'],
+    ]);
+    assert.equal(
+      ok(await cli("export", "out.json")),
+      "exported 1 module(s), 2 config value(s), 0 decision(s) to out.json\n",
+    );
+    assert.equal((await Deno.stat(dir.file("out.json"))).mode! & 0o777, 0o600);
+    fails(await cli("export", "out.json"), 1, /'out\.json' already exists \(choose another file, or pass --force\)/);
+    assert.deepEqual(JSON.parse(ok(await cli("export", "out.json", "--force", "--json"))), {
+      path: "out.json",
+      modules: 1,
+      config: 2,
+      decisions: 0,
+    });
+    const imported = await runCli(dir.path, ["--db", "new.db", "import", "out.json"]);
+    assert.equal(ok(imported), "imported 1 module(s), 2 config value(s), 0 decision(s) into new.db\n");
+    const again = await runCli(dir.path, ["--db", "new.db", "import", "-", "--json"], { stdin: JSON.stringify(doc) });
+    assert.deepEqual(JSON.parse(ok(again)), { modules: 1, config: 2, decisions: 0 });
+    assert.equal(ok(await runCli(dir.path, ["--db", "new.db", "config", "get", "huge"])), "12345678901234567890\n");
+    await Deno.writeTextFile(dir.file("bad.json"), "{not json");
+    fails(await cli("import", "bad.json"), 1, /'bad\.json' is not JSON/);
+  });
+  await t.step("rekey and rotate need a sealed registry", async () => {
+    fails(await cli("rotate"), 1, /'r\.db' is not sealed: there is no data key to rotate/);
+    fails(
+      await runCli(dir.path, ["--db", "r.db", "rekey"], { env: { OXIDE_REGISTRY_NEW_KEY: "x" } }),
+      1,
+      /is not sealed/,
+    );
+  });
+});
+
+Deno.test("CLI transcript on a sealed registry: keys from the environment only, values sealed at rest", async (t) => {
+  await using dir = await tempDir();
+  const keyed: RunCliOptions = { env: { OXIDE_REGISTRY_KEY: KEY } };
+  const cli = (args: string[], options: RunCliOptions = keyed) => runCli(dir.path, ["--db", "s.db", ...args], options);
+
+  await t.step("config set with a key creates a sealed registry", async () => {
+    ok(await cli(["config", "set", "api.token", '"s3cr3t"']));
+    ok(await cli(["config", "set", "max_threads", "8"]));
+    const raw = rawSqlite(dir.file("s.db"));
+    try {
+      const stored = raw.prepare("SELECT value FROM config WHERE key = 'api.token'").get()!.value;
+      assert.match(String(stored), /^\$oxide1\$/);
+    } finally {
+      raw.close();
+    }
+  });
+  await t.step("config get and list with the key", async () => {
+    assert.equal(ok(await cli(["config", "get", "api.token"])), '"s3cr3t"\n');
+    assert.match(ok(await cli(["config", "list"])), /\napi\.token +"s3cr3t" +just now\n/);
+  });
+  await t.step("config list and info without the key show it sealed", async () => {
+    assert.match(ok(await cli(["config", "list"], { env: {} })), /\napi\.token +\(sealed\) +just now\n/);
+    const listed = JSON.parse(ok(await cli(["config", "list", "--json"], { env: {} })));
+    assert.deepEqual(listed.map((e: { key: string; sealed?: boolean }) => [e.key, e.sealed]), [
+      ["api.token", true],
+      ["max_threads", true],
+    ]);
+    assert.match(
+      ok(await cli(["info"], { env: {} })),
+      /\nsealing +envelope, data key [\w-]+, pbkdf2-sha256 \(600000 iterations\)\n/,
+    );
+    const info = JSON.parse(ok(await cli(["info", "--json"], { env: {} })));
+    assert.equal(info.sealing.scheme, "envelope");
+    assert.equal(info.sealedValues, 2);
+  });
+  await t.step("verify opens every value with the key, counts them without", async () => {
+    assert.equal(ok(await cli(["verify"])), "ok: 0 module(s), 2 config value(s) (2 sealed), 0 decision(s) checked\n");
+    assert.match(ok(await cli(["verify"], { env: {} })), /2 sealed value\(s\) not opened: set OXIDE_REGISTRY_KEY/);
+    assert.equal(JSON.parse(ok(await cli(["verify", "--json"], { env: {} }))).sealedUnchecked, 2);
+  });
+  await t.step("export keeps values sealed unless --plaintext", async () => {
+    const sealedText = ok(await cli(["export"], { env: {} }));
+    assert.doesNotMatch(sealedText, /s3cr3t/);
+    assert.match(ok(await cli(["export", "--plaintext"])), /"json": "\\"s3cr3t\\""/);
+    fails(await cli(["export", "--plaintext"], { env: {} }), 2, /is sealed \(envelope scheme\) and no key was given/);
+    await Deno.writeTextFile(dir.file("sealed.json"), sealedText);
+    ok(await runCli(dir.path, ["--db", "restored.db", "import", "sealed.json"]));
+    assert.equal(
+      ok(await runCli(dir.path, ["--db", "restored.db", "config", "get", "api.token"], keyed)),
+      '"s3cr3t"\n',
+    );
+  });
+  await t.step("backup copy opens with the same key", async () => {
+    ok(await cli(["backup", "copy.db"], { env: {} }));
+    assert.equal(ok(await runCli(dir.path, ["--db", "copy.db", "config", "get", "api.token"], keyed)), '"s3cr3t"\n');
+  });
+  await t.step("rotate", async () => {
+    assert.match(ok(await cli(["rotate"])), /^re-sealed 2 value\(s\) under data key [\w-]+\n$/);
+    assert.equal(JSON.parse(ok(await cli(["rotate", "--json"]))).resealed, 2);
+  });
+  await t.step("rekey: the new key from OXIDE_REGISTRY_NEW_KEY; the old one stops working", async () => {
+    const env = { OXIDE_REGISTRY_KEY: KEY, OXIDE_REGISTRY_NEW_KEY: "new passphrase" };
+    assert.equal(ok(await cli(["rekey"], { env })), "rekeyed s.db: open it with the new key from now on\n");
+    fails(await cli(["config", "get", "api.token"]), 1, /wrong key: .* \(check OXIDE_REGISTRY_KEY\)/);
+    const next = { env: { OXIDE_REGISTRY_KEY: "new passphrase" } };
+    assert.equal(ok(await cli(["config", "get", "api.token"], next)), '"s3cr3t"\n');
+    fails(await cli(["rekey"], next), 2, /no new key was given \(set OXIDE_REGISTRY_NEW_KEY/);
+  });
+});
+
+Deno.test("CLI usage errors, unknown commands, missing and wrong keys: exit code and one line on stderr", async (t) => {
+  await using dir = await tempDir();
+  ok(await runCli(dir.path, ["--db", "s.db", "config", "set", "k", "1"], { env: { OXIDE_REGISTRY_KEY: KEY } }));
+  ok(await runCli(dir.path, ["--db", "p.db", "config", "set", "k", "1"]));
+  const cases: [string, string[], Record<string, string>, number, RegExp][] = [
+    ["unknown command", ["frobnicate"], {}, 2, /unknown command 'frobnicate' \(see `oxide-registry --help`\)/],
+    ["unknown verb", ["config", "frob"], {}, 2, /unknown command 'config frob'/],
+    ["missing argument", ["config", "get"], {}, 2, /'config get' needs KEY \(see `oxide-registry config get --help`\)/],
+    ["too many arguments", ["info", "extra"], {}, 2, /'info' takes no arguments, got 1/],
+    ["unknown option", ["config", "list", "--nope"], {}, 2, /unknown option '--nope'/],
+    ["option of another command", ["info", "--force"], {}, 2, /unknown option '--force'/],
+    ["bad engine", ["info", "--engine", "sqlite"], {}, 2, /--engine must be auto, ffi or node, got 'sqlite'/],
+    [
+      "value that is not JSON",
+      ["config", "set", "k", "hello"],
+      {},
+      2,
+      /is not JSON.*quote text as JSON, e\.g\. '"hello"'/,
+    ],
+    [
+      "bad state",
+      ["modules", "set-state", "x", "jumping"],
+      {},
+      2,
+      /'jumping' is not a module state \(use one of loaded/,
+    ],
+    ["missing registry", ["--db", "none.db", "info"], {}, 1, /no registry at 'none\.db' \(pass --db PATH/],
+    [
+      "missing key",
+      ["--db", "s.db", "config", "get", "k"],
+      {},
+      2,
+      /'s\.db' is sealed \(envelope scheme\) and no key was given \(set OXIDE_REGISTRY_KEY/,
+    ],
+    ["wrong key", ["--db", "s.db", "config", "get", "k"], { OXIDE_REGISTRY_KEY: "wrong" }, 1, /wrong key/],
+    ["missing config key", ["--db", "p.db", "config", "get", "nope"], {}, 1, /configuration key not found: nope/],
+  ];
+  for (const [name, args, env, code, pattern] of cases) {
+    await t.step(name, async () => fails(await runCli(dir.path, ["--db", "p.db", ...args], { env }), code, pattern));
+  }
+  await t.step("--json errors are one JSON line on stderr", async () => {
+    const result = await runCli(dir.path, ["--db", "p.db", "config", "get", "nope", "--json"]);
+    assert.equal(result.code, 1);
+    assert.equal(result.stdout, "");
+    const line = result.stderr.trimEnd();
+    assert.ok(!line.includes("\n"));
+    assert.deepEqual(JSON.parse(line).error.kind, "config_not_found");
+  });
+  await t.step("no command prints the overview and exits 2", async () => {
+    const result = await runCli(dir.path, []);
+    assert.equal(result.code, 2);
+    assert.match(result.stdout, /^oxide-registry \d+\.\d+\.\d+: inspect and repair/);
+  });
+});
+
+Deno.test("CLI --help on every command, and --version", async (t) => {
+  await using dir = await tempDir();
+  for (const command of COMMANDS) {
+    await t.step(command.name.join(" "), async () => {
+      const text = ok(await runCli(dir.path, [...command.name, "--help"]));
+      assert.ok(text.startsWith(`Usage: oxide-registry ${[...command.name, ...command.args].join(" ")} [options]\n`));
+      assert.match(text, /--json +machine-readable output/);
+    });
+  }
+  const denoJson = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+  assert.equal(ok(await runCli(dir.path, ["--version"])), `oxide-registry ${denoJson.version}\n`);
+  assert.match(ok(await runCli(dir.path, ["--help"])), /\n  config history|\n  rotate /);
+});
+
+Deno.test("CLI verify on a hand-broken row names the row and exits 1", async () => {
+  await using dir = await tempDir();
+  ok(await runCli(dir.path, ["--db", "r.db", "config", "set", "fine", "1"]));
+  const raw = rawSqlite(dir.file("r.db"));
+  try {
+    raw.prepare(
+      "INSERT INTO modules (id, name, version, kind, state, description, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+      .run("broken", "Broken", "1", '"Native"', '"loaded"', null, "2026-01-01T00:00:00+00:00");
+  } finally {
+    raw.close();
+  }
+  const result = await runCli(dir.path, ["--db", "r.db", "verify"]);
+  assert.equal(result.code, 1);
+  assert.match(
+    result.stdout,
+    /^CHECK +TABLE +ROW +PROBLEM\nmodule +modules +broken +serialization error: module 'broken' has kind '"Native"'/,
+  );
+  assert.match(result.stdout, /\n1 problem\(s\) in 1 module\(s\), 1 config value\(s\)/);
+  const report = JSON.parse((await runCli(dir.path, ["--db", "r.db", "verify", "--json"])).stdout);
+  assert.deepEqual(report.problems.map((p: { table: string; row: string }) => [p.table, p.row]), [[
+    "modules",
+    "broken",
+  ]]);
+  // And modules list, which cannot read it, says what to run.
+  fails(
+    await runCli(dir.path, ["--db", "r.db", "modules", "list"]),
+    1,
+    /module 'broken'.*`oxide-registry verify` lists/,
+  );
+});
+
+Deno.test("CLI backup while two writer processes keep writing: the copy opens, verifies, holds every acknowledged write", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("registry.db");
+  {
+    await using reg = await StateRegistry.connect(path, { engine: "ffi" });
+    await reg.setConfig("bulk", "x".repeat(2_000_000));
+  }
+  const spawn = (writer: number) =>
+    new Worker("writer.ts", [JSON.stringify({ path, engine: "ffi", variant: "plain", writer, writes: 100_000 })], {
+      folders: [dir.path],
+    });
+  await using first = spawn(0);
+  await using second = spawn(1);
+  const workers = [first, second];
+  for (const worker of workers) assert.equal(await worker.nextLine(), '"ready"');
+  await Promise.all(workers.map((worker) => worker.send("go\n")));
+  const acks: { table: string; key: string; seq: number }[][] = [[], []];
+  let stop = false;
+  const readers = workers.map(async (worker, writer) => {
+    while (!stop) {
+      const line = await worker.nextLine();
+      if (line === undefined) return;
+      const parsed = JSON.parse(line);
+      assert.equal(parsed.error, undefined, line);
+      if (parsed.ack !== undefined) acks[writer]!.push(parsed.ack);
+    }
+  });
+  while (acks[0]!.length < 30 || acks[1]!.length < 30) await new Promise((resolve) => setTimeout(resolve, 5));
+  const before = acks.map((list) => [...list]);
+  const backup = await runCli(dir.path, ["--db", path, "backup", dir.file("copy.db"), "--json"]);
+  const counts = acks.map((list) => list.length);
+  while (acks[0]!.length <= counts[0]! || acks[1]!.length <= counts[1]!) {
+    await new Promise((resolve) => setTimeout(resolve, 5)); // Both still writing after the backup.
+  }
+  stop = true;
+  for (const worker of workers) worker.child.kill("SIGKILL");
+  await Promise.all(readers);
+  assert.equal(JSON.parse(ok(backup)).path, dir.file("copy.db"));
+
+  assert.match(ok(await runCli(dir.path, ["--db", "copy.db", "verify"])), /^ok: /);
+  await using copy = await StateRegistry.connect(dir.file("copy.db"));
+  for (const [writer, list] of before.entries()) {
+    const latest = new Map(list.map((ack) => [`${ack.table}:${ack.key}`, ack]));
+    for (const ack of latest.values()) {
+      if (ack.table === "config" && ack.key.startsWith("own.")) {
+        const value = await copy.getConfig<{ writer: number; seq: number }>(ack.key);
+        assert.equal(value.writer, writer);
+        assert.ok(value.seq >= ack.seq, `${ack.key}: copy has ${value.seq}, acknowledged ${ack.seq}`);
+      } else if (ack.table === "config") {
+        assert.notEqual(await copy.tryGetConfig(ack.key), undefined, ack.key);
+      } else {
+        const record = await copy.getModule(ack.key);
+        assert.ok(record !== undefined, ack.key);
+        if (ack.key.startsWith("own-")) assert.ok(Number(record.version) >= ack.seq, ack.key);
+      }
+    }
+  }
+});
+
+Deno.test("CLI export then import into a new file gives the same modules, config and decisions (sealed: same plaintext)", async () => {
+  await using dir = await tempDir();
+  {
+    await using reg = await StateRegistry.openEncrypted(dir.file("source.db"), KEY);
+    await reg.upsertModule({ id: "echo", name: "Echo", version: "0.1.0", kind: "native" }, "running");
+    await reg.setConfig("api.token", "s3cr3t");
+    await reg.setConfig("endpoint", { url: "https://example.com" });
+    const log = await DecisionLog.open(reg);
+    await log.log(newDecision("healer", "restart", "it crashed", { confidence: 0.85 }));
+  }
+  const keyed = { env: { OXIDE_REGISTRY_KEY: KEY } };
+  for (const [file, flags] of [["sealed.json", []], ["plain.json", ["--plaintext"]]] as const) {
+    ok(await runCli(dir.path, ["--db", "source.db", "export", file, ...flags], keyed));
+    const target = `from-${file}.db`;
+    assert.match(ok(await runCli(dir.path, ["--db", target, "import", file], keyed)), /1 decision\(s\)/);
+    await using source = await StateRegistry.openEncrypted(dir.file("source.db"), KEY);
+    await using copy = await StateRegistry.openEncrypted(dir.file(target), KEY);
+    assert.deepEqual(await copy.listModules(), await source.listModules());
+    for (const key of ["api.token", "endpoint"]) {
+      assert.deepEqual(await copy.getConfig(key), await source.getConfig(key));
+    }
+    assert.deepEqual(
+      await (await DecisionLog.open(copy)).recent(10),
+      await (await DecisionLog.open(source)).recent(10),
+    );
+  }
+});
+
+/** `script` (util-linux) gives the CLI a pseudo-terminal; without it the terminal tests cannot run. */
+async function haveScript(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("script", { args: ["--version"], stdout: "null", stderr: "null" }).output()).success;
+  } catch {
+    if (Deno.env.get("CI") === "true") throw new Error("`script` (util-linux) is needed on CI for the terminal tests");
+    return false;
+  }
+}
+
+async function onTerminal(folder: string, args: string[], env: Record<string, string> = {}): Promise<string> {
+  const output = await new Deno.Command("script", {
+    args: ["-qec", cliCommandLine(folder, args), "/dev/null"],
+    cwd: folder,
+    env: { TERM: "xterm", ...env },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(output.stdout);
+  assert.equal(output.code, 0, text);
+  return text;
+}
+
+Deno.test("CLI progress bars are drawn on a terminal and absent when piped; colour only on a terminal without NO_COLOR", async (t) => {
+  if (!await haveScript()) {
+    console.log("skipped: `script` (util-linux) is not installed");
+    return;
+  }
+  await using dir = await tempDir();
+  {
+    await using reg = await StateRegistry.connect(dir.file("r.db"));
+    await reg.setConfig("bulk", "x".repeat(3_000_000)); // Several backup steps.
+    for (let i = 0; i < 50; i++) await reg.setConfig(`k.${i}`, i);
+    await reg.upsertModule({ id: "echo", name: "Echo", version: "0.1.0", kind: "native" }, "running");
+  }
+  await t.step("backup", async () => {
+    const shown = await onTerminal(dir.path, ["--db", "r.db", "backup", "tty.db"]);
+    assert.match(shown, /backup [█░]{30} \d+% \(\d+\/\d+ pages\)/);
+    assert.match(shown, /backup █{30} 100% /);
+    const piped = await runCli(dir.path, ["--db", "r.db", "backup", "piped.db"]);
+    assert.doesNotMatch(piped.stdout + piped.stderr, /█|░|\x1b/);
+  });
+  await t.step("export", async () => {
+    assert.match(
+      await onTerminal(dir.path, ["--db", "r.db", "export", "tty.json"]),
+      /export █{30} 100% \(52\/52 rows\)/,
+    );
+    const piped = await runCli(dir.path, ["--db", "r.db", "export", "piped.json"]);
+    assert.doesNotMatch(piped.stderr, /█/);
+  });
+  await t.step("import", async () => {
+    assert.match(await onTerminal(dir.path, ["--db", "new.db", "import", "tty.json"]), /import █{30} 100%/);
+  });
+  await t.step("colour", async () => {
+    assert.match(
+      await onTerminal(dir.path, ["--db", "r.db", "modules", "list"]),
+      /\x1b\[1mID +NAME.*\x1b\[32mrunning\x1b\[39m/s,
+    );
+    assert.doesNotMatch(await onTerminal(dir.path, ["--db", "r.db", "modules", "list"], { NO_COLOR: "1" }), /\x1b\[/);
+    assert.doesNotMatch(ok(await runCli(dir.path, ["--db", "r.db", "modules", "list"])), /\x1b\[/);
+  });
+});
