@@ -8,6 +8,7 @@ import { rawSqlite, tempDir } from "./_helpers.ts";
 import { cliCommandLine, type CliResult, runCli, type RunCliOptions } from "./_cli.ts";
 import { Worker } from "./_subprocess.ts";
 import { COMMANDS } from "../src/cli/commands.ts";
+import { relativeTime } from "../src/cli/_format.ts";
 
 const KEY = "correct horse battery staple";
 
@@ -61,8 +62,8 @@ Deno.test("CLI transcript of every command on a plain registry, human and --json
   await t.step("config list", async () => {
     const text = ok(await cli("config", "list"));
     assert.match(text, /^KEY +VALUE +UPDATED\n/);
-    assert.match(text, /\nendpoint +\{"url":"https:\/\/x","retries":3\} +just now\n/);
-    assert.match(text, /\nkernel\.greeting +"Hello, agent\." +just now\n/);
+    assert.match(text, /\nendpoint +\{"url":"https:\/\/x","retries":3\} +(?:just now|\d+ s ago|\d+ min ago)\n/);
+    assert.match(text, /\nkernel\.greeting +"Hello, agent\." +(?:just now|\d+ s ago|\d+ min ago)\n/);
     assert.equal(ok(await cli("config", "list", "kernel.")).split("\n").length, 3); // Header, one row, end.
     const listed = JSON.parse(ok(await cli("config", "list", "--json")));
     assert.deepEqual(listed.map((e: { key: string }) => e.key), ["endpoint", "huge", "kernel.greeting"]);
@@ -78,7 +79,7 @@ Deno.test("CLI transcript of every command on a plain registry, human and --json
     assert.equal(ok(await cli("modules", "register", "echo")), "registered echo 0.1.0 (native), state loaded\n");
     assert.match(
       ok(await cli("modules", "list")),
-      /^ID +NAME +VERSION +KIND +STATE +UPDATED\necho +Echo +0\.1\.0 +native +loaded +just now\n$/,
+      /^ID +NAME +VERSION +KIND +STATE +UPDATED\necho +Echo +0\.1\.0 +native +loaded +(?:just now|\d+ s ago|\d+ min ago)\n$/,
     );
     assert.equal(ok(await cli("modules", "set-state", "echo", "running")), "echo: running\n");
     assert.deepEqual(JSON.parse(ok(await cli("modules", "set-state", "echo", "stopped", "--json"))), {
@@ -190,10 +191,13 @@ Deno.test("CLI transcript on a sealed registry: keys from the environment only, 
   });
   await t.step("config get and list with the key", async () => {
     assert.equal(ok(await cli(["config", "get", "api.token"])), '"s3cr3t"\n');
-    assert.match(ok(await cli(["config", "list"])), /\napi\.token +"s3cr3t" +just now\n/);
+    assert.match(ok(await cli(["config", "list"])), /\napi\.token +"s3cr3t" +(?:just now|\d+ s ago|\d+ min ago)\n/);
   });
   await t.step("config list and info without the key show it sealed", async () => {
-    assert.match(ok(await cli(["config", "list"], { env: {} })), /\napi\.token +\(sealed\) +just now\n/);
+    assert.match(
+      ok(await cli(["config", "list"], { env: {} })),
+      /\napi\.token +\(sealed\) +(?:just now|\d+ s ago|\d+ min ago)\n/,
+    );
     const listed = JSON.parse(ok(await cli(["config", "list", "--json"], { env: {} })));
     assert.deepEqual(listed.map((e: { key: string; sealed?: boolean }) => [e.key, e.sealed]), [
       ["api.token", true],
@@ -491,4 +495,19 @@ Deno.test("CLI progress bars are drawn on a terminal and absent when piped; colo
     assert.doesNotMatch(await onTerminal(dir.path, ["--db", "r.db", "modules", "list"], { NO_COLOR: "1" }), /\x1b\[/);
     assert.doesNotMatch(ok(await runCli(dir.path, ["--db", "r.db", "modules", "list"])), /\x1b\[/);
   });
+});
+
+Deno.test("relative times read as people say them", () => {
+  const now = new Date("2026-12-01T12:00:00Z");
+  const ago = (seconds: number) => relativeTime(new Date(now.getTime() - seconds * 1000), now);
+  assert.deepEqual([ago(2), ago(42), ago(180), ago(5 * 3600), ago(86_400), ago(2 * 86_400), ago(-180)], [
+    "just now",
+    "42 s ago",
+    "3 min ago",
+    "5 h ago",
+    "1 day ago",
+    "2 days ago",
+    "in 3 min",
+  ]);
+  assert.equal(ago(400 * 86_400), "2025-10-27");
 });

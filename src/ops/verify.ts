@@ -11,6 +11,7 @@ import { SEALING_TABLE_SQL } from "../sealing/sealing.ts";
 import { isEnvelopeSealed } from "../sealing/envelope.ts";
 import { looksOxideKSealed } from "../sealing/oxide_k.ts";
 import { TABLE_SQL as DECISIONS_TABLE_SQL } from "../ext/_decision_sql.ts";
+import { REVISION_TABLES_SQL } from "../store/sqlite/_revision_sql.ts";
 import type { Engine, Row } from "../sqlite/engine.ts";
 import { parseTimestamp } from "../time.ts";
 import { describe } from "../_describe.ts";
@@ -105,6 +106,11 @@ const OWN_TABLES: readonly { name: string; sql: string; optional: boolean }[] = 
   { name: "oxide_migrations", sql: MIGRATIONS_TABLE_SQL, optional: false },
   { name: "oxide_sealing", sql: SEALING_TABLE_SQL, optional: true },
   { name: "xai_decisions", sql: DECISIONS_TABLE_SQL, optional: true },
+  // The change log kept by triggers (registry migration 2).
+  ...REVISION_TABLES_SQL.flatMap((sql) => {
+    const name = /^CREATE TABLE (\w+)/.exec(sql)?.[1];
+    return name === undefined ? [] : [{ name, sql, optional: true }];
+  }),
 ];
 
 /**
