@@ -52,6 +52,7 @@ import {
 } from "../ops/export.ts";
 import { DecisionLog } from "../ext/decision_log.ts";
 import { checkAdoptOption, checkRegistryFile } from "./_open_checks.ts";
+import { checkDenoVersion } from "../_deno_version.ts";
 
 /**
  * Options for {@linkcode StateRegistry.inMemory} and {@linkcode StateRegistry.connect}.
@@ -319,6 +320,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
 
   static #open(path: string, options: RegistryOptions): Promise<StateRegistry> {
     try {
+      checkDenoVersion();
       checkOptions(options);
       checkAdoptOption(options);
       const db = openEngine(path, options, (engine) => {

@@ -8,7 +8,10 @@
  *
  * @module
  */
-import { backup as nodeBackup, DatabaseSync, type StatementSync } from "node:sqlite";
+// `backup` through the namespace: a named import of an export an older Deno lacks would fail at link time, before the
+// registry's Deno version check could say which version is needed.
+import * as nodeSqlite from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { RegistryError } from "../errors.ts";
 import type {
   BackupProgress,
@@ -133,7 +136,7 @@ export class NodeEngine implements Engine {
       const onProgress = options.onProgress;
       let totalPages = 0;
       // Resolves with the page count (typed void).
-      const pages: unknown = await nodeBackup(source, dest, {
+      const pages: unknown = await nodeSqlite.backup(source, dest, {
         // A private in-memory database is copied in one step: nothing else may change it meanwhile.
         rate: memory ? 2 ** 31 - 1 : rate,
         progress: (progress: BackupProgress) => {
