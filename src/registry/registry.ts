@@ -8,30 +8,21 @@ import {
   ConfigNotFoundError,
   CryptoError,
   KeyRequiredError,
-  OtherError,
   RegistryError,
   SerializationError,
   UnknownModuleError,
 } from "../errors.ts";
-import { decodeJson, encodeJson } from "../json.ts";
+import { encodeJson } from "../json.ts";
 import { checkText } from "../_text.ts";
-import {
-  MODULE_KINDS,
-  MODULE_STATES,
-  type ModuleKind,
-  type ModuleMetadata,
-  type ModuleRecord,
-  type ModuleState,
-} from "../module.ts";
+import type { ModuleMetadata, ModuleRecord, ModuleState } from "../module.ts";
 import { checkRegistryShape, migrateRegistry, REGISTRY_SQL } from "../schema.ts";
-import type { Engine, EngineName, Row, Statement } from "../sqlite/engine.ts";
+import type { Engine, EngineName, Statement } from "../sqlite/engine.ts";
 import { closedError } from "../sqlite/ffi.ts";
 import { MEMORY_PATH, openEngine, type OpenEngineOptions } from "../sqlite/open.ts";
-import { nowTimestamp, parseTimestamp } from "../time.ts";
+import { nowTimestamp } from "../time.ts";
 import { keyFromEnv, type RegistryKey } from "../sealing/key.ts";
 import {
   openSealing,
-  refuseSealedValue,
   type RekeyOptions,
   sealedScheme,
   type Sealing,
@@ -39,6 +30,8 @@ import {
   type SealingOptions,
 } from "../sealing/sealing.ts";
 import { describe } from "../_describe.ts";
+import { parseConfig, parsePlainConfig, rowToModuleRecord, storedText } from "./_records.ts";
+import { checkKind, checkOptions, checkState } from "./_validate.ts";
 import { backupDatabase, type BackupOptions, type BackupResult } from "../ops/backup.ts";
 import { verifyRegistry, type VerifyReport } from "../ops/verify.ts";
 import {
@@ -1119,130 +1112,4 @@ type Statements = { readonly [K in keyof typeof REGISTRY_SQL]: Statement };
 
 function prepareStatements(db: Engine): Statements {
   return Object.fromEntries(Object.entries(REGISTRY_SQL).map(([name, sql]) => [name, db.prepare(sql)])) as Statements;
-}
-
-/** The stored `config.value`, which must be text. */
-function storedText(key: string, stored: unknown): string {
-  if (typeof stored !== "string") {
-    throw new SerializationError(`value of config key '${key}' is not text: ${describe(stored)}`);
-  }
-  return stored;
-}
-
-/** Parses a value read without a key. Sealed text is never JSON, so only a failed parse needs a closer look. */
-function parsePlainConfig<T>(key: string, stored: string): T {
-  try {
-    return decodeJson(stored) as T;
-  } catch {
-    refuseSealedValue(key, stored); // Sealed: says it needs a key, never returns ciphertext.
-    return parseConfig<T>(key, stored); // Throws the SerializationError.
-  }
-}
-
-function parseConfig<T>(key: string, json: string): T {
-  try {
-    return decodeJson(json) as T;
-  } catch (error) {
-    throw new SerializationError(`value of config key '${key}' is not valid JSON: ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
-}
-
-/** Builds a record from a `modules` row, checking it as oxide-k's deserializer would. */
-function rowToModuleRecord(row: Row): ModuleRecord {
-  // SQLite lets another program store NULL, a number or a blob in a TEXT PRIMARY KEY; oxide-k cannot read them.
-  if (typeof row.id !== "string") {
-    throw new SerializationError(`a module row has an id that is not text: ${describe(row.id)}`);
-  }
-  const id = row.id;
-  const kind = decodeEnumText(id, "kind", row.kind, KIND_BY_TEXT);
-  const state = decodeEnumText(id, "state", row.state, STATE_BY_TEXT);
-  const updatedAt = typeof row.updated_at === "string" ? parseTimestamp(row.updated_at) : undefined;
-  if (updatedAt === undefined) {
-    throw new OtherError(
-      `invalid updated_at: module '${id}' has ${describe(row.updated_at)}, not an RFC 3339 timestamp`,
-    );
-  }
-  for (const column of ["name", "version"] as const) {
-    if (typeof row[column] !== "string") {
-      throw new SerializationError(
-        `module '${id}' has a ${column} that is not text: ${describe(row[column])}`,
-      );
-    }
-  }
-  if (row.description !== null && typeof row.description !== "string") {
-    throw new SerializationError(
-      `module '${id}' has a description that is not text: ${describe(row.description)}`,
-    );
-  }
-  return {
-    id,
-    name: row.name as string,
-    version: row.version as string,
-    kind,
-    state,
-    description: row.description ?? undefined,
-    updatedAt,
-  };
-}
-
-/** Kinds and states are stored as JSON strings (`"native"`, with the quotes): stored text to value. */
-const KIND_BY_TEXT: ReadonlyMap<unknown, ModuleKind> = new Map(MODULE_KINDS.map((kind) => [`"${kind}"`, kind]));
-const STATE_BY_TEXT: ReadonlyMap<unknown, ModuleState> = new Map(MODULE_STATES.map((state) => [`"${state}"`, state]));
-
-/** Reads a stored kind or state exactly as serde would: the JSON string of a snake_case variant. */
-function decodeEnumText<T extends string>(
-  id: string,
-  column: string,
-  stored: unknown,
-  byText: ReadonlyMap<unknown, T>,
-): T {
-  const value = byText.get(stored);
-  if (value !== undefined) return value;
-  // serde_json also accepts JSON escapes and surrounding whitespace; so do we, on the slow path.
-  if (typeof stored === "string") {
-    try {
-      const parsed: unknown = JSON.parse(stored);
-      const found = byText.get(`"${parsed}"`);
-      if (typeof parsed === "string" && found !== undefined) return found;
-    } catch {
-      // Reported below.
-    }
-  }
-  const valid = [...byText.keys()].map((text) => `'${text}'`).join(", ");
-  throw new SerializationError(`module '${id}' has ${column} ${describe(stored)}, expected one of ${valid}`);
-}
-
-/** Kinds and states as stored: JSON strings, with the quotes. */
-const TEXT_OF_KIND: ReadonlyMap<unknown, string> = new Map(MODULE_KINDS.map((kind) => [kind, `"${kind}"`]));
-const TEXT_OF_STATE: ReadonlyMap<unknown, string> = new Map(MODULE_STATES.map((state) => [state, `"${state}"`]));
-
-/** The stored text of `kind`, or a `SerializationError` when it is not a kind. */
-function checkKind(kind: unknown): string {
-  const text = TEXT_OF_KIND.get(kind);
-  if (text === undefined) {
-    throw new SerializationError(
-      `unknown module kind ${describe(kind)}: expected one of ${MODULE_KINDS.map((k) => `'${k}'`).join(", ")}`,
-    );
-  }
-  return text;
-}
-
-/** The stored text of `state`, or a `SerializationError` when it is not a state. */
-function checkState(state: unknown): string {
-  const text = TEXT_OF_STATE.get(state);
-  if (text === undefined) {
-    throw new SerializationError(
-      `unknown module state ${describe(state)}: expected one of ${MODULE_STATES.map((s) => `'${s}'`).join(", ")}`,
-    );
-  }
-  return text;
-}
-
-/** Options objects may be omitted (`undefined`), not replaced by something else. */
-function checkOptions(options: unknown): void {
-  if (typeof options !== "object" || options === null) {
-    throw new TypeError(`options must be an object, got ${describe(options)}`);
-  }
 }
