@@ -32,6 +32,8 @@ export {
   type RegistryOptions,
   StateRegistry,
 } from "./src/registry/registry.ts";
+export type { ConfigEntry, ListConfigOptions, Page, UpdateOptions, WriteOptions } from "./src/registry/entries.ts";
+export { Batch, type BatchResult } from "./src/registry/batch.ts";
 export type { RekeyOptions, SealingInfo, SealingOptions, SealingScheme } from "./src/sealing/sealing.ts";
 export { KEY_ENV_VAR, type RegistryKey } from "./src/sealing/key.ts";
 export {
@@ -55,6 +57,7 @@ export {
 export {
   BusError,
   ConfigNotFoundError,
+  ConflictError,
   CryptoError,
   DeniedError,
   DuplicateModuleError,

@@ -31,6 +31,7 @@ export type KernelErrorKind =
   | "denied"
   | "crypto"
   | "extension"
+  | "conflict"
   | "other";
 
 /**
@@ -292,6 +293,61 @@ export class UnknownModuleError extends KernelError {
   constructor(id: string) {
     super("unknown_module", `unknown module: ${id}`);
     this.id = id;
+  }
+}
+
+/**
+ * A compare-and-set found another version than the one it expected, so nothing
+ * was written (`conflict: ...`). `expected` and `actual` are versions: 0 means
+ * "does not exist". Re-read and try again, or let `reg.update()` do it.
+ *
+ * @example
+ * ```ts
+ * import { ConflictError, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * await reg.setConfig("n", 1);
+ * const err = await reg.setConfig("n", 2, { ifVersion: 0 }).catch((e) => e);
+ * assert.ok(err instanceof ConflictError);
+ * assert.equal(err.message, "conflict: config key 'n' is at version 1, not 0 (expected it not to exist); nothing was written");
+ * assert.deepEqual([err.space, err.key, err.expected, err.actual], ["config", "n", 0, 1]);
+ * ```
+ */
+export class ConflictError extends KernelError {
+  /** `"config"` for a config key, `"modules"` for a module id. */
+  readonly space: "config" | "modules";
+  /** The config key or module id. */
+  readonly key: string;
+  /** The version the write expected (0: must not exist). */
+  readonly expected: number;
+  /** The version found (0: does not exist). */
+  readonly actual: number;
+
+  /**
+   * Creates the error.
+   *
+   * @param space `"config"` or `"modules"`.
+   * @param key The config key or module id.
+   * @param expected The version the write expected (0: must not exist).
+   * @param actual The version found (0: does not exist).
+   * @param options `cause`, if any.
+   */
+  constructor(space: "config" | "modules", key: string, expected: number, actual: number, options?: ErrorOptions) {
+    const what = space === "config" ? `config key '${key}'` : `module '${key}'`;
+    const found = actual === 0 ? "does not exist" : `is at version ${actual}`;
+    const wanted = expected === 0 ? "0 (expected it not to exist)" : String(expected);
+    super(
+      "conflict",
+      actual === 0
+        ? `conflict: ${what} ${found} (expected version ${expected}); nothing was written`
+        : `conflict: ${what} ${found}, not ${wanted}; nothing was written`,
+      options,
+    );
+    this.space = space;
+    this.key = key;
+    this.expected = expected;
+    this.actual = actual;
   }
 }
 

@@ -98,7 +98,8 @@ export type ModuleState = typeof MODULE_STATES[number];
  * const echo: ModuleMetadata = { id: "echo", name: "Echo", version: "0.1.0", kind: "native", description: "Echoes" };
  * await using reg = await StateRegistry.inMemory();
  * await reg.upsertModule(echo, "loaded");
- * const { state, updatedAt: _, ...stored } = (await reg.getModule("echo"))!;
+ * const { state, updatedAt: _, recordVersion: _v, createRevision: _c, modRevision: _m, ...stored } =
+ *   (await reg.getModule("echo"))!;
  * assert.equal(state, "loaded");
  * assert.deepEqual(stored, echo);
  * ```
@@ -147,6 +148,12 @@ export interface ModuleRecord {
   description: string | undefined;
   /** When the row was last written (millisecond precision; the stored text keeps more). */
   updatedAt: Date;
+  /** Writes since the module was created (1 after the first; a delete ends it): `ifVersion` compares this. */
+  recordVersion: number;
+  /** The revision of the write that created the module. */
+  createRevision: number;
+  /** The revision of the latest write to the module. */
+  modRevision: number;
 }
 
 /**

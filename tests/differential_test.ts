@@ -250,8 +250,13 @@ function isRecord(value: unknown): value is ModuleRecord {
 
 /** The state both registries should be in, to check each outcome against. */
 class Model {
-  readonly modules = new Map<string, { metadata: ModuleMetadata; state: string }>();
+  readonly modules = new Map<
+    string,
+    { metadata: ModuleMetadata; state: string; recordVersion: number; createRevision: number; modRevision: number }
+  >();
   readonly config = new Map<string, unknown>();
+  /** The store revision: every write that changes a row is one. */
+  revision = 0;
 
   /** Checks `result` against what `op` should give in the model's state; applies successful writes to the model. */
   expect(op: Operation, result: Outcome): void {
@@ -266,7 +271,15 @@ class Model {
         }
         if (hasNul(metadata.description ?? "")) return expectError(result, TypeError);
         expectValue(result, undefined);
-        this.modules.set(metadata.id, { metadata, state });
+        const revision = ++this.revision;
+        const before = this.modules.get(metadata.id);
+        this.modules.set(metadata.id, {
+          metadata,
+          state,
+          recordVersion: (before?.recordVersion ?? 0) + 1,
+          createRevision: before?.createRevision ?? revision,
+          modRevision: revision,
+        });
         return;
       }
       case "setModuleState": {
@@ -276,6 +289,8 @@ class Model {
         if (module === undefined) return expectError(result, UnknownModuleError);
         expectValue(result, undefined);
         module.state = state;
+        module.recordVersion++;
+        module.modRevision = ++this.revision;
         return;
       }
       case "getModule": {
@@ -293,6 +308,7 @@ class Model {
         if (op.bad) return expectError(result, SerializationError);
         expectValue(result, undefined);
         this.config.set(key, jsonCopy(value));
+        this.revision++;
         return;
       }
       case "getConfig":
@@ -307,7 +323,9 @@ class Model {
       case "deleteConfig": {
         const [key] = args as [string];
         if (hasNul(key)) return expectError(result, TypeError);
-        expectValue(result, this.config.delete(key));
+        const deleted = this.config.delete(key);
+        expectValue(result, deleted);
+        if (deleted) this.revision++;
         return;
       }
     }
@@ -317,7 +335,7 @@ class Model {
   #record(id: string): unknown {
     const module = this.modules.get(id);
     if (module === undefined) return undefined;
-    const { metadata, state } = module;
+    const { metadata, state, recordVersion, createRevision, modRevision } = module;
     return {
       id: metadata.id,
       name: metadata.name,
@@ -326,6 +344,9 @@ class Model {
       state,
       description: metadata.description,
       updatedAt: "<checked>",
+      recordVersion,
+      createRevision,
+      modRevision,
     };
   }
 }

@@ -63,7 +63,11 @@ engineTest("setModuleState() updates only the state", async (engine) => {
   await reg.setModuleState("compress", "running");
   const rec = await reg.getModule("compress");
   assert.equal(rec?.state, "running");
-  assert.deepEqual({ ...rec, state: "loaded", updatedAt: undefined }, { ...before, updatedAt: undefined });
+  assert.deepEqual({ ...rec, state: "loaded", updatedAt: undefined, recordVersion: 1, modRevision: 1 }, {
+    ...before,
+    updatedAt: undefined,
+  });
+  assert.deepEqual([rec.recordVersion, rec.modRevision], [2, 2], "a write: a new version and revision");
   assert.ok(rec!.updatedAt >= before!.updatedAt);
 });
 
@@ -290,6 +294,10 @@ engineTest("reads a file oxide-k wrote, chrono timestamps included", async (engi
       state: "running",
       description: "Demo module that echoes Ping commands.",
       updatedAt: new Date("2026-11-28T09:15:02.123Z"),
+      // Rows that predate the revision schema were created at revision 1, the migration's.
+      recordVersion: 1,
+      createRevision: 1,
+      modRevision: 1,
     });
     const list = await reg.listModules();
     assert.deepEqual(list.map((m) => [m.id, m.kind, m.state, m.updatedAt.toISOString()]), [

@@ -36,7 +36,7 @@ export function parseConfig<T>(key: string, json: string): T {
 }
 
 /** Builds a record from a `modules` row, checking it as oxide-k's deserializer would. */
-export function rowToModuleRecord(row: Row): ModuleRecord {
+export function rowToModuleRecord(row: Row): Omit<ModuleRecord, "recordVersion" | "createRevision" | "modRevision"> {
   // SQLite lets another program store NULL, a number or a blob in a TEXT PRIMARY KEY; oxide-k cannot read them.
   if (typeof row.id !== "string") {
     throw new SerializationError(`a module row has an id that is not text: ${describe(row.id)}`);

@@ -6,6 +6,7 @@
  */
 import {
   ConfigNotFoundError,
+  ConflictError,
   CryptoError,
   KeyRequiredError,
   RegistryError,
@@ -15,11 +16,22 @@ import {
 import { encodeJson } from "../json.ts";
 import { checkText } from "../_text.ts";
 import type { ModuleMetadata, ModuleRecord, ModuleState } from "../module.ts";
-import { checkRegistryShape, migrateRegistry, REGISTRY_SQL } from "../schema.ts";
-import type { Engine, EngineName, Statement } from "../sqlite/engine.ts";
+import { checkRegistryShape, migrateRegistry } from "../schema.ts";
+import type { Engine, EngineName } from "../sqlite/engine.ts";
 import { closedError } from "../sqlite/ffi.ts";
 import { MEMORY_PATH, openEngine, type OpenEngineOptions } from "../sqlite/open.ts";
-import { nowTimestamp } from "../time.ts";
+import { nowTimestamp, parseTimestamp } from "../time.ts";
+import type {
+  Awaitable,
+  Compare,
+  Entry,
+  Operation,
+  RangeRequest,
+  RangeResult,
+  Store,
+  TxnResult,
+} from "../store/store.ts";
+import { SqliteStore } from "../store/sqlite/store.ts";
 import { keyFromEnv, type RegistryKey } from "../sealing/key.ts";
 import {
   openSealing,
@@ -31,7 +43,30 @@ import {
 } from "../sealing/sealing.ts";
 import { describe } from "../_describe.ts";
 import { parseConfig, parsePlainConfig, rowToModuleRecord, storedText } from "./_records.ts";
-import { checkKind, checkOptions, checkState } from "./_validate.ts";
+import { checkOptions, checkState } from "./_validate.ts";
+import {
+  checkCount,
+  type ConfigEntry,
+  decodeCursor,
+  DEFAULT_UPDATE_TRIES,
+  encodeCursor,
+  ifVersionOf,
+  type ListConfigOptions,
+  type Page,
+  pause,
+  toPage,
+  type UpdateOptions,
+  type WriteOptions,
+} from "./entries.ts";
+import {
+  Batch,
+  type BatchCheck,
+  batchFailure,
+  batchRequest,
+  type BatchResult,
+  type BatchWrite,
+  moduleFields,
+} from "./batch.ts";
 import { backupDatabase, type BackupOptions, type BackupResult } from "../ops/backup.ts";
 import { verifyRegistry, type VerifyReport } from "../ops/verify.ts";
 import {
@@ -106,6 +141,12 @@ export interface EncryptedRegistryOptions extends RegistryOptions, SealingOption
  * ```
  */
 export interface ListModulesOptions {
+  /** Only modules whose id starts with this. */
+  prefix?: string | undefined;
+  /** At most this many records per page (a positive integer); absent: all. */
+  limit?: number | undefined;
+  /** The `cursor` of the previous page: the next page, read at the same revision. Pass the same prefix. */
+  cursor?: string | undefined;
   /**
    * What to do with a row that cannot be read (written by another program
    * with an unknown kind, bad JSON, a bad timestamp): `"throw"` (default)
@@ -135,12 +176,14 @@ export interface ListModulesOptions {
  * ```
  */
 export class StateRegistry implements AsyncDisposable, Disposable {
-  readonly #db: Engine;
-  readonly #sql: Statements;
+  /** Where the values live: every read and write of the API goes through it. */
+  readonly #store: Store;
+  /** The SQLite connection (`reg.db`, sealing, extensions, backup); `undefined` on a store of another backend. */
+  readonly #db: Engine | undefined;
   /** Set by `openEncrypted`: seals and opens config values. */
   #sealing: Sealing | undefined;
-  /** A keyless handle on a file: the write statement that refuses a sealed registry. */
-  readonly #plainWrite: Statement;
+  /** A keyless handle's config writes compare this: "the registry is not sealed" (none on a private memory db). */
+  readonly #plainGuard: readonly Compare[];
   /** Set by `connect` when the registry is sealed (its values written by a Rust kernel, with no `oxide_sealing`). */
   #sealedAtOpen: string | undefined;
   /** Set by `close()`: new calls are refused while the calls in flight finish. */
@@ -150,11 +193,11 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   /** Resolved when the last call in flight settles after `close()` began. */
   #idle: PromiseWithResolvers<void> | undefined;
 
-  private constructor(db: Engine) {
+  private constructor(store: Store, db: Engine | undefined) {
+    this.#store = store;
     this.#db = db;
-    this.#sql = prepareStatements(db);
-    // A private in-memory database cannot be sealed by anyone else: it keeps the unguarded, faster statement.
-    this.#plainWrite = db.path === MEMORY_PATH ? this.#sql.setConfig : this.#sql.setConfigUnsealed;
+    // A private in-memory database cannot be sealed by anyone else: it needs no guard.
+    this.#plainGuard = db?.path === MEMORY_PATH ? NO_COMPARES : NOT_SEALED;
   }
 
   /**
@@ -217,9 +260,9 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     }
     return StateRegistry.#open(path, options).then((registry) => {
       try {
-        registry.#sealedAtOpen = sealedScheme(registry.#db);
+        registry.#sealedAtOpen = sealedScheme(registry.#db!);
       } catch (error) {
-        registry.#db.close();
+        registry.#db!.close();
         throw error;
       }
       return registry;
@@ -281,9 +324,9 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     }
     const registry = await StateRegistry.#open(path, options);
     try {
-      registry.#sealing = await openSealing(registry.#db, key, options);
+      registry.#sealing = await openSealing(registry.#db!, key, options);
     } catch (error) {
-      registry.#db.close();
+      registry.#db!.close();
       throw error;
     }
     return registry;
@@ -322,7 +365,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
       });
       try {
         if (options.readonly !== true) migrateRegistry(db);
-        return Promise.resolve(new StateRegistry(db));
+        return Promise.resolve(new StateRegistry(new SqliteStore(db), db));
       } catch (error) {
         db.close();
         throw error instanceof RegistryError && !error.message.includes(path) &&
@@ -360,6 +403,9 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * ```
    */
   get db(): Engine {
+    if (this.#db === undefined) {
+      throw new RegistryError(`reg.db is SQLite-only: this registry is stored on ${this.#store.backend}`);
+    }
     return this.#db;
   }
 
@@ -376,7 +422,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * ```
    */
   get engine(): EngineName {
-    return this.#db.name;
+    return this.db.name;
   }
 
   /**
@@ -392,7 +438,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * ```
    */
   get path(): string {
-    return this.#db.path;
+    return this.location;
   }
 
   /**
@@ -409,7 +455,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * ```
    */
   get isOpen(): boolean {
-    return !this.#closing && this.#db.isOpen;
+    return !this.#closing && (this.#db?.isOpen ?? true);
   }
 
   // ---------------------------------------------------------------------------
@@ -421,8 +467,10 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    *
    * @param metadata The module's id, name, version, kind and optional description.
    * @param state Its lifecycle state.
+   * @param options `ifVersion`: write only if the module's `recordVersion` is this (0: only if it does not exist).
    * @throws {TypeError} when a field is not a string (or contains a NUL character).
    * @throws {SerializationError} for an unknown kind or state; nothing is written.
+   * @throws {ConflictError} when `ifVersion` does not match; nothing is written.
    *
    * @example
    * ```ts
@@ -432,28 +480,24 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * await using reg = await StateRegistry.inMemory();
    * const meta = { id: "mirror", name: "Mirror", version: "0.1.0", kind: "wasm" } as const;
    * await reg.upsertModule(meta, "loaded");
-   * await reg.upsertModule(meta, "running");
+   * await reg.upsertModule(meta, "running", { ifVersion: 1 });
    * assert.equal((await reg.getModule("mirror"))?.state, "running");
+   * assert.equal((await reg.getModule("mirror"))?.recordVersion, 2);
    * ```
    */
-  upsertModule(metadata: ModuleMetadata, state: ModuleState): Promise<void> {
+  upsertModule(metadata: ModuleMetadata, state: ModuleState, options?: WriteOptions): Promise<void> {
     try {
       using _call = this.#begin();
-      if (typeof metadata !== "object" || metadata === null) {
-        throw new TypeError(
-          `module metadata must be an object, got ${describe(metadata)}`,
-        );
-      }
-      const id = checkText("module id", metadata.id);
-      const name = checkText("module name", metadata.name);
-      const version = checkText("module version", metadata.version);
-      const kind = checkKind(metadata.kind);
-      const stateText = checkState(state);
-      const description = metadata.description === undefined || metadata.description === null
-        ? null
-        : checkText("module description", metadata.description);
-      this.#sql.upsertModule.run(id, name, version, kind, stateText, description, nowTimestamp());
-      return RESOLVED;
+      const fields = moduleFields(metadata, state);
+      const ifVersion = ifVersionOf(options);
+      const id = metadata.id;
+      return this.#write(
+        "modules",
+        id,
+        ifVersion,
+        { op: "put", space: "modules", key: id, value: fields },
+        () => RESOLVED,
+      );
     } catch (error) {
       return Promise.reject(error);
     }
@@ -464,8 +508,10 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    *
    * @param id The module id.
    * @param state The new state.
+   * @param options `ifVersion`: write only if the module's `recordVersion` is this.
    * @throws {UnknownModuleError} when no module has this id.
    * @throws {SerializationError} for an unknown state.
+   * @throws {ConflictError} when `ifVersion` does not match; nothing is written.
    *
    * @example
    * ```ts
@@ -479,14 +525,52 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * await assert.rejects(reg.setModuleState("missing", "running"), UnknownModuleError);
    * ```
    */
-  setModuleState(id: string, state: ModuleState): Promise<void> {
+  setModuleState(id: string, state: ModuleState, options?: WriteOptions): Promise<void> {
     try {
       this.#checkOpen();
       const key = checkText("module id", id);
       const stateText = checkState(state);
-      const { changes } = this.#sql.setModuleState.run(stateText, nowTimestamp(), key);
-      if (changes === 0) throw new UnknownModuleError(key);
-      return RESOLVED;
+      const ifVersion = ifVersionOf(options);
+      return this.#write("modules", key, ifVersion, { op: "setState", space: "modules", key, state: stateText }, (
+        changed,
+      ) => changed ? RESOLVED : Promise.reject(new UnknownModuleError(key)));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Deletes a module's record.
+   *
+   * @param id The module id.
+   * @param options `ifVersion`: delete only if the module's `recordVersion` is this.
+   * @returns Whether a module was removed.
+   * @throws {ConflictError} when `ifVersion` does not match; nothing is deleted.
+   *
+   * @example
+   * ```ts
+   * import { StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.inMemory();
+   * await reg.upsertModule({ id: "echo", name: "Echo", version: "0.1.0", kind: "native" }, "stopped");
+   * assert.equal(await reg.deleteModule("echo"), true);
+   * assert.equal(await reg.deleteModule("echo"), false);
+   * assert.equal(await reg.getModule("echo"), undefined);
+   * ```
+   */
+  deleteModule(id: string, options?: WriteOptions): Promise<boolean> {
+    try {
+      this.#checkOpen();
+      const key = checkText("module id", id);
+      const ifVersion = ifVersionOf(options);
+      return this.#write(
+        "modules",
+        key,
+        ifVersion,
+        { op: "delete", space: "modules", key },
+        (changed) => Promise.resolve(changed),
+      );
     } catch (error) {
       return Promise.reject(error);
     }
@@ -512,20 +596,26 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   getModule(id: string): Promise<ModuleRecord | undefined> {
     try {
       this.#checkOpen();
-      const row = this.#sql.getModule.get(checkText("module id", id));
-      return Promise.resolve(row === undefined ? undefined : rowToModuleRecord(row));
+      return settle(
+        this.#store.get("modules", checkText("module id", id)),
+        (entry) => entry === undefined ? undefined : moduleRecord(entry),
+      );
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
   /**
-   * Lists every module, ordered by id.
+   * Lists modules, ordered by id: every module (no options, as oxide-k), or
+   * those whose id starts with `prefix`, in pages of `limit` read at one
+   * revision (pass the page's `cursor` for the next one).
    *
-   * @param options `invalid`: what to do with rows that cannot be read (default `"throw"`).
-   * @returns The records.
+   * @param options `prefix`, `limit`, `cursor`; `invalid`: what to do with rows that cannot be read (default
+   * `"throw"`).
+   * @returns The records: a {@linkcode Page} (an array with `cursor` and `revision`).
    * @throws {SerializationError} when a row cannot be read and `invalid` is `"throw"`; the message names every
    * such row.
+   * @throws {RegistryError} when the cursor's revision was compacted away, or is not a cursor.
    *
    * @example
    * ```ts
@@ -533,13 +623,17 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * import assert from "node:assert/strict";
    *
    * await using reg = await StateRegistry.inMemory();
-   * for (const id of ["b", "a"]) {
+   * for (const id of ["b", "a", "net.dns", "net.dhcp"]) {
    *   await reg.upsertModule({ id, name: id, version: "1", kind: "native" }, "loaded");
    * }
-   * assert.deepEqual((await reg.listModules()).map((m) => m.id), ["a", "b"]);
+   * assert.deepEqual((await reg.listModules()).map((m) => m.id), ["a", "b", "net.dhcp", "net.dns"]);
+   * const page = await reg.listModules({ prefix: "net.", limit: 1 });
+   * assert.deepEqual(page.map((m) => m.id), ["net.dhcp"]);
+   * const next = await reg.listModules({ prefix: "net.", limit: 1, cursor: page.cursor });
+   * assert.deepEqual(next.map((m) => m.id), ["net.dns"]);
    * ```
    */
-  listModules(options: ListModulesOptions = {}): Promise<ModuleRecord[]> {
+  listModules(options: ListModulesOptions = {}): Promise<Page<ModuleRecord>> {
     try {
       this.#checkOpen();
       checkOptions(options);
@@ -549,24 +643,27 @@ export class StateRegistry implements AsyncDisposable, Disposable {
           `invalid must be "throw" or "skip", got ${describe(invalid)}`,
         );
       }
-      const records: ModuleRecord[] = [];
-      const failures: Error[] = [];
-      for (const row of this.#sql.listModules.all()) {
-        try {
-          records.push(rowToModuleRecord(row));
-        } catch (error) {
-          failures.push(error as Error);
+      const request = rangeRequest("modules", options);
+      return settle(this.#store.range(request), (result) => {
+        const records: ModuleRecord[] = [];
+        const failures: Error[] = [];
+        for (const entry of result.entries) {
+          try {
+            records.push(moduleRecord(entry));
+          } catch (error) {
+            failures.push(error as Error);
+          }
         }
-      }
-      if (failures.length > 0 && invalid === "throw") {
-        throw new SerializationError(
-          `${failures.length} module row(s) cannot be read (list them with { invalid: "skip" } to get the rest): ${
-            failures.map((error) => error.message).join("; ")
-          }`,
-          { cause: failures[0] },
-        );
-      }
-      return Promise.resolve(records);
+        if (failures.length > 0 && invalid === "throw") {
+          throw new SerializationError(
+            `${failures.length} module row(s) cannot be read (list them with { invalid: "skip" } to get the rest): ${
+              failures.map((error) => error.message).join("; ")
+            }`,
+            { cause: failures[0] },
+          );
+        }
+        return pageOf(records, result);
+      });
     } catch (error) {
       return Promise.reject(error);
     }
@@ -581,11 +678,15 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    *
    * @param key The configuration key.
    * @param value Any value JSON carries faithfully.
+   * @param options `ifVersion`: write only if the key is at this version (0: only if it does not exist).
    * @throws {TypeError} when `key` is not a string.
    * @throws {SerializationError} when `value` has no faithful JSON form (`undefined`, NaN, a cycle, a Date, ...);
    * nothing is written.
    * @throws {KeyRequiredError} when the registry was opened without a key and is sealed (by `openEncrypted` in any
    * process, or by a Rust kernel): the value would be stored in plain text; nothing is written.
+   * @throws {ConflictError} when `ifVersion` does not match; nothing is written.
+   * @throws {RegistryError} when a sealed registry is written inside `reg.db.transaction()` (sealing is
+   * asynchronous: the write would land after the transaction); use {@linkcode StateRegistry.batch}.
    *
    * @example
    * ```ts
@@ -597,17 +698,23 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * assert.deepEqual(await reg.getConfig("endpoint"), { url: "https://example.com", retries: 3 });
    * ```
    */
-  setConfig(key: string, value: unknown): Promise<void> {
+  setConfig(key: string, value: unknown, options?: WriteOptions): Promise<void> {
     // Sealed: async (WebCrypto), written in a transaction that checks the keys did not change meanwhile.
-    if (this.#sealing !== undefined) return this.#setSealed(this.#sealing, key, value);
+    if (this.#sealing !== undefined) return this.#setSealed(this.#sealing, key, value, options);
     try {
       this.#checkOpen();
       checkText("config key", key);
+      const ifVersion = options === undefined ? undefined : ifVersionOf(options);
       // A keyless write into a sealed registry would store the value in plain text.
       if (this.#sealedAtOpen !== undefined) throw new KeyRequiredError(key, this.#sealedAtOpen, "write");
-      const { changes } = this.#plainWrite.run(key, encodeJson(value), nowTimestamp());
-      if (changes === 0) throw new KeyRequiredError(key, sealedScheme(this.#db) ?? "unknown", "write");
-      return RESOLVED;
+      const put: Operation = { op: "put", space: "config", key, value: encodeJson(value) };
+      if (ifVersion === undefined) {
+        const result = this.#store.txn({ compares: this.#plainGuard, success: [put], updatedAt: nowTimestamp() });
+        if (result instanceof Promise) return result.then((r) => this.#checkPlainWrite(key, r));
+        this.#checkPlainWrite(key, result);
+        return RESOLVED;
+      }
+      return this.#write("config", key, ifVersion, put, () => RESOLVED, this.#plainGuard);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -657,10 +764,85 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   }
 
   /**
+   * Reads a configuration value with its version, revisions and `updatedAt`.
+   *
+   * @param key The configuration key.
+   * @returns The entry, or `undefined` when the key does not exist.
+   * @throws {SerializationError} when the stored text is not JSON.
+   * @throws {KeyRequiredError} when the value is sealed and the registry was opened without a key.
+   *
+   * @example
+   * ```ts
+   * import { StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.inMemory();
+   * assert.equal(await reg.getConfigEntry("missing"), undefined);
+   * await reg.setConfig("greeting", "hi");
+   * const entry = await reg.getConfigEntry<string>("greeting");
+   * assert.equal(entry?.value, "hi");
+   * assert.equal(entry?.version, 1);
+   * ```
+   */
+  getConfigEntry<T = unknown>(key: string): Promise<ConfigEntry<T> | undefined> {
+    try {
+      this.#checkOpen();
+      checkText("config key", key);
+      return settle(this.#store.get("config", key), (entry) => entry === undefined ? undefined : this.#decode<T>(entry))
+        .then((entry) => entry);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * Lists config entries ordered by key (or the reverse), optionally those
+   * starting with `prefix`, in pages of `limit` read at one revision (pass the
+   * page's `cursor` for the next one).
+   *
+   * @param options `prefix`, `limit`, `cursor`, `reverse`.
+   * @returns The entries: a {@linkcode Page} (an array with `cursor` and `revision`).
+   * @throws {SerializationError} when a stored value is not JSON.
+   * @throws {KeyRequiredError} when a value is sealed and the registry was opened without a key.
+   * @throws {RegistryError} when the cursor's revision was compacted away, or is not a cursor.
+   *
+   * @example
+   * ```ts
+   * import { StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.inMemory();
+   * for (const [key, value] of [["kernel.a", 1], ["kernel.b", 2], ["net.c", 3]] as const) {
+   *   await reg.setConfig(key, value);
+   * }
+   * const kernel = await reg.listConfig({ prefix: "kernel." });
+   * assert.deepEqual(kernel.map((e) => [e.key, e.value]), [["kernel.a", 1], ["kernel.b", 2]]);
+   * const last = await reg.listConfig({ reverse: true, limit: 1 });
+   * assert.deepEqual(last.map((e) => e.key), ["net.c"]);
+   * ```
+   */
+  listConfig<T = unknown>(options: ListConfigOptions = {}): Promise<Page<ConfigEntry<T>>> {
+    try {
+      this.#checkOpen();
+      checkOptions(options);
+      const request = rangeRequest("config", options);
+      return settle(this.#store.range(request), async (result) => {
+        const entries: ConfigEntry<T>[] = [];
+        for (const entry of result.entries) entries.push(await this.#decode<T>(entry));
+        return pageOf(entries, result);
+      });
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
    * Deletes a configuration value.
    *
    * @param key The configuration key.
+   * @param options `ifVersion`: delete only if the key is at this version.
    * @returns Whether a value was removed.
+   * @throws {ConflictError} when `ifVersion` does not match; nothing is deleted.
    *
    * @example
    * ```ts
@@ -673,14 +855,107 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * assert.equal(await reg.deleteConfig("key"), false);
    * ```
    */
-  deleteConfig(key: string): Promise<boolean> {
+  deleteConfig(key: string, options?: WriteOptions): Promise<boolean> {
     try {
       this.#checkOpen();
-      const { changes } = this.#sql.deleteConfig.run(checkText("config key", key));
-      return Promise.resolve(changes > 0);
+      checkText("config key", key);
+      const ifVersion = ifVersionOf(options);
+      return this.#write(
+        "config",
+        key,
+        ifVersion,
+        { op: "delete", space: "config", key },
+        (changed) => Promise.resolve(changed),
+      );
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /**
+   * Read-modify-write without lost updates (Kubernetes' `GuaranteedUpdate`):
+   * reads the key, calls `fn` with its value, writes the result only if the
+   * key is still at the version read, and on a conflict reads again and
+   * retries, up to `tries` times (with a short random pause between tries).
+   *
+   * @param key The configuration key.
+   * @param fn Gets the current value (`undefined` when missing) and entry; returns the new value, or `undefined`
+   * to write nothing. May be async; may run more than once.
+   * @param options `tries` (default 16).
+   * @returns The entry written (or the current one when `fn` returned `undefined`).
+   * @throws {ConflictError} when every try met a concurrent write.
+   * @throws {SerializationError} when the value `fn` returns has no faithful JSON form.
+   *
+   * @example A counter that several processes increment
+   * ```ts
+   * import { StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.inMemory();
+   * await Promise.all(Array.from({ length: 5 }, () => reg.update<number>("hits", (n) => (n ?? 0) + 1)));
+   * assert.equal(await reg.getConfig("hits"), 5);
+   * ```
+   */
+  async update<T = unknown>(
+    key: string,
+    fn: (current: T | undefined, entry: ConfigEntry<T> | undefined) => T | undefined | Promise<T | undefined>,
+    options: UpdateOptions = {},
+  ): Promise<ConfigEntry<T> | undefined> {
+    checkOptions(options);
+    if (typeof fn !== "function") throw new TypeError(`update() needs a function, got ${describe(fn)}`);
+    const tries = options.tries === undefined ? DEFAULT_UPDATE_TRIES : checkCount("tries", options.tries, 1);
+    let conflict: ConflictError | undefined;
+    for (let attempt = 0; attempt < tries; attempt++) {
+      if (attempt > 0) await pause(attempt);
+      const entry = await this.getConfigEntry<T>(key);
+      const next = await fn(entry?.value, entry);
+      if (next === undefined) return entry;
+      const version = entry?.version ?? 0;
+      try {
+        const updatedAt = nowTimestamp();
+        const revision = await this.#setConfigAt(key, next, version, updatedAt);
+        return {
+          key,
+          value: next,
+          version: version + 1,
+          createRevision: entry?.createRevision ?? revision,
+          modRevision: revision,
+          updatedAt: parseTimestamp(updatedAt)!,
+        };
+      } catch (error) {
+        if (!(error instanceof ConflictError)) throw error;
+        conflict = error;
+      }
+    }
+    throw new ConflictError("config", key, conflict!.expected, conflict!.actual, {
+      cause: new RegistryError(`update() of config key '${key}' met a concurrent write on each of its ${tries} tries`),
+    });
+  }
+
+  /**
+   * Starts an atomic batch: checks plus config and module writes and deletes,
+   * committed all or nothing as one revision (sealed values are sealed first,
+   * then written in one synchronous transaction).
+   *
+   * @returns An empty batch; add to it and call `commit()`.
+   *
+   * @example
+   * ```ts
+   * import { StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.inMemory();
+   * const { revision } = await reg.batch()
+   *   .setConfig("a", 1)
+   *   .setConfig("b", 2)
+   *   .upsertModule({ id: "echo", name: "Echo", version: "0.1.0", kind: "native" }, "loaded")
+   *   .commit();
+   * assert.equal((await reg.getConfigEntry("a"))?.modRevision, revision);
+   * assert.equal((await reg.getModule("echo"))?.modRevision, revision);
+   * ```
+   */
+  batch(): Batch {
+    return new Batch((checks, writes) => this.#commitBatch(checks, writes));
   }
 
   /**
@@ -691,23 +966,28 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     try {
       this.#checkOpen();
       checkText("config key", key);
-      const row = this.#sql.getConfig.get(key);
-      if (row === undefined) {
-        if (required) throw new ConfigNotFoundError(key);
-        return RESOLVED;
-      }
-      const stored = storedText(key, row.value);
-      const sealing = this.#sealing;
-      if (sealing !== undefined) {
-        // A stored text this handle opened before answers at once, without decrypting or awaiting.
-        const json = sealing.cached(key, stored);
-        if (json !== undefined) return Promise.resolve(parseConfig<T>(key, json));
-        return this.#openSealed<T>(sealing, key, stored);
-      }
-      return Promise.resolve(parsePlainConfig<T>(key, stored));
+      const value = this.#store.getValue("config", key);
+      if (value instanceof Promise) return value.then((v) => this.#parseStored<T>(key, v, required));
+      return this.#parseStored<T>(key, value, required);
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  #parseStored<T>(key: string, value: string | undefined, required: boolean): Promise<T | undefined> {
+    if (value === undefined) {
+      if (required) throw new ConfigNotFoundError(key);
+      return RESOLVED;
+    }
+    const stored = storedText(key, value);
+    const sealing = this.#sealing;
+    if (sealing !== undefined) {
+      // A stored text this handle opened before answers at once, without decrypting or awaiting.
+      const json = sealing.cached(key, stored);
+      if (json !== undefined) return Promise.resolve(parseConfig<T>(key, json));
+      return this.#openSealed<T>(sealing, key, stored);
+    }
+    return Promise.resolve(parsePlainConfig<T>(key, stored));
   }
 
   async #openSealed<T>(sealing: Sealing, key: string, stored: string): Promise<T> {
@@ -715,16 +995,142 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     return parseConfig<T>(key, await sealing.open(key, stored));
   }
 
-  async #setSealed(sealing: Sealing, key: string, value: unknown): Promise<void> {
+  /** A config entry from the store: the value parsed (opened, when sealed). */
+  async #decode<T>(entry: Entry<"config">): Promise<ConfigEntry<T>> {
+    const stored = storedText(entry.key, entry.value);
+    const value = this.#sealing !== undefined
+      ? await this.#openSealed<T>(this.#sealing, entry.key, stored)
+      : parsePlainConfig<T>(entry.key, stored);
+    return {
+      key: entry.key,
+      value,
+      version: entry.version,
+      createRevision: entry.createRevision,
+      modRevision: entry.modRevision,
+      updatedAt: parseTimestamp(entry.updatedAt) ?? new Date(NaN),
+    };
+  }
+
+  async #setSealed(sealing: Sealing, key: string, value: unknown, options: WriteOptions | undefined): Promise<void> {
     using _call = this.#begin();
     checkText("config key", key);
+    const ifVersion = ifVersionOf(options);
     const json = encodeJson(value);
-    await sealing.write(key, json, nowTimestamp());
+    this.#refuseInTransaction("setConfig");
+    if (ifVersion === undefined) return await sealing.write(key, json, nowTimestamp());
+    await sealing.writeMany([[key, json]], (stored) => {
+      const put: Operation = { op: "put", space: "config", key, value: stored.get(key)! };
+      const result = syncResult(this.#store.txn(txnOf("config", key, ifVersion, put, nowTimestamp())));
+      this.#applySync(result, "config", key, ifVersion);
+    });
+  }
+
+  /** setConfig with `ifVersion`, for `update()`: the revision written. */
+  async #setConfigAt(key: string, value: unknown, ifVersion: number, updatedAt: string): Promise<number> {
+    const json = encodeJson(value);
+    if (this.#sealing !== undefined) {
+      using _call = this.#begin();
+      this.#refuseInTransaction("update");
+      let revision = 0;
+      await this.#sealing.writeMany([[key, json]], (stored) => {
+        const put: Operation = { op: "put", space: "config", key, value: stored.get(key)! };
+        const result = syncResult(this.#store.txn(txnOf("config", key, ifVersion, put, updatedAt)));
+        revision = this.#applySync(result, "config", key, ifVersion).revision;
+      });
+      return revision;
+    }
+    this.#checkOpen();
+    if (this.#sealedAtOpen !== undefined) throw new KeyRequiredError(key, this.#sealedAtOpen, "write");
+    const put: Operation = { op: "put", space: "config", key, value: json };
+    const result = await this.#store.txn(txnOf("config", key, ifVersion, put, updatedAt, this.#plainGuard));
+    return this.#applySync(result, "config", key, ifVersion).revision;
+  }
+
+  /**
+   * One write through the store, compare-and-set when `ifVersion` is given; `then` gets whether it changed a key.
+   */
+  #write<R>(
+    space: "config" | "modules",
+    key: string,
+    ifVersion: number | undefined,
+    operation: Operation,
+    then: (changed: boolean) => Promise<R>,
+    guard: readonly Compare[] = NO_COMPARES,
+  ): Promise<R> {
+    const result = this.#store.txn(txnOf(space, key, ifVersion, operation, nowTimestamp(), guard));
+    if (result instanceof Promise) {
+      return result.then((r) => then(this.#applySync(r, space, key, ifVersion).changed[0] ?? false));
+    }
+    return then(this.#applySync(result, space, key, ifVersion).changed[0] ?? false);
+  }
+
+  /** Turns a failed transaction into the error it means. */
+  #applySync(result: TxnResult, space: "config" | "modules", key: string, ifVersion: number | undefined): TxnResult {
+    if (result.succeeded) return result;
+    const current = result.current ?? [];
+    // The keyless guard comes last: the registry was sealed by another process.
+    const guard = current.length > (ifVersion === undefined ? 0 : 1) ? current.at(-1) : undefined;
+    if (guard !== undefined && guard.space === "meta") {
+      throw new KeyRequiredError(
+        key,
+        this.#db === undefined ? "unknown" : sealedScheme(this.#db) ?? "unknown",
+        "write",
+      );
+    }
+    throw new ConflictError(space, key, ifVersion ?? 0, current[0]?.version ?? 0);
+  }
+
+  #checkPlainWrite(key: string, result: TxnResult): undefined {
+    if (!result.succeeded) {
+      throw new KeyRequiredError(
+        key,
+        this.#db === undefined ? "unknown" : sealedScheme(this.#db) ?? "unknown",
+        "write",
+      );
+    }
+    return undefined;
+  }
+
+  /** An async sealed write cannot join a synchronous `reg.db.transaction()`: it would commit after it. */
+  #refuseInTransaction(operation: string): void {
+    if (this.#db?.inTransaction) {
+      throw new RegistryError(
+        `${operation}() on a sealed registry inside reg.db.transaction(): sealing is asynchronous, so the value would be written after the transaction ended (and kept if it rolled back); write sealed values atomically with reg.batch()`,
+        { path: this.#db.path },
+      );
+    }
+  }
+
+  async #commitBatch(checks: readonly BatchCheck[], writes: readonly BatchWrite[]): Promise<BatchResult> {
+    using _call = this.#begin();
+    const sealing = this.#sealing;
+    const values = writes.flatMap((w) => w.kind === "setConfig" ? [{ key: w.key, json: w.json }] : []);
+    if (sealing === undefined && this.#sealedAtOpen !== undefined && values.length > 0) {
+      throw new KeyRequiredError(values[0]!.key, this.#sealedAtOpen, "write");
+    }
+    const guard = sealing === undefined ? this.#plainGuard : NO_COMPARES;
+    const scheme = () => this.#db === undefined ? "unknown" : sealedScheme(this.#db) ?? "unknown";
+    const outcome = (result: TxnResult, meanings: Parameters<typeof batchFailure>[1]): BatchResult => {
+      if (!result.succeeded) throw batchFailure(result.current ?? [], meanings, scheme);
+      return { revision: result.revision };
+    };
+    if (sealing !== undefined && values.length > 0) {
+      this.#refuseInTransaction("batch().commit");
+      let committed: BatchResult | undefined;
+      await sealing.writeMany(values.map((v) => [v.key, v.json] as const), (stored) => {
+        const texts = values.map((v) => stored.get(v.key)!);
+        const { request, meanings } = batchRequest(checks, writes, texts, nowTimestamp(), guard);
+        committed = outcome(syncResult(this.#store.txn(request)), meanings);
+      });
+      return committed!;
+    }
+    const { request, meanings } = batchRequest(checks, writes, values.map((v) => v.json), nowTimestamp(), guard);
+    return outcome(await this.#store.txn(request), meanings);
   }
 
   /** Throws the closed error once `close()` began; synchronous calls need nothing more (they cannot be in flight). */
   #checkOpen(): void {
-    if (this.#closing) throw closedError(this.#db.path);
+    if (this.#closing) throw closedError(this.location);
   }
 
   // ---------------------------------------------------------------------------
@@ -768,7 +1174,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * ```
    */
   backup(dest: string, options: BackupOptions = {}): Promise<BackupResult> {
-    return this.#track(() => backupDatabase(this.#db, dest, options));
+    return this.#track(() => backupDatabase(this.db, dest, options));
   }
 
   /**
@@ -800,7 +1206,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   verify(): Promise<VerifyReport> {
     return this.#track(() =>
       verifyRegistry({
-        db: this.#db,
+        db: this.db,
         keyed: this.#sealing !== undefined,
         getModule: (id) => this.getModule(id),
         getConfig: (key) => this.getConfig(key),
@@ -878,7 +1284,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   }
 
   #transferTarget(): TransferTarget {
-    return { db: this.#db, sealing: this.#sealing, openDecisionLog: () => DecisionLog.open(this) };
+    return { db: this.db, sealing: this.#sealing, openDecisionLog: () => DecisionLog.open(this) };
   }
 
   // ---------------------------------------------------------------------------
@@ -1072,7 +1478,14 @@ export class StateRegistry implements AsyncDisposable, Disposable {
 
   #closeNow(): void {
     this.#sealing?.forget();
-    this.#db.close();
+    const result = this.#store.close();
+    if (result instanceof Promise) result.catch(() => {});
+    this.#db?.close();
+  }
+
+  /** The database path or store address, for messages. */
+  get location(): string {
+    return this.#db?.path ?? this.#store.location;
   }
 
   /** Closes the registry at the end of an `await using` block. */
@@ -1088,7 +1501,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
 
   /** Counts a call as in flight until the returned handle is disposed; refuses calls once `close()` began. */
   #begin(): Disposable {
-    if (this.#closing) throw closedError(this.#db.path);
+    if (this.#closing) throw closedError(this.location);
     this.#inFlight++;
     return {
       [Symbol.dispose]: () => {
@@ -1107,9 +1520,94 @@ export class StateRegistry implements AsyncDisposable, Disposable {
 /** One resolved promise serves every synchronous call that returns nothing. */
 const RESOLVED: Promise<undefined> = Promise.resolve(undefined);
 
-/** The registry's statements, prepared once per connection. */
-type Statements = { readonly [K in keyof typeof REGISTRY_SQL]: Statement };
+/** A store answer that sealing's synchronous transaction can use. */
+function syncResult(result: Awaitable<TxnResult>): TxnResult {
+  if (result instanceof Promise) {
+    result.catch(() => {});
+    throw new RegistryError("sealed writes need a store that answers synchronously (SQLite)");
+  }
+  return result;
+}
 
-function prepareStatements(db: Engine): Statements {
-  return Object.fromEntries(Object.entries(REGISTRY_SQL).map(([name, sql]) => [name, db.prepare(sql)])) as Statements;
+/** No compare: a write whatever the key holds. */
+const NO_COMPARES: readonly Compare[] = [];
+
+/** The keyless writer's guard: the registry is not sealed (meta key "sealing" does not exist). */
+const NOT_SEALED: readonly Compare[] = [{ space: "meta", key: "sealing", target: "version", equals: 0 }];
+
+/** Applies `fn` to a value now or later; a synchronous throw becomes a rejection. */
+function settle<T, R>(value: Awaitable<T>, fn: (value: T) => R | Promise<R>): Promise<R> {
+  if (value instanceof Promise) return value.then(fn);
+  try {
+    return Promise.resolve(fn(value));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/** The store transaction of one write: `ifVersion` as a version compare, then the guard. */
+function txnOf(
+  space: "config" | "modules",
+  key: string,
+  ifVersion: number | undefined,
+  operation: Operation,
+  updatedAt: string,
+  guard: readonly Compare[] = NO_COMPARES,
+) {
+  const compares: readonly Compare[] = ifVersion === undefined
+    ? guard
+    : [{ space, key, target: "version", equals: ifVersion }, ...guard];
+  return { compares, success: [operation], updatedAt };
+}
+
+/** The range of a listing's options, checked. */
+function rangeRequest<S extends "config" | "modules">(
+  space: S,
+  options: ListConfigOptions | ListModulesOptions,
+): RangeRequest & { readonly space: S } {
+  const { prefix, limit, cursor } = options;
+  const reverse = (options as ListConfigOptions).reverse;
+  if (prefix !== undefined) checkText("prefix", prefix);
+  if (limit !== undefined) checkCount("limit", limit, 1);
+  if (reverse !== undefined && typeof reverse !== "boolean") {
+    throw new TypeError(`reverse must be a boolean, got ${describe(reverse)}`);
+  }
+  const page = cursor === undefined ? undefined : decodeCursor(cursor);
+  return {
+    space,
+    prefix: prefix ?? "",
+    ...(limit === undefined ? {} : { limit }),
+    ...(reverse === undefined ? {} : { reverse }),
+    ...(page === undefined ? {} : { after: page.after, revision: page.revision }),
+  };
+}
+
+/** A page of `items` from a range: a cursor when more keys follow. */
+function pageOf<T>(items: T[], result: RangeResult): Page<T> {
+  const last = result.entries.at(-1);
+  return toPage(
+    items,
+    result.more && last !== undefined ? encodeCursor(last.key, result.revision) : undefined,
+    result.revision,
+  );
+}
+
+/** A module record from a store entry, checked as oxide-k's deserializer would, with its revision data. */
+function moduleRecord(entry: Entry<"modules">): ModuleRecord {
+  const fields = entry.value;
+  const record = rowToModuleRecord({
+    id: entry.key,
+    name: fields.name,
+    version: fields.version,
+    kind: fields.kind,
+    state: fields.state,
+    description: fields.description,
+    updated_at: entry.updatedAt,
+  });
+  return {
+    ...record,
+    recordVersion: entry.version,
+    createRevision: entry.createRevision,
+    modRevision: entry.modRevision,
+  };
 }

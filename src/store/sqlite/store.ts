@@ -1,0 +1,392 @@
+/**
+ * The SQLite backend of the store interface: oxide-k's `modules` and
+ * `config` tables for the current values, and the revision schema
+ * (`_revision_sql.ts`: the change log `oxide_changes`, kept by triggers) for
+ * revisions, versions and past values.
+ *
+ * Every call is synchronous (the interface allows a plain value): no promise
+ * and no microtask on the hot path, statements prepared once per connection.
+ *
+ * @module
+ */
+import { RegistryError } from "../../errors.ts";
+import { REGISTRY_SQL } from "../../schema.ts";
+import type { Engine, Row, SqlValue, Statement } from "../../sqlite/engine.ts";
+import { MEMORY_PATH } from "../../sqlite/open.ts";
+import type {
+  ChangeEvent,
+  Compare,
+  Entry,
+  ModuleFields,
+  Operation,
+  RangeRequest,
+  RangeResult,
+  Space,
+  SpaceValue,
+  StoreLimits,
+  TxnRequest,
+  TxnResult,
+  WatchRequest,
+} from "../store.ts";
+import type { Store } from "../store.ts";
+import { BATCH_BEGIN_SQL, BATCH_END_SQL, CURRENT_REVISION_SQL } from "./_revision_sql.ts";
+
+/** A key's newest log row: its version, create and mod revisions. */
+const NEWEST = (space: string, key: string) =>
+  `oxide_changes l ON l.seq = (SELECT max(seq) FROM oxide_changes WHERE space = '${space}' AND key = ${key})`;
+
+/** A file opened `readonly` before the revision schema was added: no log, every key at version 1. */
+const NO_LOG = "(SELECT NULL AS version, NULL AS create_revision, NULL AS revision) l ON 1";
+
+const CONFIG_COLUMNS = "c.key AS key, c.value AS value, c.updated_at AS updated_at";
+const MODULE_COLUMNS =
+  "m.id AS key, m.name AS name, m.version AS module_version, m.kind AS kind, m.state AS state, m.description AS description, m.updated_at AS updated_at";
+const REVISION_COLUMNS = "l.version AS log_version, l.create_revision AS create_revision, l.revision AS mod_revision";
+
+const VERSIONED_SQL = {
+  ...REGISTRY_SQL,
+  revision: CURRENT_REVISION_SQL,
+  compacted: "SELECT compacted FROM oxide_revision WHERE id = 1",
+  batchBegin: BATCH_BEGIN_SQL,
+  batchEnd: BATCH_END_SQL,
+  batchRevision: "SELECT revision FROM oxide_batch",
+  configEntry: `SELECT ${CONFIG_COLUMNS}, ${REVISION_COLUMNS} FROM config c LEFT JOIN ${NEWEST("config", "c.key")}
+    WHERE c.key = ?1`,
+  moduleEntry: `SELECT ${MODULE_COLUMNS}, ${REVISION_COLUMNS} FROM modules m LEFT JOIN ${NEWEST("modules", "m.id")}
+    WHERE m.id = ?1`,
+  deleteModule: "DELETE FROM modules WHERE id = ?1",
+  sealingExists: "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'oxide_sealing'",
+  history: `SELECT * FROM oxide_changes WHERE space = ?1 AND key = ?2 AND type = 'put' ORDER BY seq DESC LIMIT ?3`,
+  begin: "BEGIN",
+  commit: "COMMIT",
+  rollback: "ROLLBACK",
+} as const;
+
+/** The statements on a file without the revision schema (opened `readonly`): nothing to join, nothing to write. */
+const UNVERSIONED_SQL: { readonly [K in keyof typeof VERSIONED_SQL]: string } = {
+  ...VERSIONED_SQL,
+  revision: "SELECT 0 AS revision",
+  compacted: "SELECT 0 AS compacted",
+  batchBegin: "SELECT 1",
+  batchEnd: "SELECT 1",
+  batchRevision: "SELECT 0 AS revision",
+  configEntry: VERSIONED_SQL.configEntry.replace(NEWEST("config", "c.key"), NO_LOG),
+  moduleEntry: VERSIONED_SQL.moduleEntry.replace(NEWEST("modules", "m.id"), NO_LOG),
+  history: "SELECT NULL WHERE 0",
+};
+
+/** The limits of a SQLite registry: SQLite's own (1 GB strings by default), no per-transaction cap. */
+const LIMITS: StoreLimits = { maxTxnOperations: Infinity, maxTxnBytes: Infinity, maxValueBytes: 1_000_000_000 };
+
+/**
+ * A registry's SQLite storage behind the {@linkcode Store} interface. It does
+ * not own the connection: the registry opens, migrates and closes it.
+ */
+export class SqliteStore implements Store {
+  readonly backend = "sqlite" as const;
+  readonly limits: StoreLimits = LIMITS;
+  readonly #db: Engine;
+  readonly #sql: { readonly [K in keyof typeof VERSIONED_SQL]: Statement };
+  /** Whether the file has the revision schema (every registry does, except one opened `readonly` before it). */
+  readonly #versioned: boolean;
+  /** A private in-memory database has no other writer: an autocommit write and a read after it are exact. */
+  readonly #private: boolean;
+
+  /**
+   * Wraps an open, migrated connection.
+   *
+   * @param db The registry's connection.
+   */
+  constructor(db: Engine) {
+    this.#db = db;
+    this.#versioned = db.prepare(
+      "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'oxide_changes'",
+    ).get() !== undefined;
+    const sql = this.#versioned ? VERSIONED_SQL : UNVERSIONED_SQL;
+    this.#sql = Object.fromEntries(Object.entries(sql).map(([name, text]) => [name, db.prepare(text)])) as {
+      readonly [K in keyof typeof VERSIONED_SQL]: Statement;
+    };
+    this.#private = db.path === MEMORY_PATH;
+  }
+
+  /** The database path, or `":memory:"`. */
+  get location(): string {
+    return this.#db.path;
+  }
+
+  getValue<S extends Space>(space: S, key: string): SpaceValue[S] | undefined {
+    if (space === "config") return this.#sql.getConfig.get(key)?.value as SpaceValue[S] | undefined;
+    if (space === "modules") {
+      const row = this.#sql.getModule.get(key);
+      return row === undefined ? undefined : moduleFields(row) as SpaceValue[S];
+    }
+    return this.get(space, key)?.value;
+  }
+
+  get<S extends Space>(space: S, key: string): Entry<S> | undefined {
+    if (space === "meta") return this.#metaEntry(key) as Entry<S> | undefined;
+    const row = (space === "config" ? this.#sql.configEntry : this.#sql.moduleEntry).get(key);
+    return row === undefined ? undefined : liveEntry(space, row) as unknown as Entry<S>;
+  }
+
+  revision(): number {
+    return Number(this.#sql.revision.get()!.revision);
+  }
+
+  range<S extends Space>(request: RangeRequest & { readonly space: S }): RangeResult<S> {
+    const { space } = request;
+    if (space === "meta") throw new RangeError("range() does not list the meta space");
+    if (request.key !== undefined && request.prefix !== undefined) {
+      throw new TypeError("range() takes a key or a prefix, not both");
+    }
+    // Two statements, one snapshot: a read transaction (unless the caller's transaction already is one).
+    const own = !this.#db.inTransaction;
+    if (own) this.#sql.begin.run();
+    try {
+      const current = this.revision();
+      const revision = request.revision ?? current;
+      if (revision > current) {
+        throw new RegistryError(`revision ${revision} is in the future: the store is at revision ${current}`, {
+          path: this.#db.path,
+        });
+      }
+      const compacted = Number(this.#sql.compacted.get()?.compacted ?? 0);
+      if (revision < current && revision < compacted) {
+        throw new RegistryError(
+          `revision ${revision} was compacted: the oldest revision available is ${compacted}`,
+          { path: this.#db.path },
+        );
+      }
+      const { sql, params } = rangeQuery(space, request, revision === current ? undefined : revision, this.#versioned);
+      const rows = this.#db.prepare(sql).all(...params);
+      const limit = request.limit ?? 0;
+      const more = limit > 0 && rows.length > limit;
+      const page = more ? rows.slice(0, limit) : rows;
+      const entries = page.map((row) =>
+        revision === current ? liveEntry(space as "config" | "modules", row) : logEntry(space, row)
+      ) as unknown as Entry<S>[];
+      return { entries, more, revision };
+    } finally {
+      if (own && this.#db.inTransaction) this.#sql.commit.run();
+    }
+  }
+
+  txn(request: TxnRequest): TxnResult {
+    const { compares, success } = request;
+    const failure = request.failure ?? [];
+    // One write and no compare (or only the keyless writer's "not sealed" compare): one statement.
+    if (success.length === 1 && failure.length === 0 && (this.#private || this.#db.inTransaction)) {
+      const only = success[0]!;
+      if (compares.length === 0) {
+        const changed = this.#apply(only, request.updatedAt);
+        return { succeeded: true, revision: this.revision(), changed: [changed] };
+      }
+    }
+    if (
+      success.length === 1 && compares.length === 1 && failure.length === 0 && isNotSealedCompare(compares[0]!) &&
+      success[0]!.op === "put" && success[0]!.space === "config" && !this.#db.inTransaction
+    ) {
+      return this.#db.transaction(() => {
+        const put = success[0] as { readonly key: string; readonly value: string };
+        // Checked inside the statement too, so no other process can seal between a check and the write.
+        if (this.#sql.setConfigUnsealed.run(put.key, put.value, request.updatedAt).changes === 0) {
+          return { succeeded: false, revision: this.revision(), changed: [], current: [this.#metaEntry("sealing")] };
+        }
+        return { succeeded: true, revision: this.revision(), changed: [true] };
+      });
+    }
+    return this.#db.transaction((): TxnResult => {
+      const current = compares.map((compare) => this.get(compare.space, compare.key));
+      const succeeded = compares.every((compare, i) => holds(compare, current[i]));
+      const operations = succeeded ? success : failure;
+      if (operations.length === 0) {
+        return { succeeded, revision: this.revision(), changed: [], ...(succeeded ? {} : { current }) };
+      }
+      this.#sql.batchBegin.run();
+      const revision = Number(this.#sql.batchRevision.get()!.revision);
+      const changed = operations.map((operation) => this.#apply(operation, request.updatedAt));
+      this.#sql.batchEnd.run();
+      return {
+        succeeded,
+        revision: changed.includes(true) ? revision : revision - 1,
+        changed,
+        ...(succeeded ? {} : { current }),
+      };
+    });
+  }
+
+  history<S extends Space>(space: S, key: string, limit = 0): readonly Entry<S>[] {
+    return this.#sql.history.all(space, key, limit > 0 ? limit : -1).map((row) => logEntry(space, row));
+  }
+
+  watch(_request: WatchRequest): AsyncIterableIterator<ChangeEvent> {
+    throw new RegistryError("watch() is not available on the SQLite store yet");
+  }
+
+  compact(_revision: number): void {
+    throw new RegistryError("compact() is not available on the SQLite store yet");
+  }
+
+  compactedRevision(): number {
+    return Number(this.#sql.compacted.get()?.compacted ?? 0);
+  }
+
+  /** The registry closes the connection; the store holds nothing else. */
+  close(): void {}
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** Runs one write; whether it changed a row. */
+  #apply(operation: Operation, updatedAt: string): boolean {
+    const sql = this.#sql;
+    switch (operation.op) {
+      case "put":
+        if (operation.space === "config") {
+          return sql.setConfig.run(operation.key, operation.value, updatedAt).changes > 0;
+        }
+        if (operation.space === "modules") {
+          const m = operation.value;
+          return sql.upsertModule.run(operation.key, m.name, m.version, m.kind, m.state, m.description, updatedAt)
+            .changes > 0;
+        }
+        throw new RegistryError(`the meta key '${operation.key}' is not written through the store on SQLite`);
+      case "setState":
+        return sql.setModuleState.run(operation.state, updatedAt, operation.key).changes > 0;
+      case "delete":
+        if (operation.space === "config") return sql.deleteConfig.run(operation.key).changes > 0;
+        if (operation.space === "modules") return sql.deleteModule.run(operation.key).changes > 0;
+        throw new RegistryError(`the meta key '${operation.key}' is not written through the store on SQLite`);
+    }
+  }
+
+  /** The meta space on SQLite: `"sealing"` exists once the `oxide_sealing` table does. */
+  #metaEntry(key: string): Entry<"meta"> | undefined {
+    if (key !== "sealing" || this.#sql.sealingExists.get() === undefined) return undefined;
+    return { space: "meta", key, value: "", updatedAt: "", version: 1, createRevision: 0, modRevision: 0 };
+  }
+}
+
+/** The keyless writer's compare: the registry is not sealed (meta key `"sealing"` does not exist). */
+function isNotSealedCompare(compare: Compare): boolean {
+  return compare.space === "meta" && compare.key === "sealing" && compare.target === "version" &&
+    compare.equals === 0 && (compare.result ?? "equal") === "equal";
+}
+
+/** Whether a compare holds for the key's current entry. */
+function holds(compare: Compare, entry: Entry | undefined): boolean {
+  const result = compare.result ?? "equal";
+  if (compare.target === "value") {
+    if (entry === undefined || typeof entry.value !== "string") return result === "notEqual";
+    return (entry.value === compare.equals) === (result === "equal");
+  }
+  const actual = entry === undefined ? 0 : compare.target === "version" ? entry.version : entry.modRevision;
+  switch (result) {
+    case "equal":
+      return actual === compare.equals;
+    case "notEqual":
+      return actual !== compare.equals;
+    case "greater":
+      return actual > compare.equals;
+    case "less":
+      return actual < compare.equals;
+  }
+}
+
+function moduleFields(row: Row): ModuleFields {
+  // As stored: another program may have stored other types; the registry checks them.
+  return {
+    name: row.name as string,
+    version: (row.module_version ?? row.version) as string,
+    kind: row.kind as string,
+    state: row.state as string,
+    description: row.description as string | null,
+  };
+}
+
+/** An entry from a live row joined with its newest log row. A row with no log row (triggers dropped) is version 1. */
+function liveEntry<S extends "config" | "modules">(space: S, row: Row): Entry<S> {
+  const logged = typeof row.log_version === "number" && row.log_version > 0;
+  return {
+    space,
+    key: row.key as string,
+    value: (space === "config" ? row.value : moduleFields(row)) as SpaceValue[S],
+    updatedAt: row.updated_at as string,
+    version: logged ? row.log_version as number : 1,
+    createRevision: logged ? Number(row.create_revision) : 0,
+    modRevision: logged ? Number(row.mod_revision) : 0,
+  };
+}
+
+/** An entry from a log row (a put). */
+function logEntry<S extends Space>(space: S, row: Row): Entry<S> {
+  return {
+    space,
+    key: row.key as string,
+    value: (space === "modules" ? moduleFields(row) : row.value) as SpaceValue[S],
+    updatedAt: row.updated_at as string,
+    version: Number(row.version),
+    createRevision: Number(row.create_revision),
+    modRevision: Number(row.mod_revision ?? row.revision),
+  };
+}
+
+/** The smallest string greater than every string starting with `prefix` (UTF-8 byte order), or undefined. */
+export function prefixEnd(prefix: string): string | undefined {
+  const chars = [...prefix];
+  while (chars.length > 0) {
+    const last = chars.pop()!.codePointAt(0)!;
+    if (last < 0x10ffff) {
+      const next = last + 1 === 0xd800 ? 0xe000 : last + 1;
+      return chars.join("") + String.fromCodePoint(next);
+    }
+  }
+  return undefined;
+}
+
+/** The SQL of a range: live rows at the current revision, else each key's newest log row at or below `revision`. */
+function rangeQuery(
+  space: "config" | "modules",
+  request: RangeRequest,
+  revision: number | undefined,
+  versioned: boolean,
+): { sql: string; params: SqlValue[] } {
+  const params: SqlValue[] = [];
+  const where: string[] = [];
+  const live = revision === undefined;
+  const keyColumn = live ? (space === "config" ? "c.key" : "m.id") : "key";
+  if (request.key !== undefined) {
+    where.push(`${keyColumn} = ?`);
+    params.push(request.key);
+  } else if (request.prefix !== undefined && request.prefix !== "") {
+    where.push(`${keyColumn} >= ?`);
+    params.push(request.prefix);
+    const end = prefixEnd(request.prefix);
+    if (end !== undefined) {
+      where.push(`${keyColumn} < ?`);
+      params.push(end);
+    }
+  }
+  if (request.after !== undefined) {
+    where.push(`${keyColumn} ${request.reverse ? "<" : ">"} ?`);
+    params.push(request.after);
+  }
+  const order = `ORDER BY key ${request.reverse ? "DESC" : "ASC"}`;
+  const limit = request.limit !== undefined && request.limit > 0 ? `LIMIT ${Math.floor(request.limit) + 1}` : "";
+  if (live) {
+    const join = (table: string, key: string) => versioned ? NEWEST(table, key) : NO_LOG;
+    const from = space === "config"
+      ? `SELECT ${CONFIG_COLUMNS}, ${REVISION_COLUMNS} FROM config c LEFT JOIN ${join("config", "c.key")}`
+      : `SELECT ${MODULE_COLUMNS}, ${REVISION_COLUMNS} FROM modules m LEFT JOIN ${join("modules", "m.id")}`;
+    return { sql: `${from} ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ${order} ${limit}`, params };
+  }
+  where.unshift("space = ?", "revision <= ?");
+  params.unshift(space, revision!);
+  return {
+    sql: `SELECT * FROM oxide_changes WHERE seq IN (SELECT max(seq) FROM oxide_changes WHERE ${
+      where.join(" AND ")
+    } GROUP BY key) AND type = 'put' ${order} ${limit}`,
+    params,
+  };
+}
