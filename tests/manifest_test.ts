@@ -417,6 +417,9 @@ engineTest(
         state: "loaded",
         description: "Generated client for the Pet Store API.",
         updatedAt: undefined,
+        recordVersion: 1,
+        createRevision: 1,
+        modRevision: 1,
       },
     );
   },
