@@ -9,7 +9,8 @@ import {
   StateRegistry,
   UnknownModuleError,
 } from "@oxide/registry";
-import { tempDir } from "./_helpers.ts";
+import { envelopeKeyId } from "../src/sealing/envelope.ts";
+import { engineTest, tempDir } from "./_helpers.ts";
 import { SEALED_TEST_KEY, variantTest } from "./_variants.ts";
 
 const ECHO: ModuleMetadata = { id: "echo", name: "Echo", version: "0.1.0", kind: "native" };
@@ -256,3 +257,49 @@ Deno.test("a keyless handle's batch into a sealed registry is refused", async ()
   assert.equal(await late.tryGetConfig("x"), undefined);
   assert.equal(sealed.isOpen, true);
 });
+
+engineTest(
+  "re-sealing moves the change log's past values too: none stays under a retired data key, or plain",
+  async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("r.db");
+    const id = crypto.randomUUID();
+    {
+      await using plain = await StateRegistry.connect(path, { engine });
+      await plain.setConfig("token", `plain-old-${id}`);
+      await plain.setConfig("token", `plain-new-${id}`);
+    }
+    await using reg = await StateRegistry.openEncrypted(path, SEALED_TEST_KEY, { engine });
+    assert.equal(await reg.sealPlainValues(), 1);
+    const logged = () =>
+      reg.db.prepare("SELECT key, value FROM oxide_changes WHERE space = 'config' AND type = 'put' ORDER BY seq").all()
+        .map((row) => String(row.value));
+    for (const value of logged()) assert.match(value, /^\$oxide1\$/, "a past plain value was sealed");
+    await reg.setConfig("token", "sealed-1");
+    await reg.setConfig("token", "sealed-2");
+    await reg.setConfig("other", { n: 1 });
+    const before = reg.sealing!.keyId!;
+    assert.equal(await reg.rotateDataKey(), 2);
+    const after = reg.sealing!.keyId!;
+    assert.notEqual(after, before);
+    const values = logged();
+    assert.equal(values.length, 5);
+    for (const value of values) {
+      assert.equal(
+        envelopeKeyId("token", value),
+        after,
+        "every past value is under the new key",
+      );
+    }
+    assert.equal((await reg.getConfigEntry("token"))?.version, 4, "re-sealing is no new version");
+    // Every past value still opens with the current key: put each back as the live value and read it.
+    const past = reg.db.prepare("SELECT value FROM oxide_changes WHERE key = 'token' AND type = 'put' ORDER BY seq")
+      .all().map((row) => String(row.value));
+    const opened: unknown[] = [];
+    for (const value of past) {
+      reg.db.prepare("UPDATE config SET value = ?1 WHERE key = 'token'").run(value);
+      opened.push(await reg.getConfig("token"));
+    }
+    assert.deepEqual(opened, [`plain-old-${id}`, `plain-new-${id}`, "sealed-1", "sealed-2"]);
+  },
+);

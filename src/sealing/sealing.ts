@@ -194,6 +194,9 @@ VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)`,
   sameValue: "SELECT key FROM config WHERE value = ?1 AND key <> ?2 LIMIT 1",
   reseal: "UPDATE config SET value = ?1 WHERE key = ?2",
   resealLogged: "UPDATE oxide_changes SET value = ?1 WHERE space = 'config' AND key = ?2 AND value = ?3",
+  loggedValues:
+    "SELECT seq, key, value FROM oxide_changes WHERE space = 'config' AND type = 'put' AND value IS NOT NULL ORDER BY seq",
+  resealPast: "UPDATE oxide_changes SET value = ?1 WHERE seq = ?2",
   // A sealed write in one statement: it changes no row when another process changed the keys since this handle
   // sealed the value (its generation moved on), so nothing is ever written under a stale key.
   write: `INSERT INTO config (key, value, updated_at)
@@ -825,6 +828,8 @@ export class Sealing {
       const generation = this.#generation;
       const plan = await makePlan();
       const sealed = new Map<string, { from: string; to: string }>();
+      // The change log's past values (history) move with the live ones: none stays under a retired key, or plain.
+      const sealedLog = new Map<number, { from: string; to: string }>();
       for (let pass = 0; pass < MAX_ATTEMPTS; pass++) {
         for (const row of this.#db.prepare(SQL.values).all()) {
           const configKey = String(row.key);
@@ -833,6 +838,17 @@ export class Sealing {
           if (!plan.select(form) || sealed.get(configKey)?.from === stored) continue;
           const json = form === "plain" ? checkPlainJson(configKey, stored) : await this.open(configKey, stored);
           sealed.set(configKey, { from: stored, to: await plan.seal(configKey, json) });
+        }
+        for (const row of this.#db.prepare(SQL.loggedValues).all()) {
+          const configKey = String(row.key);
+          const seq = Number(row.seq);
+          if (typeof row.value !== "string" || !plan.select(storedForm(row.value))) continue;
+          if (sealed.get(configKey)?.from === row.value || sealedLog.get(seq)?.from === row.value) continue;
+          const stored = row.value;
+          const json = storedForm(stored) === "plain"
+            ? checkPlainJson(configKey, stored)
+            : await this.open(configKey, stored);
+          sealedLog.set(seq, { from: stored, to: await plan.seal(configKey, json) });
         }
         const outcome = this.#db.transaction((): number | "changed" | "rekeyed" => {
           if (this.#storedGeneration() !== generation) return "rekeyed";
@@ -844,6 +860,14 @@ export class Sealing {
             if (entry?.from !== row.value) return "changed";
             updates.push([entry.to, configKey, entry.from]);
           }
+          const logUpdates: [string, number][] = [];
+          for (const row of this.#db.prepare(SQL.loggedValues).all()) {
+            if (typeof row.value !== "string" || !plan.select(storedForm(row.value))) continue;
+            if (sealed.get(String(row.key))?.from === row.value) continue; // Re-sealed with its live row below.
+            const entry = sealedLog.get(Number(row.seq));
+            if (entry?.from !== row.value) return "changed";
+            logUpdates.push([entry.to, Number(row.seq)]);
+          }
           // A rewrite in place: the values did not change, so no new revision or version; the change log's copies
           // of the same text are re-sealed with them.
           this.#db.prepare(REWRITE_BEGIN_SQL).run();
@@ -853,6 +877,8 @@ export class Sealing {
             reseal.run(stored, configKey);
             resealLogged.run(stored, configKey, from);
           }
+          const resealPast = this.#db.prepare(SQL.resealPast);
+          for (const [stored, seq] of logUpdates) resealPast.run(stored, seq);
           this.#db.prepare(BATCH_END_SQL).run();
           plan.commit();
           return updates.length;
