@@ -252,3 +252,30 @@ Deno.test({
     );
   },
 });
+
+etcdTest(
+  "automatic compaction: every `every` writes, etcd and the history keep `retainRevisions`",
+  "binary",
+  async () => {
+    await using cluster = await ownCluster({ members: 1 });
+    await using store = await EtcdStore.open(addressOf(cluster.endpoints), {
+      autoCompact: { retainRevisions: 5, every: 10 },
+    });
+    assert.equal(await store.compactedRevision(), 0);
+    let last = 0;
+    for (let i = 0; i < 30; i++) {
+      last = (await store.txn({ compares: [], success: [put("k", String(i))], updatedAt: NOW })).revision;
+    }
+    const compacted = await store.compactedRevision();
+    assert.ok(compacted >= last - 5 - 10 && compacted <= last - 5, `compacted at ${compacted}, last write ${last}`);
+    const history = await store.history("config", "k", 100);
+    assert.equal(history[0]!.value, "29");
+    assert.ok(history.length < 30, `history pruned to ${history.length}`);
+    assert.ok(history.every((e) => e.modRevision >= compacted), "no history below the compacted revision");
+    // Off: nothing is compacted.
+    await using manual = await EtcdStore.open(addressOf(cluster.endpoints), { autoCompact: false });
+    for (let i = 0; i < 30; i++) await manual.txn({ compares: [], success: [put("m", String(i))], updatedAt: NOW });
+    assert.equal(await manual.compactedRevision(), compacted);
+    assert.equal((await manual.history("config", "m", 100)).length, 30);
+  },
+);
