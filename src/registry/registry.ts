@@ -32,6 +32,8 @@ import type {
   TxnResult,
 } from "../store/store.ts";
 import { SqliteStore } from "../store/sqlite/store.ts";
+import { EtcdStore } from "../store/etcd/store.ts";
+import { type EtcdOptions, isEtcdAddress } from "../store/etcd/address.ts";
 import { keyFromEnv, type RegistryKey } from "../sealing/key.ts";
 import {
   openSealing,
@@ -104,6 +106,11 @@ export interface RegistryOptions extends OpenEngineOptions {
    * Default `false`.
    */
   adopt?: boolean | undefined;
+  /**
+   * Fleet mode: how to reach the etcd cluster when the path is an `etcd://` address (endpoints, namespace, TLS,
+   * user and password, deadlines, compaction). See docs/fleet.md.
+   */
+  etcd?: EtcdOptions | undefined;
 }
 
 /**
@@ -259,6 +266,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
       );
     }
     return StateRegistry.#open(path, options).then((registry) => {
+      // On etcd nothing is sealed yet: openEncrypted refuses etcd addresses until sealing runs over the store.
+      if (registry.#db === undefined) return registry;
       try {
         registry.#sealedAtOpen = sealedScheme(registry.#db!);
       } catch (error) {
@@ -322,6 +331,11 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     if (typeof path !== "string" || path === "") {
       throw new TypeError(`openEncrypted() needs a file path or ":memory:", got ${describe(path)}`);
     }
+    if (isEtcdAddress(path)) {
+      throw new RegistryError(
+        `openEncrypted() is SQLite-only for now: sealing keeps its state in the registry file; ${path} is etcd`,
+      );
+    }
     const registry = await StateRegistry.#open(path, options);
     try {
       registry.#sealing = await openSealing(registry.#db!, key, options);
@@ -355,6 +369,14 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   }
 
   static #open(path: string, options: RegistryOptions): Promise<StateRegistry> {
+    if (typeof path === "string" && isEtcdAddress(path)) {
+      try {
+        checkOptions(options);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return EtcdStore.open(path, options.etcd ?? {}).then((store) => new StateRegistry(store, undefined));
+    }
     try {
       checkDenoVersion();
       checkOptions(options);
