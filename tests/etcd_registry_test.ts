@@ -5,7 +5,14 @@
  */
 
 import assert from "node:assert/strict";
-import { ConflictError, DecisionLog, KernelError, RegistryError, StateRegistry } from "@oxide/registry";
+import {
+  ConflictError,
+  defineExtension,
+  KernelError,
+  openExtension,
+  RegistryError,
+  StateRegistry,
+} from "@oxide/registry";
 import { addressOf, etcdEndpoints, etcdTest } from "./_etcd.ts";
 
 const ECHO = { id: "echo", name: "Echo", version: "0.1.0", kind: "native" as const, description: "Echoes." };
@@ -142,7 +149,11 @@ etcdTest("listing on etcd: prefix, pages with a cursor at one revision, reverse"
 etcdTest("SQLite-only parts on etcd fail clearly: reg.db, the extension point, openEncrypted", "cluster", async () => {
   await using p = await pair();
   assert.throws(() => p.a.db, /reg\.db is SQLite-only: this registry is stored on etcd/);
-  await assert.rejects(DecisionLog.open(p.a), /SQLite-only/);
+  const notes = defineExtension({
+    name: "notes",
+    migrations: [{ version: 1, name: "t", up: "CREATE TABLE notes (x)" }],
+  });
+  await assert.rejects(openExtension(p.a, notes), /reg\.db is SQLite-only: this registry is stored on etcd/);
   await assert.rejects(StateRegistry.openEncrypted(p.address, "passphrase"), /openEncrypted\(\) is SQLite-only/);
 });
 

@@ -37,7 +37,9 @@ import { decodeJson, encodeJson } from "../json.ts";
 import { checkText } from "../_text.ts";
 import type { StateRegistry } from "../registry/registry.ts";
 import type { Row, SqlValue } from "../sqlite/engine.ts";
-import { formatTimestamp, parseTimestamp } from "../time.ts";
+import { formatTimestamp, nowTimestamp, parseTimestamp } from "../time.ts";
+import { storeOf } from "../registry/_store_of.ts";
+import { StoreDecisions } from "./_decision_store.ts";
 import { describe } from "../_describe.ts";
 
 /**
@@ -325,9 +327,12 @@ export class DecisionLog {
   static readonly extension: Extension = XAI_EXTENSION;
 
   readonly #registry: StateRegistry;
+  /** On a store without SQL (etcd): the rows as keys of the registry's `meta` space. */
+  readonly #keys: StoreDecisions | undefined;
 
-  private constructor(registry: StateRegistry) {
+  private constructor(registry: StateRegistry, keys?: StoreDecisions) {
     this.#registry = registry;
+    this.#keys = keys;
   }
 
   /**
@@ -353,6 +358,11 @@ export class DecisionLog {
    * ```
    */
   static async open(registry: StateRegistry): Promise<DecisionLog> {
+    const store = storeOf(registry);
+    if (store !== undefined && store.backend !== "sqlite") {
+      if (!registry.isOpen) throw new RegistryError(`the registry at ${registry.location} is closed`);
+      return new DecisionLog(registry, new StoreDecisions(store));
+    }
     await openExtension(registry, XAI_EXTENSION);
     const db = registry.db;
     const columns = new Set(
@@ -418,6 +428,23 @@ export class DecisionLog {
       const key = id.toLowerCase();
       const inputsJson = encodeField(key, "inputs", inputs);
       const outputJson = encodeField(key, "output", output);
+      if (this.#keys !== undefined) {
+        const row = {
+          id: key,
+          timestamp: formatTimestamp(timestamp),
+          actor,
+          action,
+          rationale,
+          inputs: inputsJson,
+          output: outputJson,
+          confidence: Math.fround(confidence),
+          timestamp_utc: utcKey("decision timestamp", timestamp),
+        };
+        return this.#keys.insert(row, nowTimestamp()).then((logged) => {
+          if (!logged) throw new RegistryError(`decision '${key}' is already logged (the log is insert-only)`);
+          return key;
+        });
+      }
       try {
         this.#registry.db.prepare(SQL.insert).run(
           key,
@@ -474,6 +501,7 @@ export class DecisionLog {
         throw new RangeError(`limit must be a non-negative integer, got ${describe(limit)}`);
       }
       const invalid = invalidOption(options);
+      if (this.#keys !== undefined) return this.#keys.recent(limit).then((rows) => toDecisions(rows, invalid));
       return toDecisions(this.#registry.db.prepare(SQL.recent).all(limit), invalid);
     });
   }
@@ -505,6 +533,7 @@ export class DecisionLog {
     return settle(() => {
       checkText("actor", actor);
       const invalid = invalidOption(options);
+      if (this.#keys !== undefined) return this.#keys.byActor(actor).then((rows) => toDecisions(rows, invalid));
       return toDecisions(this.#registry.db.prepare(SQL.byActor).all(actor), invalid);
     });
   }
@@ -528,6 +557,7 @@ export class DecisionLog {
    */
   count(): Promise<number> {
     return settle(() => {
+      if (this.#keys !== undefined) return this.#keys.count();
       return Number(this.#registry.db.prepare(SQL.count).get()?.n ?? 0);
     });
   }
@@ -578,6 +608,19 @@ export class DecisionLog {
         throw new RangeError(`limit must be an integer from 1 to ${MAX_PAGE}, got ${describe(limit)}`);
       }
       const invalid = invalidOption(options);
+      if (this.#keys !== undefined) {
+        return this.#keys.query({
+          actor: actor === undefined ? undefined : checkText("actor", actor),
+          action: action === undefined ? undefined : checkText("action", action),
+          since: since === undefined ? undefined : utcKey("since", since),
+          until: until === undefined ? undefined : utcKey("until", until),
+          after: cursor === undefined ? undefined : decodeCursor(cursor)[0],
+          limit,
+        }).then(({ rows, next }) => ({
+          decisions: toDecisions(rows, invalid),
+          nextCursor: next === undefined ? undefined : encodeCursor(next, 0),
+        }));
+      }
       const filters: QueryShape = {
         actor: actor !== undefined,
         action: action !== undefined,
@@ -635,8 +678,8 @@ function repairSchema(registry: StateRegistry): void {
   });
 }
 
-/** Runs synchronous work as a promise, so that a throw becomes a rejection. */
-function settle<T>(work: () => T): Promise<T> {
+/** Runs work (synchronous, or a promise on a store without SQL) as a promise, so that a throw becomes a rejection. */
+function settle<T>(work: () => T | Promise<T>): Promise<T> {
   try {
     return Promise.resolve(work());
   } catch (error) {

@@ -33,6 +33,7 @@ import type {
 } from "../store/store.ts";
 import { SqliteStore } from "../store/sqlite/store.ts";
 import { EtcdStore } from "../store/etcd/store.ts";
+import { bindStore } from "./_store_of.ts";
 import { type EtcdOptions, isEtcdAddress } from "../store/etcd/address.ts";
 import { keyFromEnv, type RegistryKey } from "../sealing/key.ts";
 import {
@@ -202,6 +203,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
 
   private constructor(store: Store, db: Engine | undefined) {
     this.#store = store;
+    bindStore(this, store);
     this.#db = db;
     // A private in-memory database cannot be sealed by anyone else: it needs no guard.
     this.#plainGuard = db?.path === MEMORY_PATH ? NO_COMPARES : NOT_SEALED;
