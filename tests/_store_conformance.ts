@@ -10,8 +10,13 @@ import assert from "node:assert/strict";
 import { KernelError } from "../src/errors.ts";
 import type { ChangeEvent, ModuleFields, Operation, Store } from "../src/store/store.ts";
 
+/** Parts of the interface a backend may not have yet (its tests are then skipped, with the reason printed). */
+export type StoreFeature = "watch" | "compact" | "meta writes";
+
 /** How the suite gets stores. */
 export interface StoreFactory {
+  /** What this backend does not do yet; a test of the backend's own proves each is still missing. */
+  readonly lacks?: readonly StoreFeature[];
   /** A label for test names (`"etcd"`, `"sqlite (ffi)"`). */
   readonly name: string;
   /** A fresh, empty store. */
@@ -54,8 +59,21 @@ async function take(iter: AsyncIterableIterator<ChangeEvent>, n: number): Promis
 
 /** Registers every conformance test for one backend. */
 export function storeConformance(f: StoreFactory): void {
-  const test = (name: string, fn: (store: Store, t: Deno.TestContext) => Promise<void>) =>
-    f.test(`store conformance (${f.name}): ${name}`, async (t) => {
+  const lacking = (needs: readonly StoreFeature[], name: string): boolean => {
+    const missing = needs.filter((n) => f.lacks?.includes(n));
+    if (missing.length === 0) return false;
+    console.log(
+      `store conformance (${f.name}): skipping "${name}": the ${f.name} store has no ${missing.join(", ")} yet`,
+    );
+    Deno.test({ name: `store conformance (${f.name}): ${name}`, ignore: true, fn() {} });
+    return true;
+  };
+  const test = (
+    name: string,
+    fn: (store: Store, t: Deno.TestContext) => Promise<void>,
+    needs: readonly StoreFeature[] = [],
+  ) =>
+    lacking(needs, name) || f.test(`store conformance (${f.name}): ${name}`, async (t) => {
       const store = await f.open();
       try {
         await fn(store, t);
@@ -125,10 +143,16 @@ export function storeConformance(f: StoreFactory): void {
     assert.deepEqual((await s.get("modules", "same"))?.value, ECHO);
     const meta = await s.get("meta", "same");
     assert.equal(meta?.value, "m");
+    const metaCompare = await s.txn({
+      compares: [{ space: "meta", key: "same", target: "value", equals: "m" }],
+      success: [{ op: "put", space: "meta", key: "same", value: "m2" }],
+      updatedAt: NOW,
+    });
+    assert.equal(metaCompare.succeeded, true, "a value compare in meta");
     await s.txn({ compares: [], success: [{ op: "delete", space: "config", key: "same" }], updatedAt: NOW });
     assert.ok(await s.get("modules", "same"));
     assert.ok(await s.get("meta", "same"));
-  });
+  }, ["meta writes"]);
 
   test("text round-trips: empty, non-ASCII, astral, quotes, newlines, in keys and values", async (s, t) => {
     for (const [key, value] of [["", ""], ["ключ/π", "значение ✓"], ["emoji 🦀", "🦀\n\t\"'\\"], ["a/b/c", "{}"]]) {
@@ -224,7 +248,7 @@ export function storeConformance(f: StoreFactory): void {
   test("value compares: equal and notEqual, and a missing key fails all but notEqual", async (s, t) => {
     await s.txn({
       compares: [],
-      success: [put("v", '"on"'), { op: "put", space: "meta", key: "mv", value: "x" }],
+      success: [put("v", '"on"')],
       updatedAt: NOW,
     });
     for (
@@ -233,7 +257,6 @@ export function storeConformance(f: StoreFactory): void {
         ["config", "v", "equal", '"off"', false],
         ["config", "v", "notEqual", '"off"', true],
         ["config", "v", "notEqual", '"on"', false],
-        ["meta", "mv", "equal", "x", true],
         ["config", "missing", "equal", "", false],
         ["config", "missing", "notEqual", "", true],
       ] as const
@@ -441,7 +464,7 @@ export function storeConformance(f: StoreFactory): void {
     assert.equal(events[3]!.entry.version, 0);
     // A delete carries the entry it removed (puts may omit `previous`: etcd would pay a read per event).
     assert.equal(events[3]!.previous?.value, "2");
-  });
+  }, ["watch"]);
 
   test("watch(): filters by space, key and prefix, and sees changes made after it started", async (s) => {
     const ac = new AbortController();
@@ -458,7 +481,7 @@ export function storeConformance(f: StoreFactory): void {
     assert.deepEqual((await first).map((e) => e.entry.value), ["1", "2"]);
     assert.deepEqual((await second).map((e) => [e.entry.space, e.entry.key]), [["config", "p/a"], ["modules", "p/m"]]);
     ac.abort();
-  });
+  }, ["watch"]);
 
   test("watch(): aborting the signal ends the iteration", async (s) => {
     const ac = new AbortController();
@@ -467,7 +490,7 @@ export function storeConformance(f: StoreFactory): void {
     setTimeout(() => ac.abort(), 100);
     const r = await done;
     assert.equal(r.done, true);
-  });
+  }, ["watch"]);
 
   test("close() is idempotent and later calls fail with a KernelError", async (s) => {
     await s.close();
@@ -477,10 +500,11 @@ export function storeConformance(f: StoreFactory): void {
     assert.match(err.message, /closed/);
   });
 
-  if (f.openIsolated) {
+  const compactName = "compact() drops old revisions; reads below fail, history keeps the live value";
+  if (f.openIsolated && !lacking(["compact", "watch"], compactName)) {
     const openIsolated = f.openIsolated;
     f.test(
-      `store conformance (${f.name}): compact() drops old revisions; reads below fail, history keeps the live value`,
+      `store conformance (${f.name}): ${compactName}`,
       async () => {
         await using iso = await openIsolated();
         const s = iso.store;
