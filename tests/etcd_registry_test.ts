@@ -146,16 +146,26 @@ etcdTest("listing on etcd: prefix, pages with a cursor at one revision, reverse"
   ]);
 });
 
-etcdTest("SQLite-only parts on etcd fail clearly: reg.db, the extension point, openEncrypted", "cluster", async () => {
-  await using p = await pair();
-  assert.throws(() => p.a.db, /reg\.db is SQLite-only: this registry is stored on etcd/);
-  const notes = defineExtension({
-    name: "notes",
-    migrations: [{ version: 1, name: "t", up: "CREATE TABLE notes (x)" }],
-  });
-  await assert.rejects(openExtension(p.a, notes), /reg\.db is SQLite-only: this registry is stored on etcd/);
-  await assert.rejects(StateRegistry.openEncrypted(p.address, "passphrase"), /openEncrypted\(\) is SQLite-only/);
-});
+etcdTest(
+  "SQLite-only parts on etcd fail clearly: reg.db, the extension point, openEncrypted, backup, verify, export",
+  "cluster",
+  async () => {
+    await using p = await pair();
+    assert.throws(() => p.a.db, /reg\.db is SQLite-only: this registry is stored on etcd/);
+    const notes = defineExtension({
+      name: "notes",
+      migrations: [{ version: 1, name: "t", up: "CREATE TABLE notes (x)" }],
+    });
+    await assert.rejects(openExtension(p.a, notes), /reg\.db is SQLite-only: this registry is stored on etcd/);
+    await assert.rejects(StateRegistry.openEncrypted(p.address, "passphrase"), /openEncrypted\(\) is SQLite-only/);
+    const sqliteOnly = /reg\.db is SQLite-only: this registry is stored on etcd/;
+    assert.throws(() => p.a.engine, sqliteOnly);
+    await assert.rejects(p.a.backup("./never-written.db"), sqliteOnly);
+    await assert.rejects(p.a.verify(), sqliteOnly);
+    await assert.rejects(p.a.exportData(), sqliteOnly);
+    await assert.rejects(p.a.rotateDataKey(), /needs a registry opened with openEncrypted/);
+  },
+);
 
 Deno.test("StateRegistry.connect() on an etcd address where nothing listens fails with a RegistryError", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
