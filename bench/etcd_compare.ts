@@ -11,6 +11,7 @@
  */
 
 import { EtcdStore } from "../src/store/etcd/store.ts";
+import { StateRegistry } from "../mod.ts";
 import { startCluster } from "../scripts/etcd_cluster.ts";
 import type { ChangeEvent } from "../src/store/store.ts";
 
@@ -125,7 +126,25 @@ async function run(members: number): Promise<string[]> {
       updatedAt: NOW,
     });
     await raw.post("/v3/kv/put", { key: rawKey("g"), value: enc('"v"') });
-    const ops: [string, (i: number) => Promise<unknown>, (i: number) => Promise<unknown>][] = [
+    const reg = await StateRegistry.connect(`etcd:///${ns}-reg`, {
+      etcd: { endpoints: cluster.endpoints, autoCompact: false },
+    });
+    await reg.setConfig("g", "v");
+    type Op = (i: number) => Promise<unknown>;
+    const regOps: Record<string, Op> = {
+      "get": () => reg.getConfig("g"),
+      "set": (i) => reg.setConfig("s", i),
+      "compare-and-set": async (i) => {
+        const entry = await reg.getConfigEntry("c");
+        await reg.setConfig("c", i, { ifVersion: entry?.version ?? 0 });
+      },
+      "10-key batch": (i) => {
+        const batch = reg.batch();
+        for (let k = 0; k < 10; k++) batch.setConfig(`b${k}`, i);
+        return batch.commit();
+      },
+    };
+    const ops: [string, Op, Op][] = [
       ["get", () => raw.post("/v3/kv/range", { key: rawKey("g") }), () => store.get("config", "g")],
       [
         "set",
@@ -199,33 +218,38 @@ async function run(members: number): Promise<string[]> {
       ],
     ];
     for (const [name, rawOp, ours] of ops) {
-      // Alternate blocks so drift on a shared machine hits both sides alike.
+      // Alternate blocks so drift on a shared machine hits every side alike.
       const r: number[] = [];
       const o: number[] = [];
+      const g: number[] = [];
+      const registryOp = regOps[name];
       for (let block = 0; block < 4; block++) {
         r.push(...await time(ITERATIONS / 4, rawOp));
         o.push(...await time(ITERATIONS / 4, ours));
+        if (registryOp) g.push(...await time(ITERATIONS / 4, registryOp));
       }
-      rows.push(row(members, name, median(r), median(o)));
+      rows.push(row(members, name, median(r), median(o), registryOp ? median(g) : undefined));
       console.error(rows.at(-1));
     }
     const wr = await rawWatchLatency(raw, `/raw/${ns}/w`, ITERATIONS / 2);
     const wo = await storeWatchLatency(store, raw, ns, ITERATIONS / 2);
-    rows.push(row(members, "watch latency (put to event)", median(wr), median(wo)));
+    rows.push(row(members, "watch latency (put to event)", median(wr), median(wo), undefined));
     store.close();
+    await reg.close();
   } finally {
     await cluster.stop();
   }
   return rows;
 }
 
-function row(members: number, op: string, raw: number, ours: number): string {
-  return `| ${members} | ${op} | ${raw.toFixed(2)} ms | ${ours.toFixed(2)} ms | ${(raw / ours).toFixed(2)}x |`;
+function row(members: number, op: string, raw: number, ours: number, registry: number | undefined): string {
+  const reg = registry === undefined ? "| — | —" : `| ${registry.toFixed(2)} ms | ${(raw / registry).toFixed(2)}x`;
+  return `| ${members} | ${op} | ${raw.toFixed(2)} ms | ${ours.toFixed(2)} ms | ${(raw / ours).toFixed(2)}x ${reg} |`;
 }
 
 const lines = [
-  "| members | operation | raw gateway (median) | etcd store (median) | raw/ours |",
-  "|---|---|---|---|---|",
+  "| members | operation | raw gateway | etcd store | raw/store | registry on etcd | raw/registry |",
+  "|---|---|---|---|---|---|---|",
 ];
 for (const members of [1, 3]) lines.push(...await run(members));
 console.log(lines.join("\n"));
