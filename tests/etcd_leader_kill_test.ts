@@ -17,6 +17,7 @@ interface WriterLog {
   acked: Map<number, number>; // i -> revision
   unknown: number[];
   slowestMs: number;
+  settled: [number, number];
   done: boolean;
 }
 
@@ -39,6 +40,8 @@ async function follow(child: Deno.ChildProcess, log: WriterLog, onAck: () => voi
         onAck();
       } else if (word === "unknown") {
         log.unknown.push(Number(a));
+      } else if (word === "settled") {
+        log.settled = [Number(a), Number(b)];
       } else if (word === "done") {
         log.done = true;
       }
@@ -66,7 +69,13 @@ etcdTest(
       }
     })();
 
-    const logs: WriterLog[] = [0, 1].map(() => ({ acked: new Map(), unknown: [], slowestMs: 0, done: false }));
+    const logs: WriterLog[] = [0, 1].map(() => ({
+      acked: new Map(),
+      unknown: [],
+      slowestMs: 0,
+      settled: [0, 0],
+      done: false,
+    }));
     let killedAt = 0;
     let ackedAtKill = 0;
     let killed: string | undefined;
@@ -97,6 +106,9 @@ etcdTest(
       `leader ${killed} killed after ${ackedAtKill} acknowledged writes; new leader ${newLeader}; ` +
         `slowest write (the stall): writer 0 ${logs[0]!.slowestMs} ms, writer 1 ${logs[1]!.slowestMs} ms; ` +
         `outcome unknown: ${logs[0]!.unknown.length + logs[1]!.unknown.length}; ` +
+        `answers lost and settled: ${
+          logs.map((l) => `${l.settled[0]} found applied, ${l.settled[1]} fenced`).join(" / ")
+        }; ` +
         `${Math.round(performance.now() - killedAt)} ms from the kill to the end`,
     );
 

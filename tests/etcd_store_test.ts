@@ -204,6 +204,8 @@ etcdTest("a write whose request is lost is fenced, then run again: applied exact
   });
   assert.ok(h.proxy.cuts >= 1);
   assert.equal(r.succeeded, true);
+  assert.equal(h.store.settled.applied, 0);
+  assert.ok(h.store.settled.fenced >= 1, "fenced, then run again");
   assert.equal((await h.direct.get("config", "once"))?.version, 1);
   assert.equal((await h.direct.history("config", "once")).length, 1);
 });

@@ -138,6 +138,7 @@ export class EtcdStore implements Store, AsyncDisposable {
   readonly #root: string;
   readonly #watches = new Set<AbortController>();
   #writes = 0;
+  readonly #settled = { applied: 0, fenced: 0 };
   #closed = false;
 
   private constructor(config: ResolvedEtcdConfig, location: string) {
@@ -227,6 +228,11 @@ export class EtcdStore implements Store, AsyncDisposable {
     }
     const kv = answer.kvs?.[0];
     return kv ? this.#toEntry(space, kv, full.length - key.length) : undefined;
+  }
+
+  /** Writes whose outcome was unknown, settled so far: found applied (from the receipt), or fenced and run again. */
+  get settled(): { readonly applied: number; readonly fenced: number } {
+    return { ...this.#settled };
   }
 
   async getValue<S extends Space>(space: S, key: string): Promise<SpaceValue[S] | undefined> {
@@ -367,6 +373,7 @@ export class EtcdStore implements Store, AsyncDisposable {
       } catch (err) {
         if (!(err instanceof EtcdCallError) || err.failure !== "unknown") this.#fail(err, "etcd transaction");
         const settled = await this.#settle(id, deadline, err);
+        this.#settled[settled === undefined ? "fenced" : "applied"]++;
         if (settled === undefined) continue; // fenced: it never applied and never will; run it again
         await this.#afterWrite(settled.revision);
         if (settled.branch === "s") return { succeeded: true, revision: settled.revision, changed: sPlan.changed };
