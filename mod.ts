@@ -99,6 +99,15 @@ export {
 } from "./src/ops/export.ts";
 export type { Durability, EngineChoice, OpenEngineOptions } from "./src/sqlite/open.ts";
 export { decodeJson, encodeJson, type JsonValue } from "./src/json.ts";
+export {
+  ConfigSchemaError,
+  type InferSchemaOutput,
+  type StandardSchemaIssue,
+  type StandardSchemaProps,
+  type StandardSchemaResult,
+  type StandardSchemaTypes,
+  type StandardSchemaV1,
+} from "./src/typed_config.ts";
 export { formatTimestamp, parseTimestamp } from "./src/time.ts";
 export {
   defineExtension,

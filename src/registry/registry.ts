@@ -84,6 +84,7 @@ import {
 import { DecisionLog } from "../ext/decision_log.ts";
 import { checkAdoptOption, checkRegistryFile } from "./_open_checks.ts";
 import { checkDenoVersion } from "../_deno_version.ts";
+import { type InferSchemaOutput, readWithSchema, type StandardSchemaV1 } from "../typed_config.ts";
 
 /**
  * Options for {@linkcode StateRegistry.inMemory} and {@linkcode StateRegistry.connect}.
@@ -745,12 +746,16 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   }
 
   /**
-   * Reads a configuration value. The type parameter is not checked at run time.
+   * Reads a configuration value. Without a schema, the type parameter is not checked at run time; with one (any
+   * Standard Schema v1 validator: zod, valibot, arktype, or hand-written), the value is validated and the schema's
+   * output returned.
    *
    * @param key The configuration key.
-   * @returns The stored value.
+   * @param schema Optional: a {@linkcode StandardSchemaV1} validator for the value.
+   * @returns The stored value (with a schema: the schema's output).
    * @throws {ConfigNotFoundError} when the key does not exist.
    * @throws {SerializationError} when the stored text is not JSON (written by another program).
+   * @throws {ConfigSchemaError} when the value does not match `schema`, naming the key and the path inside the value.
    *
    * @example
    * ```ts
@@ -763,16 +768,23 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * await assert.rejects(reg.getConfig("missing"), ConfigNotFoundError);
    * ```
    */
-  getConfig<T = unknown>(key: string): Promise<T> {
-    return this.#readConfig<T>(key, true) as Promise<T>;
+  getConfig<T = unknown>(key: string): Promise<T>;
+  /** Reads a configuration value and validates it with `schema`; see the overload above. */
+  getConfig<S extends StandardSchemaV1>(key: string, schema: S): Promise<InferSchemaOutput<S>>;
+  getConfig(key: string, schema?: StandardSchemaV1): Promise<unknown> {
+    const read = this.#readConfig(key, true);
+    return schema === undefined ? read : readWithSchema(key, read, schema);
   }
 
   /**
-   * Reads a configuration value, or `undefined` when the key does not exist.
+   * Reads a configuration value, or `undefined` when the key does not exist; with a schema, a value that exists is
+   * validated as in {@linkcode StateRegistry.getConfig}.
    *
    * @param key The configuration key.
-   * @returns The stored value, or `undefined`.
+   * @param schema Optional: a {@linkcode StandardSchemaV1} validator for the value.
+   * @returns The stored value (with a schema: the schema's output), or `undefined`.
    * @throws {SerializationError} when the stored text is not JSON.
+   * @throws {ConfigSchemaError} when the value does not match `schema`.
    *
    * @example
    * ```ts
@@ -783,8 +795,12 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * assert.equal(await reg.tryGetConfig("missing"), undefined);
    * ```
    */
-  tryGetConfig<T = unknown>(key: string): Promise<T | undefined> {
-    return this.#readConfig<T>(key, false);
+  tryGetConfig<T = unknown>(key: string): Promise<T | undefined>;
+  /** Reads a configuration value, if any, and validates it with `schema`; see the overload above. */
+  tryGetConfig<S extends StandardSchemaV1>(key: string, schema: S): Promise<InferSchemaOutput<S> | undefined>;
+  tryGetConfig(key: string, schema?: StandardSchemaV1): Promise<unknown> {
+    const read = this.#readConfig(key, false);
+    return schema === undefined ? read : readWithSchema(key, read, schema);
   }
 
   /**
