@@ -202,6 +202,31 @@ function checkJson(
   ancestors.pop();
 }
 
+/**
+ * Where a parsed JSON value holds a string or property name with a lone UTF-16 surrogate (which serde_json refuses),
+ * as `the string at $.a[1] has a lone surrogate (U+D800 at index 0)`, or `undefined` when it holds none.
+ */
+export function findLoneSurrogate(value: unknown, keys: (string | number)[] = []): string | undefined {
+  if (typeof value === "string") {
+    const lone = loneSurrogate(value);
+    return lone === undefined ? undefined : `the string at ${pathOf(keys)} has a lone surrogate (${lone})`;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  const entries: [string | number, unknown][] = Array.isArray(value)
+    ? value.map((item, i) => [i, item])
+    : Object.entries(value);
+  for (const [key, item] of entries) {
+    keys.push(key);
+    const lone = typeof key === "string" ? loneSurrogate(key) : undefined;
+    const found = lone === undefined
+      ? findLoneSurrogate(item, keys)
+      : `the property name at ${pathOf(keys)} has a lone surrogate (${lone})`;
+    keys.pop();
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
 /** `$.a[2]`: where a value sits, for messages. */
 function pathOf(keys: readonly (string | number)[]): string {
   return "$" + keys.map((key) => typeof key === "number" ? `[${key}]` : `.${key.toWellFormed()}`).join("");

@@ -314,3 +314,41 @@ engineTest("opening a log whose rows an older version keyed '' at a leap second 
   const key = reg.db.prepare("SELECT timestamp_utc FROM xai_decisions WHERE actor = 'rust'").get();
   assert.deepEqual(key, { timestamp_utc: "2016-12-31T23:59:60.999000000Z" });
 });
+
+engineTest(
+  "importData() refuses a document with a lone surrogate in a key, a value or a decision, and writes nothing",
+  async (engine, t) => {
+    await using source = await StateRegistry.inMemory({ engine });
+    await source.upsertModule({ id: "echo", name: "Echo", version: "1", kind: "native" }, "loaded");
+    await source.setConfig("greeting", { text: "hi" });
+    await DecisionLog.open(source).then((log) => log.log(newDecision("actor", "action", "why")));
+    const text = JSON.stringify(await source.exportData());
+    // Each case edits the exported JSON text: "\ud800" there is an escape JSON.parse turns into a lone surrogate.
+    const cases: [string, (doc: Record<string, Record<string, unknown>[]>) => void, RegExp][] = [
+      ["config key", (doc) => doc.config![0]!.key = "greeting\ud800", /key must not contain a lone surrogate/],
+      ["module name", (doc) => doc.modules![0]!.name = "\udc00", /name must not contain a lone surrogate/],
+      ["decision actor", (doc) => doc.decisions![0]!.actor = "a\ud800", /actor must not contain a lone surrogate/],
+      [
+        "config value",
+        (doc) => doc.config![0]!.json = '{"text":"\\ud800"}',
+        /json: the string at \$\.text has a lone surrogate \(U\+D800 at index 0\), which oxide-k cannot read/,
+      ],
+      ["decision inputs", (doc) => doc.decisions![0]!.inputs = '{"\\udfff":1}', /inputs: the property name at/],
+    ];
+    for (const [what, edit, message] of cases) {
+      await t.step(what, async () => {
+        await using target = await StateRegistry.inMemory({ engine });
+        await DecisionLog.open(target);
+        const before = snapshot(target);
+        const doc = JSON.parse(text);
+        edit(doc);
+        await assert.rejects(target.importData(doc), (error: Error) => {
+          assert.ok(error instanceof SerializationError, String(error));
+          assert.match(error.message, message);
+          return true;
+        });
+        assert.deepEqual(snapshot(target), before);
+      });
+    }
+  },
+);

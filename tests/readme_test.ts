@@ -93,3 +93,18 @@ Deno.test("README.md stays a front door: under 16 KB, and every relative link in
     }
   }
 });
+
+Deno.test("the README's newcomer commands name real tasks, and npx fetches the Deno version CI uses", async () => {
+  const tryIt = codeBlock(section("Try it"), "sh");
+  const ci = await Deno.readTextFile(new URL(".ci/run", ROOT));
+  const version = /^DENO_VERSION=(\S+)$/m.exec(ci)?.[1];
+  assert.ok(version !== undefined, ".ci/run names its Deno version");
+  const tasks: Record<string, unknown> = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT))).tasks;
+  for (const task of ["demo", "test"]) {
+    assert.ok(task in tasks, `deno.json has a '${task}' task`);
+    assert.match(
+      tryIt,
+      new RegExp(`^deno task ${task} +# or: npx -y deno@${RegExp.escape(version)} task ${task}$`, "m"),
+    );
+  }
+});

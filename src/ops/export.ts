@@ -15,6 +15,8 @@ import { looksOxideKSealed } from "../sealing/oxide_k.ts";
 import type { Engine, Row, SqlValue } from "../sqlite/engine.ts";
 import { formatTimestamp, parseTimestamp } from "../time.ts";
 import { describe } from "../_describe.ts";
+import { findLoneSurrogate } from "../json.ts";
+import { loneSurrogate } from "../_text.ts";
 
 /** The `format` of every export document. */
 export const EXPORT_FORMAT = "oxide-registry-export";
@@ -572,6 +574,9 @@ function checkDocument(document: unknown): CheckedDocument {
     const value = item[field];
     if (typeof value !== "string") fail(where, `${field} must be a string, got ${describe(value)}`);
     else if (value.includes("\0")) fail(where, `${field} must not contain a NUL character`);
+    else if (loneSurrogate(value) !== undefined) {
+      fail(where, `${field} must not contain a lone surrogate (${loneSurrogate(value)}), which has no UTF-8 form`);
+    }
   };
   const time = (where: string, item: Record<string, unknown>, field: string) => {
     str(where, item, field);
@@ -583,7 +588,9 @@ function checkDocument(document: unknown): CheckedDocument {
     str(where, item, field);
     if (typeof item[field] === "string") {
       try {
-        JSON.parse(item[field] as string);
+        // A lone surrogate escape (`"\ud800"`) is valid JSON to JavaScript, but serde_json (so oxide-k) refuses it.
+        const lone = findLoneSurrogate(JSON.parse(item[field] as string));
+        if (lone !== undefined) fail(where, `${field}: ${lone}, which oxide-k cannot read`);
       } catch (error) {
         fail(where, `${field} is not valid JSON: ${(error as Error).message}`);
       }
