@@ -202,6 +202,11 @@ export class SqliteStore implements Store {
       if (operations.length === 0) {
         return { succeeded, revision: this.revision(), changed: [], ...(succeeded ? {} : { current }) };
       }
+      if (operations.length === 1) {
+        // One write: its trigger takes the next revision by itself, no batch marker needed.
+        const changed = [this.#apply(operations[0]!, request.updatedAt)];
+        return { succeeded, revision: this.revision(), changed, ...(succeeded ? {} : { current }) };
+      }
       this.#sql.batchBegin.run();
       const revision = Number(this.#sql.batchRevision.get()!.revision);
       const changed = operations.map((operation) => this.#apply(operation, request.updatedAt));
