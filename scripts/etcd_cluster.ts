@@ -441,7 +441,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(`${prefix}_PASSWORD=${cluster.password}`);
   }
   console.log(`${prefix}_DIR=${cluster.dir}`);
-  console.log(`${prefix}_PIDS=${cluster.members.map((m) => m.pid).join(" ")}`);
+  console.log(`${prefix}_PIDS=${cluster.members.map((m) => m.pid).join(",")}`);
   if (command === "start") return 0;
   console.error(
     `etcd: ${cluster.members.length} member(s) up; address etcd://${

@@ -11,14 +11,19 @@ const ROOT = new URL("../", import.meta.url);
 const EXAMPLE = new URL("examples/fleet.ts", ROOT).pathname;
 
 async function run(flags: string[], address: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  // An empty folder: the example must not need (or write) anything where it runs.
+  const cwd = await Deno.makeTempDir({ prefix: "oxide-fleet-example-" });
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", ...flags, EXAMPLE, address],
-    cwd: await Deno.makeTempDir({ prefix: "oxide-fleet-example-" }),
+    cwd,
     env: { NO_COLOR: "1" },
     clearEnv: true,
     stdout: "piped",
     stderr: "piped",
   }).output();
+  const left = [...Deno.readDirSync(cwd)].map((e) => e.name);
+  await Deno.remove(cwd, { recursive: true });
+  assert.deepEqual(left, [], "the example wrote nothing where it ran");
   return { code: out.code, stdout: new TextDecoder().decode(out.stdout), stderr: new TextDecoder().decode(out.stderr) };
 }
 
