@@ -276,3 +276,18 @@ Deno.test({
     }
   },
 });
+
+Deno.test("readonly, create: false and adopt are refused for an etcd address rather than ignored", async () => {
+  const address = "etcd://127.0.0.1:9/oxide-test"; // Nothing is contacted: the refusal comes first.
+  for (
+    const [options, named] of [[{ readonly: true }, "readonly: true"], [{ create: false }, "create: false"], [{
+      adopt: true,
+    }, "adopt: true"]] as const
+  ) {
+    await assertOpenRefused(
+      StateRegistry.connect(address, options),
+      address,
+      new RegExp(`${named} apply to SQLite files only; fleet mode \\(etcd\\) does not support them yet`),
+    );
+  }
+});

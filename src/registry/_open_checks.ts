@@ -21,6 +21,27 @@ export function checkAdoptOption(options: OpenCheckOptions): void {
   }
 }
 
+/**
+ * Refuses open modes that only a SQLite file has, for an etcd address: ignoring them would let `readonly: true`
+ * write.
+ *
+ * @throws {RegistryError} naming the address and the options.
+ */
+export function checkNoFileModes(path: string, options: OpenCheckOptions & { create?: boolean | undefined }): void {
+  const asked = [
+    options.readonly === true ? "readonly: true" : undefined,
+    options.create === false ? "create: false" : undefined,
+    options.adopt === true ? "adopt: true" : undefined,
+  ].filter((mode) => mode !== undefined);
+  if (asked.length === 0) return;
+  throw new RegistryError(
+    `cannot open '${path}': ${
+      asked.join(", ")
+    } apply to SQLite files only; fleet mode (etcd) does not support them yet`,
+    { path },
+  );
+}
+
 /** The tables whose presence makes a file a registry (oxide-k's two, and our record of migrations). */
 const REGISTRY_MARKERS = ["modules", "config", "oxide_migrations"];
 

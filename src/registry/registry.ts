@@ -82,7 +82,7 @@ import {
   type TransferTarget,
 } from "../ops/export.ts";
 import { DecisionLog } from "../ext/decision_log.ts";
-import { checkAdoptOption, checkRegistryFile } from "./_open_checks.ts";
+import { checkAdoptOption, checkNoFileModes, checkRegistryFile } from "./_open_checks.ts";
 import { checkDenoVersion } from "../_deno_version.ts";
 import { type InferSchemaOutput, readWithSchema, type StandardSchemaV1 } from "../typed_config.ts";
 
@@ -374,7 +374,10 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   static #open(path: string, options: RegistryOptions): Promise<StateRegistry> {
     if (typeof path === "string" && isEtcdAddress(path)) {
       try {
+        checkDenoVersion();
         checkOptions(options);
+        checkAdoptOption(options);
+        checkNoFileModes(path, options);
       } catch (error) {
         return Promise.reject(error);
       }
