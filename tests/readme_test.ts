@@ -108,3 +108,18 @@ Deno.test("the README's newcomer commands name real tasks, and npx fetches the D
     );
   }
 });
+
+Deno.test("no example that deno test --doc runs (README.md, docs/*.md) names ./data: running the tests leaves the demo's state alone", async () => {
+  const files = ["README.md"];
+  for await (const entry of Deno.readDir(new URL("docs/", ROOT))) {
+    if (entry.name.endsWith(".md")) files.push(`docs/${entry.name}`);
+  }
+  for (const file of files) {
+    const text = await Deno.readTextFile(new URL(file, ROOT));
+    for (const match of text.matchAll(/```(?:ts|typescript|js|javascript)([^\n]*)\n([\s\S]*?)\n```/g)) {
+      const [, info = "", body = ""] = match;
+      if (/\bignore\b/.test(info)) continue;
+      assert.doesNotMatch(body, /["'`]\.\/data\b/, `${file}: an example run by the tests names ./data`);
+    }
+  }
+});
