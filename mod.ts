@@ -108,6 +108,7 @@ export {
   type StandardSchemaTypes,
   type StandardSchemaV1,
 } from "./src/typed_config.ts";
+export { MAX_CONFIG_VALUE_BYTES } from "./src/limits.ts";
 export { formatTimestamp, parseTimestamp } from "./src/time.ts";
 export {
   defineExtension,

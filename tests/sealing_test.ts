@@ -116,7 +116,7 @@ for (const scheme of ["envelope", "oxide-k"] as const) {
       await setAll(reg, JSON_VALUES);
       await assertAll(reg, JSON_VALUES);
     }
-    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
+    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme, engine });
     assert.equal(reg.sealing?.scheme, scheme, "the scheme is remembered");
     await assertAll(reg, JSON_VALUES);
     for (const [key] of JSON_VALUES) {
@@ -222,7 +222,9 @@ engineTest(
     }
     const check = async (what: string) => {
       const before = await snapshotFiles(path);
-      const err = await StateRegistry.openEncrypted(path, "wrong passphrase", { engine }).catch((e) => e);
+      const err = await StateRegistry.openEncrypted(path, "wrong passphrase", { scheme: "oxide-k", engine }).catch((
+        e,
+      ) => e);
       assert.ok(err instanceof WrongKeyError, `${what}: ${err}`);
       assert.match(
         err.message,
@@ -234,7 +236,7 @@ engineTest(
     // A file a Rust kernel made has no oxide_sealing row: its values are the key check.
     await withRawDb(path, engine, (db) => db.exec("DELETE FROM oxide_sealing"));
     await check("without oxide_sealing");
-    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
+    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme: "oxide-k", engine });
     assert.equal(reg.sealing?.scheme, "oxide-k");
     assert.equal(await reg.getConfig("api_token"), "s3cr3t");
   },
@@ -246,7 +248,7 @@ engineTest(
     await using dir = await tempDir();
     const path = dir.file("r.db");
     (await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme: "oxide-k", engine })).close();
-    await using reg = await StateRegistry.openEncrypted(path, "wrong passphrase", { engine });
+    await using reg = await StateRegistry.openEncrypted(path, "wrong passphrase", { scheme: "oxide-k", engine });
     assert.equal(reg.sealing?.scheme, "oxide-k");
   },
 );
@@ -261,7 +263,7 @@ engineTest("one altered oxide-k value does not lock out the right key, and reads
   }
   const stored = await rawValue(path, engine, "a");
   await setRawValue(path, engine, "a", (stored[0] === "A" ? "B" : "A") + stored.slice(1));
-  await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
+  await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme: "oxide-k", engine });
   assert.equal(await reg.getConfig("b"), "second");
   const err = await reg.getConfig("a").catch((e) => e);
   assert.ok(err instanceof SealedValueError);
@@ -450,17 +452,23 @@ engineTest("openEncrypted() refuses the scheme the registry does not use", async
     StateRegistry.openEncrypted(envelopePath, RAW_KEY, { scheme: "oxide-k", engine }),
     /sealed with the envelope scheme, not the oxide-k scheme: a Rust oxide-k kernel cannot read it/,
   );
-  await assert.rejects(
-    StateRegistry.openEncrypted(oxidePath, PASSPHRASE, { scheme: "envelope", engine }),
-    /holds values sealed with the oxide-k scheme: .* call convertToEnvelope\(\)/,
-  );
+  for (const scheme of ["envelope", undefined] as const) {
+    await assert.rejects(
+      StateRegistry.openEncrypted(oxidePath, PASSPHRASE, { scheme, engine }),
+      /say the oxide-k scheme, which is opened only when asked for with \{ scheme: "oxide-k" \}.*convertToEnvelope\(\)/,
+    );
+  }
   // An oxide-k file whose parameter table was never written (made by a Rust kernel) is detected by its values.
   await withRawDb(
     oxidePath,
     engine,
     (db) => db.exec("DROP TABLE oxide_sealing; DELETE FROM oxide_migrations WHERE owner = 'sealing'"),
   );
-  await using reg = await StateRegistry.openEncrypted(oxidePath, PASSPHRASE, { engine });
+  await assert.rejects(
+    StateRegistry.openEncrypted(oxidePath, PASSPHRASE, { engine }),
+    /holds values sealed with the oxide-k scheme and no sealing parameters .* asked for with \{ scheme: "oxide-k" \}/,
+  );
+  await using reg = await StateRegistry.openEncrypted(oxidePath, PASSPHRASE, { scheme: "oxide-k", engine });
   assert.equal(reg.sealing?.scheme, "oxide-k");
   assert.equal(await reg.getConfig("k"), 1);
 });
@@ -688,7 +696,7 @@ engineTest("rekey() in the oxide-k scheme re-seals every value, readable by inde
   for (const [key, value] of JSON_VALUES) {
     assert.deepEqual(JSON.parse(await independentOxideKOpen("new-key", await rawValue(path, engine, key))), value);
   }
-  await assert.rejects(StateRegistry.openEncrypted(path, "old-key", { engine }), WrongKeyError);
+  await assert.rejects(StateRegistry.openEncrypted(path, "old-key", { scheme: "oxide-k", engine }), WrongKeyError);
 });
 
 engineTest("rotateDataKey() re-seals every value under a fresh data key id", async (engine) => {
@@ -762,7 +770,7 @@ engineTest("rekey() failing part-way leaves the old key working (both schemes)",
         await assertAll(reg, values);
       }
       await withRawDb(path, engine, (db) => db.exec("DROP TRIGGER fail_rekey"));
-      await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
+      await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { scheme, engine });
       await assertAll(reg, values);
       if (scheme === "oxide-k") {
         for (const [key, value] of values) {
@@ -831,7 +839,9 @@ engineTest(
       script,
       `import { StateRegistry } from ${JSON.stringify(import.meta.resolve("../mod.ts"))};
 const keys = ${JSON.stringify(keys)};
-const reg = await StateRegistry.openEncrypted(Deno.args[0], keys[0], { engine: ${JSON.stringify(engine)} });
+const reg = await StateRegistry.openEncrypted(Deno.args[0], keys[0], { scheme: "oxide-k", engine: ${
+        JSON.stringify(engine)
+      } });
 const line = new TextEncoder().encode("rekeyed\\n");
 for (let i = 1; ; i++) { await reg.rekey(keys[i % 2]); await Deno.stdout.write(line); }`,
     );
@@ -859,7 +869,7 @@ for (let i = 1; ; i++) { await reg.rekey(keys[i % 2]); await Deno.stdout.write(l
     const opened: string[] = [];
     for (const key of keys) {
       try {
-        await using reg = await StateRegistry.openEncrypted(path, key, { engine });
+        await using reg = await StateRegistry.openEncrypted(path, key, { scheme: "oxide-k", engine });
         await assertAll(reg, values);
         opened.push(key);
       } catch (error) {
@@ -1050,20 +1060,29 @@ for (const writer of ENGINES) {
       keyId = reg.sealing?.keyId;
     }
     {
-      await using reg = await StateRegistry.openEncrypted(oxidePath, "oxide-key-1", { engine: reader });
+      await using reg = await StateRegistry.openEncrypted(oxidePath, "oxide-key-1", {
+        scheme: "oxide-k",
+        engine: reader,
+      });
       assert.equal(reg.sealing?.scheme, "oxide-k");
       await assertAll(reg, JSON_VALUES);
       await reg.rekey("oxide-key-2");
     }
     await assert.rejects(StateRegistry.openEncrypted(envelopePath, RAW_KEY, { engine: writer }), WrongKeyError);
-    await assert.rejects(StateRegistry.openEncrypted(oxidePath, "oxide-key-1", { engine: writer }), WrongKeyError);
+    await assert.rejects(
+      StateRegistry.openEncrypted(oxidePath, "oxide-key-1", { scheme: "oxide-k", engine: writer }),
+      WrongKeyError,
+    );
     {
       await using reg = await StateRegistry.openEncrypted(envelopePath, OTHER_KEY, { engine: writer });
       assert.equal(reg.sealing?.keyId, keyId, "the rotated data key");
       await assertAll(reg, JSON_VALUES);
       assert.deepEqual(await rawKeyIds(envelopePath, writer), new Set([keyId]));
     }
-    await using reg = await StateRegistry.openEncrypted(oxidePath, "oxide-key-2", { engine: writer });
+    await using reg = await StateRegistry.openEncrypted(oxidePath, "oxide-key-2", {
+      scheme: "oxide-k",
+      engine: writer,
+    });
     await assertAll(reg, JSON_VALUES);
   });
 }
@@ -1091,7 +1110,7 @@ engineTest("an oxide-k file made with raw SQL and independent WebCrypto reads ba
   } finally {
     db.close();
   }
-  await using reg = await StateRegistry.openEncrypted(path, "s3cr3t-key", { engine });
+  await using reg = await StateRegistry.openEncrypted(path, "s3cr3t-key", { scheme: "oxide-k", engine });
   assert.equal(reg.sealing?.scheme, "oxide-k");
   await assertAll(reg, values);
   assert.equal((await reg.getModule("echo"))?.state, "running");

@@ -6,6 +6,7 @@
  */
 import { ConflictError, type KernelError, KeyRequiredError, RegistryError, UnknownModuleError } from "../errors.ts";
 import { encodeJson } from "../json.ts";
+import { checkValueSize } from "../limits.ts";
 import type { ModuleMetadata, ModuleState } from "../module.ts";
 import type { Compare, Entry, ModuleFields, Operation, TxnRequest } from "../store/store.ts";
 import { describe } from "../_describe.ts";
@@ -124,12 +125,13 @@ export class Batch {
    * @param value Any value JSON carries faithfully.
    * @param options `ifVersion`: compare-and-set.
    * @returns This batch.
-   * @throws {SerializationError} when `value` has no faithful JSON form.
+   * @throws {SerializationError} when `value` has no faithful JSON form, or its JSON is larger than
+   * `MAX_CONFIG_VALUE_BYTES`.
    * @throws {TypeError} when `key` is not a string, or is already written in this batch.
    */
   setConfig(key: string, value: unknown, options?: WriteOptions): this {
     const k = this.#claim("config", checkText("config key", key));
-    return this.#add({ kind: "setConfig", key: k, json: encodeJson(value) }, options);
+    return this.#add({ kind: "setConfig", key: k, json: checkValueSize(k, encodeJson(value)) }, options);
   }
 
   /**

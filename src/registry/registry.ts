@@ -14,6 +14,7 @@ import {
   UnknownModuleError,
 } from "../errors.ts";
 import { encodeJson } from "../json.ts";
+import { checkValueSize } from "../limits.ts";
 import { checkText } from "../_text.ts";
 import type { ModuleMetadata, ModuleRecord, ModuleState } from "../module.ts";
 import { checkRegistryShape, migrateRegistry } from "../schema.ts";
@@ -195,6 +196,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   readonly #plainGuard: readonly Compare[];
   /** Set by `connect` when the registry is sealed (its values written by a Rust kernel, with no `oxide_sealing`). */
   #sealedAtOpen: string | undefined;
+  /** Set by `[Symbol.dispose]`: calls in flight fail (a sealed read must not return plaintext after it). */
+  #disposed = false;
   /** Set by `close()`: new calls are refused while the calls in flight finish. */
   #closing = false;
   /** Calls started and not yet settled. */
@@ -708,8 +711,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * @param value Any value JSON carries faithfully.
    * @param options `ifVersion`: write only if the key is at this version (0: only if it does not exist).
    * @throws {TypeError} when `key` is not a string.
-   * @throws {SerializationError} when `value` has no faithful JSON form (`undefined`, NaN, a cycle, a Date, ...);
-   * nothing is written.
+   * @throws {SerializationError} when `value` has no faithful JSON form (`undefined`, NaN, a cycle, a Date, ...), or
+   * its JSON is larger than `MAX_CONFIG_VALUE_BYTES` (64 MiB); nothing is written.
    * @throws {KeyRequiredError} when the registry was opened without a key and is sealed (by `openEncrypted` in any
    * process, or by a Rust kernel): the value would be stored in plain text; nothing is written.
    * @throws {ConflictError} when `ifVersion` does not match; nothing is written.
@@ -735,7 +738,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
       const ifVersion = options === undefined ? undefined : ifVersionOf(options);
       // A keyless write into a sealed registry would store the value in plain text.
       if (this.#sealedAtOpen !== undefined) throw new KeyRequiredError(key, this.#sealedAtOpen, "write");
-      const put: Operation = { op: "put", space: "config", key, value: encodeJson(value) };
+      const put: Operation = { op: "put", space: "config", key, value: checkValueSize(key, encodeJson(value)) };
       if (ifVersion === undefined) {
         const result = this.#store.txn({ compares: this.#plainGuard, success: [put], updatedAt: nowTimestamp() });
         if (result instanceof Promise) return result.then((r) => this.#checkPlainWrite(key, r));
@@ -1035,7 +1038,10 @@ export class StateRegistry implements AsyncDisposable, Disposable {
 
   async #openSealed<T>(sealing: Sealing, key: string, stored: string): Promise<T> {
     using _call = this.#begin();
-    return parseConfig<T>(key, await sealing.open(key, stored));
+    const json = await sealing.open(key, stored);
+    // Disposed with `using` meanwhile: calls in flight fail, so a read never outlives its handle.
+    if (this.#disposed) throw closedError(this.location);
+    return parseConfig<T>(key, json);
   }
 
   /** A config entry from the store: the value parsed (opened, when sealed). */
@@ -1058,7 +1064,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     using _call = this.#begin();
     checkText("config key", key);
     const ifVersion = ifVersionOf(options);
-    const json = encodeJson(value);
+    const json = checkValueSize(key, encodeJson(value));
     this.#refuseInTransaction("setConfig");
     if (ifVersion === undefined) return await sealing.write(key, json, nowTimestamp());
     await sealing.writeMany([[key, json]], (stored) => {
@@ -1070,7 +1076,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
 
   /** setConfig with `ifVersion`, for `update()`: the revision written. */
   async #setConfigAt(key: string, value: unknown, ifVersion: number, updatedAt: string): Promise<number> {
-    const json = encodeJson(value);
+    const json = checkValueSize(key, encodeJson(value));
     if (this.#sealing !== undefined) {
       using _call = this.#begin();
       this.#refuseInTransaction("update");
@@ -1539,6 +1545,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   /** Closes the registry at the end of a `using` block, at once: calls in flight fail with the closed error. */
   [Symbol.dispose](): void {
     this.#closing = true;
+    this.#disposed = true;
     this.#closeNow();
   }
 

@@ -15,9 +15,16 @@
  * @module
  */
 
-import { CryptoError, KeyRequiredError, SealedValueError, SerializationError, WrongKeyError } from "../errors.ts";
+import {
+  CryptoError,
+  KeyRequiredError,
+  RegistryError,
+  SealedValueError,
+  SerializationError,
+  WrongKeyError,
+} from "../errors.ts";
 import { applyMigrations, type Migration } from "../schema.ts";
-import type { Engine, Row } from "../sqlite/engine.ts";
+import type { Engine, Row, Statement } from "../sqlite/engine.ts";
 import { BATCH_END_SQL, REWRITE_BEGIN_SQL } from "../store/sqlite/_revision_sql.ts";
 import { formatTimestamp } from "../time.ts";
 import { checkRegistryKey, type RegistryKey } from "./key.ts";
@@ -75,8 +82,10 @@ export type SealingScheme = "envelope" | "oxide-k";
  */
 export interface SealingOptions {
   /**
-   * The scheme to write. Default: the scheme the registry already uses
-   * (`"oxide-k"` when it holds oxide-k sealed values), else `"envelope"`.
+   * The scheme. Default: `"envelope"`. The oxide-k scheme is used only when
+   * asked for: a registry in the oxide-k scheme (its parameters, or values a
+   * Rust kernel sealed) opened without `scheme: "oxide-k"` is refused, so a
+   * file rewritten to look like oxide-k (a downgrade) never opens as one.
    * Asking for the other scheme than the registry uses is an error.
    */
   scheme?: SealingScheme | undefined;
@@ -139,6 +148,13 @@ export interface SealingInfo {
   readonly iterations: number | undefined;
   /** Bumped by every change of keys or scheme, in any process. */
   readonly generation: number;
+  /**
+   * How many values were sealed under the current key (data key, or the oxide-k key), by this library in any
+   * process, as last seen by this handle. AES-GCM with random nonces allows 2^32 per key: the envelope scheme rotates
+   * its data key at 2^31; a write that would pass 2^32 is refused (oxide-k scheme: call rekey() or
+   * convertToEnvelope()).
+   */
+  readonly sealCount: number;
 }
 
 /** The additive table of sealing parameters: at most one row, `id = 1`. */
@@ -155,10 +171,62 @@ export const SEALING_TABLE_SQL = `CREATE TABLE IF NOT EXISTS oxide_sealing (
     updated_at  TEXT NOT NULL
 )`;
 
+/** The columns of `oxide_sealing` this library reads: a table without one of them is damaged. */
+const SEALING_COLUMNS = [
+  "id",
+  "scheme",
+  "version",
+  "kdf",
+  "iterations",
+  "salt",
+  "key_id",
+  "wrapped_key",
+  "generation",
+  "updated_at",
+] as const;
+
 /** Migrations of the `sealing` owner, run through the registry's migration runner. */
 export const SEALING_MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "oxide_sealing parameters table", up: SEALING_TABLE_SQL },
+  {
+    version: 2,
+    name: "oxide_sealing.seal_count and seal_start: values sealed under the current key, and how many it began with",
+    up: (db) => {
+      const columns = sealingColumns(db);
+      if (!columns.has("seal_start")) {
+        db.exec("ALTER TABLE oxide_sealing ADD COLUMN seal_start INTEGER NOT NULL DEFAULT 0");
+      }
+      if (columns.has("seal_count")) return;
+      // Seals made before the count existed are unknown: the values stored now are a lower bound.
+      db.exec(`ALTER TABLE oxide_sealing ADD COLUMN seal_count INTEGER NOT NULL DEFAULT 0;
+        UPDATE oxide_sealing SET seal_count = (SELECT count(*) FROM config)`);
+    },
+  },
 ];
+
+/**
+ * NIST SP 800-38D (section 8.3) allows at most 2^32 AES-GCM encryptions with random 96-bit nonces per key. Every
+ * value sealed under the current key is counted in `oxide_sealing.seal_count` (reserved `reserve` at a time); the
+ * envelope scheme rotates its data key once the count reaches `rotateAt`, and a write that would pass `refuseAt` is
+ * refused.
+ */
+const SEAL_LIMITS = { rotateAt: 2 ** 31, refuseAt: 2 ** 32, reserve: 1024 };
+
+/**
+ * Lowers the seal limits, for tests of what happens at the bound (2^32 seals cannot be made in a test).
+ *
+ * @internal Not part of the public API.
+ * @param limits The count at which the data key is rotated, the count a write may never pass, and how many seals a
+ * handle reserves at a time.
+ * @returns A handle that restores the defaults when disposed.
+ */
+export function setSealLimitsForTesting(
+  limits: { rotateAt: number; refuseAt: number; reserve: number },
+): Disposable {
+  const saved = { ...SEAL_LIMITS };
+  Object.assign(SEAL_LIMITS, limits);
+  return { [Symbol.dispose]: () => void Object.assign(SEAL_LIMITS, saved) };
+}
 
 /** How many stored oxide-k values the key check at open tries before it calls the key wrong. */
 const KEY_CHECK_VALUES = 16;
@@ -179,6 +247,10 @@ const SQL = {
   tableExists: "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'oxide_sealing'",
   row: "SELECT scheme, version, kdf, iterations, salt, key_id, wrapped_key, generation FROM oxide_sealing WHERE id = 1",
   generation: "SELECT generation FROM oxide_sealing WHERE id = 1",
+  sealCount: "SELECT seal_count, seal_start FROM oxide_sealing WHERE id = 1",
+  setSeals: "UPDATE oxide_sealing SET seal_count = ?1 WHERE id = 1",
+  newKeySeals: "UPDATE oxide_sealing SET seal_count = ?1, seal_start = ?1 WHERE id = 1",
+  columns: "SELECT name FROM pragma_table_info('oxide_sealing')",
   scheme: "SELECT scheme FROM oxide_sealing WHERE id = 1",
   insert:
     `INSERT INTO oxide_sealing (id, scheme, version, kdf, iterations, salt, key_id, wrapped_key, generation, updated_at)
@@ -186,9 +258,10 @@ VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)`,
   update: `UPDATE oxide_sealing SET scheme = ?1, version = ?2, kdf = ?3, iterations = ?4, salt = ?5,
     key_id = ?6, wrapped_key = ?7, generation = generation + 1, updated_at = ?8 WHERE id = 1`,
   values: "SELECT key, value FROM config ORDER BY key",
-  // The shape of oxide-k values (padded URL-safe base64, at least 40 characters), checked again in code.
+  // The shape of oxide-k values (padded URL-safe base64, at least 40 characters), checked in full in code. Only the
+  // first 40 characters go through GLOB: its leading '*' costs seconds on a value of tens of MiB.
   oxideKCandidates: `SELECT key, value FROM config WHERE length(value) >= 40 AND length(value) % 4 = 0
-    AND value NOT GLOB '*[^-A-Za-z0-9_=]*' ORDER BY key LIMIT ?1`,
+    AND substr(value, 1, 40) NOT GLOB '*[^-A-Za-z0-9_=]*' ORDER BY key LIMIT ?1`,
   envelopeValue: "SELECT key FROM config WHERE substr(value, 1, 6) = '$oxide' LIMIT 1",
   otherKeys: "SELECT key FROM config WHERE key <> ?1 ORDER BY key LIMIT ?2",
   sameValue: "SELECT key FROM config WHERE value = ?1 AND key <> ?2 LIMIT 1",
@@ -291,6 +364,7 @@ export function refuseSealedValue(configKey: string, stored: string): void {
  */
 export function sealedScheme(db: Engine): string | undefined {
   if (db.prepare(SQL.tableExists).get() !== undefined) {
+    if (!sealingColumns(db).has("scheme")) return "unknown"; // Damaged: still sealed, so a keyless write is refused.
     const row = db.prepare(SQL.scheme).get();
     return row === undefined ? "unknown" : String(row.scheme);
   }
@@ -345,16 +419,20 @@ export async function openSealing(
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     const row = readRow(db);
     if (row !== undefined) {
-      if (asked !== undefined && asked !== row.scheme) throw schemeMismatch(db.path, row.scheme);
       if (row.scheme === "oxide-k") {
         refuseEnvelopeValues(db);
+        if (asked !== "oxide-k") throw oxideKNotAsked(db.path, "parameters");
         const oxideKKey = await importOxideKKey(key);
         await checkOxideKKey(db, oxideKKey);
+        migrateSealing(db);
         return new Sealing(db, "oxide-k", row.generation, oxideKKey, undefined, cache);
       }
+      if (asked === "oxide-k") throw schemeMismatch(db.path);
       const kdf = row.kdf!;
       const kek = await deriveKek(key, kdf);
       const dataKey = await unwrapDataKey(kek, row.wrapped!);
+      // Only a key that opened the registry writes anything: the migrations, after the key check.
+      migrateSealing(db);
       const envelope = { kdf, kek, kekCurrent: true, dataKey, wrapped: row.wrapped! };
       return new Sealing(db, "envelope", row.generation, undefined, envelope, cache);
     }
@@ -364,8 +442,8 @@ export async function openSealing(
         `'${db.path}' holds ${forms.envelope} envelope-sealed value(s) but no sealing parameters (table oxide_sealing): they were deleted, and the values cannot be opened`,
       );
     }
-    if (forms["oxide-k"] > 0 && asked === "envelope") throw schemeMismatch(db.path, "oxide-k");
-    const scheme: SealingScheme = forms["oxide-k"] > 0 ? "oxide-k" : asked ?? "envelope";
+    if (forms["oxide-k"] > 0 && asked !== "oxide-k") throw oxideKNotAsked(db.path, "values");
+    const scheme: SealingScheme = asked ?? "envelope";
     let envelope: EnvelopeKeys | undefined;
     if (scheme === "envelope") {
       const kdf = newKdfParams(key, options);
@@ -399,6 +477,15 @@ export class Sealing {
   /** oxide-k scheme: seals and opens values. `undefined` in the envelope scheme, which never opens oxide-k values. */
   #oxideKKey: CryptoKey | undefined;
   #envelope: EnvelopeKeys | undefined;
+  /** `oxide_sealing.seal_count` as last read or written by this handle. */
+  #sealCount = 0;
+  /** Why the last automatic rotation at the seal limit failed, if it did. */
+  #rotationFailure: unknown;
+  /** The seal count a new key started with (the values re-sealed under it), as this handle saw it. */
+  #keyStartCount = 0;
+  /** Seals this handle reserved in `seal_count` and has not made yet, under the keys of `#reservedGeneration`. */
+  #reserved = 0;
+  #reservedGeneration = -1;
   readonly #mutex = new Mutex();
   /**
    * The read cache: per config key, the last stored text this handle opened or wrote, and its plaintext JSON. A
@@ -426,6 +513,7 @@ export class Sealing {
     this.#oxideKKey = oxideKKey;
     this.#envelope = envelope;
     this.#cacheEntries = cacheEntries;
+    this.#sealCount = this.#storedSealCount();
   }
 
   /**
@@ -473,6 +561,7 @@ export class Sealing {
       kdf: kdf?.kdf,
       iterations: kdf?.kdf === "pbkdf2-sha256" ? kdf.iterations : undefined,
       generation: this.#generation,
+      sealCount: this.#sealCount,
     };
   }
 
@@ -486,15 +575,27 @@ export class Sealing {
    * @param json The value's JSON text.
    * @param updatedAt The row's `updated_at` text.
    * @throws {WrongKeyError} When another process changed the key so that this handle cannot follow.
+   * @throws {CryptoError} When the current key sealed as many values as AES-GCM allows (see {@linkcode SealingInfo.sealCount}).
    */
   write(configKey: string, json: string, updatedAt: string): Promise<void> {
     return this.#mutex.run(async () => {
       const write = this.#db.prepare(SQL.write);
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         const generation = this.#generation; // The keys `stored` is sealed under (a read may follow a change meanwhile).
+        const reserved = this.#reserve(generation, 1);
+        if (reserved === "rekeyed") {
+          await this.#refresh();
+          continue;
+        }
+        if (reserved === "limit") {
+          if (await this.#rotatedBelowLimit()) continue;
+          throw this.#limitError(`config key '${configKey}'`);
+        }
         const stored = await this.#seal(configKey, json);
         if (write.run(configKey, stored, updatedAt, generation).changes === 1) {
+          this.#reserved--;
           this.#remember(configKey, stored, json);
+          if (this.#rotationDue()) await this.#rotateAtLimit();
           return;
         }
         await this.#refresh();
@@ -521,6 +622,15 @@ export class Sealing {
     return this.#mutex.run(async () => {
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         const generation = this.#generation;
+        const reserved = this.#reserve(generation, values.length);
+        if (reserved === "rekeyed") {
+          await this.#refresh();
+          continue;
+        }
+        if (reserved === "limit") {
+          if (await this.#rotatedBelowLimit()) continue;
+          throw this.#limitError(`${values.length} value(s)`);
+        }
         const stored = new Map<string, string>();
         for (const [configKey, json] of values) stored.set(configKey, await this.#seal(configKey, json));
         const written = this.#db.transaction(() => {
@@ -528,7 +638,11 @@ export class Sealing {
           writeRows(stored);
           return true;
         });
-        if (written) return;
+        if (written) {
+          this.#reserved -= values.length;
+          if (this.#rotationDue()) await this.#rotateAtLimit();
+          return;
+        }
         await this.#refresh();
       }
       throw new CryptoError(
@@ -581,9 +695,13 @@ export class Sealing {
       if (this.#scheme === "oxide-k") {
         const oxideKKey = await importOxideKKey(newKey);
         return await this.#reseal(() => ({
+          operation: "rekey",
           seal: (_configKey, json) => sealOxideK(oxideKKey, json),
           select: (form) => form === "oxide-k",
-          commit: () => this.#db.prepare(SQL.update).run(...rowParams("oxide-k", undefined)),
+          commit: (sealed) => {
+            sealingStatement(this.#db, SQL.update).run(...rowParams("oxide-k", undefined));
+            return sealed; // A new key: its count starts with the values just sealed.
+          },
           apply: () => {
             this.#oxideKKey = oxideKKey;
           },
@@ -596,10 +714,15 @@ export class Sealing {
         const wrapped = await wrapDataKey(kek, current.dataKey.keyId, exportable.key);
         const envelope = { kdf, kek, kekCurrent: true, dataKey: current.dataKey, wrapped };
         return {
-          // Values stay under the same data key: only the wrapped data key changes.
+          operation: "rekey",
+          // Values stay under the same data key (and its seal count): only the wrapped data key changes. Values are
+          // not read at all, so a damaged one never blocks a rekey.
           seal: (configKey, json) => sealEnvelope(current.dataKey, configKey, json),
-          select: () => false,
-          commit: () => this.#db.prepare(SQL.update).run(...rowParams("envelope", envelope)),
+          select: undefined,
+          commit: () => {
+            sealingStatement(this.#db, SQL.update).run(...rowParams("envelope", envelope));
+            return undefined;
+          },
           apply: () => {
             this.#envelope = envelope;
           },
@@ -616,27 +739,104 @@ export class Sealing {
    * @throws {CryptoError} In the oxide-k scheme, which has no data key.
    */
   rotateDataKey(): Promise<number> {
-    return this.#mutex.run(async () => {
-      if (this.#scheme === "oxide-k") {
-        throw new CryptoError(
-          "rotateDataKey() needs the envelope scheme: the oxide-k scheme has no data key; use rekey() or convertToEnvelope()",
-        );
-      }
-      return await this.#reseal(async () => {
-        const current = this.#currentEnvelope("rotateDataKey");
-        const { dataKey, wrapped } = await generateDataKey(current.kek);
-        const envelope = { ...current, dataKey, wrapped };
-        return {
-          seal: (configKey, json) => sealEnvelope(dataKey, configKey, json),
-          // oxide-k values met here are foreign (not bound to their config key): left as they are, still refused.
-          select: (form) => form === "envelope",
-          commit: () => this.#db.prepare(SQL.update).run(...rowParams("envelope", envelope)),
-          apply: () => {
-            this.#envelope = envelope;
-          },
-        };
-      });
+    return this.#mutex.run(() => this.#rotate());
+  }
+
+  /** {@linkcode Sealing.rotateDataKey}, inside the lock. */
+  #rotate(): Promise<number> {
+    if (this.#scheme === "oxide-k") {
+      throw new CryptoError(
+        "rotateDataKey() needs the envelope scheme: the oxide-k scheme has no data key; use rekey() or convertToEnvelope()",
+      );
+    }
+    return this.#reseal(async () => {
+      const current = this.#currentEnvelope("rotateDataKey");
+      const { dataKey, wrapped } = await generateDataKey(current.kek);
+      const envelope = { ...current, dataKey, wrapped };
+      return {
+        operation: "rotateDataKey",
+        seal: (configKey, json) => sealEnvelope(dataKey, configKey, json),
+        // oxide-k values met here are foreign (not bound to their config key): left as they are, still refused.
+        select: (form) => form === "envelope",
+        commit: (sealed) => {
+          sealingStatement(this.#db, SQL.update).run(...rowParams("envelope", envelope));
+          return sealed; // A fresh data key: its count starts with the values just sealed.
+        },
+        apply: () => {
+          this.#envelope = envelope;
+        },
+      };
     });
+  }
+
+  /**
+   * The seal count reached the rotation threshold: rotates the data key. Best effort: when rotation fails (a value
+   * that cannot be opened, a key changed elsewhere), writes go on until the hard limit, then are refused, naming why.
+   */
+  /**
+   * Whether the data key is due for rotation: its count reached the threshold, and at least as many seals were made
+   * under it as a rotation makes (it re-seals every value and the change log's), so rotations never chase each other.
+   */
+  #rotationDue(): boolean {
+    return this.#scheme === "envelope" && this.#sealCount >= SEAL_LIMITS.rotateAt &&
+      this.#sealCount >= 2 * this.#keyStartCount;
+  }
+
+  /** At the hard limit: rotates once, and says whether that brought the count below it. */
+  async #rotatedBelowLimit(): Promise<boolean> {
+    if (this.#scheme !== "envelope" || !await this.#rotateAtLimit()) return false;
+    if (this.#sealCount < SEAL_LIMITS.refuseAt) return true;
+    this.#rotationFailure = new CryptoError(
+      `re-sealing every value and the change log's past values alone takes ${this.#sealCount} seals`,
+    );
+    return false;
+  }
+
+  async #rotateAtLimit(): Promise<boolean> {
+    try {
+      await this.#rotate();
+      this.#rotationFailure = undefined;
+      return true;
+    } catch (error) {
+      this.#rotationFailure = error;
+      return false;
+    }
+  }
+
+  /**
+   * Reserves seals in `oxide_sealing.seal_count` before making them, in blocks (one small transaction per block, not
+   * one per write): the count is an upper bound of the seals made, since a reservation a handle does not use up (it
+   * closes, or the keys change) stays counted.
+   */
+  #reserve(generation: number, needed: number): "reserved" | "rekeyed" | "limit" {
+    if (this.#reservedGeneration === generation && this.#reserved >= needed) return "reserved";
+    return this.#db.transaction(() => {
+      if (this.#storedGeneration() !== generation) return "rekeyed";
+      const count = this.#storedSealCount();
+      this.#sealCount = count;
+      const kept = this.#reservedGeneration === generation ? this.#reserved : 0;
+      const block = Math.min(Math.max(SEAL_LIMITS.reserve, needed - kept), SEAL_LIMITS.refuseAt - count);
+      if (kept + block < needed) return "limit";
+      sealingStatement(this.#db, SQL.setSeals).run(count + block);
+      this.#sealCount = count + block;
+      this.#reserved = kept + block;
+      this.#reservedGeneration = generation;
+      return "reserved";
+    });
+  }
+
+  #limitError(what: string): CryptoError {
+    const bound = `the most AES-GCM with random nonces allows under one key (NIST SP 800-38D: 2^32)`;
+    const cause = this.#rotationFailure;
+    const remedy = this.#scheme === "oxide-k"
+      ? "call rekey() or convertToEnvelope() to seal under a new key"
+      : cause === undefined
+      ? "call rotateDataKey()"
+      : `rotating the data key failed (${(cause as Error).message}); fix that and call rotateDataKey()`;
+    return new CryptoError(
+      `config encrypt: cannot write ${what}: ${this.#sealCount} values were sealed under the current key of '${this.#db.path}' (table oxide_sealing, field seal_count), ${bound}; ${remedy}`,
+      cause === undefined ? undefined : { cause },
+    );
   }
 
   /**
@@ -649,9 +849,17 @@ export class Sealing {
   sealPlainValues(): Promise<number> {
     return this.#mutex.run(() =>
       this.#reseal(() => ({
+        operation: "sealPlainValues",
         seal: (configKey, json) => this.#seal(configKey, json),
         select: (form) => form === "plain",
-        commit: () => {},
+        commit: (sealed) => {
+          const count = this.#storedSealCount() + sealed;
+          if (count > SEAL_LIMITS.refuseAt) {
+            this.#sealCount = count - sealed;
+            throw this.#limitError("the plain values");
+          }
+          return count;
+        },
         apply: () => {},
       }))
     );
@@ -679,9 +887,13 @@ export class Sealing {
           throw new CryptoError(`convertToEnvelope(): '${this.#db.path}' already uses the envelope scheme`);
         }
         return {
+          operation: "convertToEnvelope",
           seal: (configKey, json) => sealEnvelope(dataKey, configKey, json),
           select: (form) => form !== "envelope",
-          commit: () => this.#db.prepare(SQL.update).run(...rowParams("envelope", envelope)),
+          commit: (sealed) => {
+            sealingStatement(this.#db, SQL.update).run(...rowParams("envelope", envelope));
+            return sealed;
+          },
           apply: () => {
             this.#scheme = "envelope";
             this.#envelope = envelope;
@@ -766,8 +978,20 @@ export class Sealing {
   }
 
   #storedGeneration(): number | undefined {
-    const row = this.#db.prepare(SQL.generation).get();
+    const row = sealingStatement(this.#db, SQL.generation).get();
     return row === undefined ? undefined : readGeneration(this.#db.path, row.generation);
+  }
+
+  #storedSealCount(): number {
+    const row = sealingStatement(this.#db, SQL.sealCount).get();
+    for (const field of ["seal_count", "seal_start"] as const) {
+      const value = row?.[field] ?? 0;
+      if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+        throw badField(this.#db.path, field, value, "not a non-negative integer");
+      }
+    }
+    this.#keyStartCount = Number(row?.seal_start ?? 0);
+    return Number(row?.seal_count ?? 0);
   }
 
   /** Follows a change of keys made by another process (or connection). */
@@ -827,42 +1051,51 @@ export class Sealing {
       await this.#refresh();
       const generation = this.#generation;
       const plan = await makePlan();
+      const select = plan.select;
       const sealed = new Map<string, { from: string; to: string }>();
       // The change log's past values (history) move with the live ones: none stays under a retired key, or plain.
       const sealedLog = new Map<number, { from: string; to: string }>();
       for (let pass = 0; pass < MAX_ATTEMPTS; pass++) {
-        for (const row of this.#db.prepare(SQL.values).all()) {
-          const configKey = String(row.key);
-          const stored = checkStored(configKey, row.value);
-          const form = storedForm(stored);
-          if (!plan.select(form) || sealed.get(configKey)?.from === stored) continue;
-          const json = form === "plain" ? checkPlainJson(configKey, stored) : await this.open(configKey, stored);
-          sealed.set(configKey, { from: stored, to: await plan.seal(configKey, json) });
+        if (select !== undefined) {
+          for (const row of this.#db.prepare(SQL.values).all()) {
+            const configKey = String(row.key);
+            const stored = checkStored(plan.operation, configKey, row.value);
+            const form = storedForm(stored);
+            if (!select(form) || sealed.get(configKey)?.from === stored) continue;
+            const json = form === "plain"
+              ? checkPlainJson(plan.operation, configKey, stored)
+              : await this.open(configKey, stored);
+            sealed.set(configKey, { from: stored, to: await plan.seal(configKey, json) });
+          }
         }
-        for (const row of this.#db.prepare(SQL.loggedValues).all()) {
+        for (const row of select === undefined ? [] : this.#db.prepare(SQL.loggedValues).all()) {
           const configKey = String(row.key);
           const seq = Number(row.seq);
-          if (typeof row.value !== "string" || !plan.select(storedForm(row.value))) continue;
+          if (typeof row.value !== "string" || !select!(storedForm(row.value))) continue;
           if (sealed.get(configKey)?.from === row.value || sealedLog.get(seq)?.from === row.value) continue;
           const stored = row.value;
           const json = storedForm(stored) === "plain"
-            ? checkPlainJson(configKey, stored)
+            ? checkPlainJson(plan.operation, configKey, stored)
             : await this.open(configKey, stored);
           sealedLog.set(seq, { from: stored, to: await plan.seal(configKey, json) });
         }
         const outcome = this.#db.transaction((): number | "changed" | "rekeyed" => {
           if (this.#storedGeneration() !== generation) return "rekeyed";
           const updates: [string, string, string][] = [];
-          for (const row of this.#db.prepare(SQL.values).all()) {
-            const configKey = String(row.key);
-            if (typeof row.value !== "string" || !plan.select(storedForm(row.value))) continue;
-            const entry = sealed.get(configKey);
-            if (entry?.from !== row.value) return "changed";
-            updates.push([entry.to, configKey, entry.from]);
+          if (select !== undefined) {
+            for (const row of this.#db.prepare(SQL.values).all()) {
+              const configKey = String(row.key);
+              // Not text: changed since the pass read it; the next pass names it.
+              if (typeof row.value !== "string") return "changed";
+              if (!select(storedForm(row.value))) continue;
+              const entry = sealed.get(configKey);
+              if (entry?.from !== row.value) return "changed";
+              updates.push([entry.to, configKey, entry.from]);
+            }
           }
           const logUpdates: [string, number][] = [];
-          for (const row of this.#db.prepare(SQL.loggedValues).all()) {
-            if (typeof row.value !== "string" || !plan.select(storedForm(row.value))) continue;
+          for (const row of select === undefined ? [] : this.#db.prepare(SQL.loggedValues).all()) {
+            if (typeof row.value !== "string" || !select!(storedForm(row.value))) continue;
             if (sealed.get(String(row.key))?.from === row.value) continue; // Re-sealed with its live row below.
             const entry = sealedLog.get(Number(row.seq));
             if (entry?.from !== row.value) return "changed";
@@ -880,7 +1113,14 @@ export class Sealing {
           const resealPast = this.#db.prepare(SQL.resealPast);
           for (const [stored, seq] of logUpdates) resealPast.run(stored, seq);
           this.#db.prepare(BATCH_END_SQL).run();
-          plan.commit();
+          // Each re-sealed value, live or in the log, is one encryption under the key values are sealed under now.
+          const count = plan.commit(updates.length + logUpdates.length);
+          if (count !== undefined) {
+            const newKey = plan.operation !== "sealPlainValues";
+            sealingStatement(this.#db, newKey ? SQL.newKeySeals : SQL.setSeals).run(count);
+            this.#sealCount = count;
+            if (newKey) this.#keyStartCount = count;
+          }
           return updates.length;
         });
         if (outcome === "rekeyed") break;
@@ -898,18 +1138,34 @@ export class Sealing {
 
 /** What a re-sealing does; see `Sealing.#reseal`. */
 interface ResealPlan {
+  /** The public method, for messages. */
+  operation: string;
   /** Seals a value's JSON in the target scheme and key. */
   seal(configKey: string, json: string): Promise<string>;
-  /** Which stored forms to re-seal. */
-  select(form: StoredForm): boolean;
-  /** Further writes in the same transaction (the sealing parameters). */
-  commit(): void;
+  /** Which stored forms to re-seal; `undefined` when none: values are then not read at all. */
+  select: ((form: StoredForm) => boolean) | undefined;
+  /**
+   * Further writes in the same transaction (the sealing parameters).
+   *
+   * @param sealed How many values the transaction re-seals.
+   * @returns The seal count of the key values are sealed under afterwards, or `undefined` when it is unchanged.
+   */
+  commit(sealed: number): number | undefined;
   /** Updates this handle's keys after the commit. */
   apply(): void;
 }
 
 function readRow(db: Engine): SealingRow | undefined {
   if (db.prepare(SQL.tableExists).get() === undefined) return undefined;
+  const columns = sealingColumns(db);
+  const missing = SEALING_COLUMNS.filter((column) => !columns.has(column));
+  if (missing.length > 0) {
+    throw new CryptoError(
+      `sealing parameters of '${db.path}' (table oxide_sealing) are damaged: column(s) ${
+        missing.map((c) => `'${c}'`).join(", ")
+      } missing; refusing to open`,
+    );
+  }
   const row = db.prepare(SQL.row).get();
   if (row === undefined) return undefined;
   const path = db.path;
@@ -1055,30 +1311,77 @@ function countForms(db: Engine): Record<StoredForm, number> {
   return counts;
 }
 
-function schemeMismatch(path: string, actual: SealingScheme): CryptoError {
-  return actual === "envelope"
-    ? new CryptoError(
-      `'${path}' is sealed with the envelope scheme, not the oxide-k scheme: a Rust oxide-k kernel cannot read it, and it cannot be converted back`,
-    )
-    : new CryptoError(
-      `'${path}' holds values sealed with the oxide-k scheme: open it with scheme "oxide-k" (or no scheme) and call convertToEnvelope() to move to the envelope scheme`,
-    );
+/**
+ * The oxide-k scheme opens with any key while the registry holds no value to check it against, and seals under one
+ * SHA-256 of the passphrase: it is used only when the caller asks for it. Otherwise, anyone who can write the file
+ * could downgrade an envelope registry (delete its values, rewrite `oxide_sealing`) and have the next secrets sealed
+ * under a key a dictionary recovers.
+ */
+function oxideKNotAsked(path: string, found: "parameters" | "values"): CryptoError {
+  const what = found === "parameters"
+    ? "its sealing parameters (table oxide_sealing, field scheme) say the oxide-k scheme"
+    : "it holds values sealed with the oxide-k scheme and no sealing parameters (table oxide_sealing)";
+  return new CryptoError(
+    `'${path}': ${what}, which is opened only when asked for with { scheme: "oxide-k" }: if this registry was created with the envelope scheme, someone who can write the file downgraded it; refusing to open. A registry shared with a Rust oxide-k kernel is opened with { scheme: "oxide-k" } (then convertToEnvelope() moves it to the envelope scheme)`,
+  );
 }
 
-function checkStored(configKey: string, stored: unknown): string {
+function schemeMismatch(path: string): CryptoError {
+  return new CryptoError(
+    `'${path}' is sealed with the envelope scheme, not the oxide-k scheme: a Rust oxide-k kernel cannot read it, and it cannot be converted back`,
+  );
+}
+
+/** A stored value a re-sealing must read is text, or the re-sealing stops before writing anything. */
+function checkStored(operation: string, configKey: string, stored: unknown): string {
   if (typeof stored !== "string") {
-    throw new SerializationError(`value of config key '${configKey}' is not text`);
+    throw new CryptoError(
+      `${operation}(): config key '${configKey}' (table config, field value) holds ${
+        stored instanceof Uint8Array ? "a BLOB" : stored === null ? "NULL" : `a ${typeof stored}`
+      }, not text: it cannot be sealed or re-sealed; rewrite or delete it; nothing was changed`,
+    );
   }
   return stored;
 }
 
-function checkPlainJson(configKey: string, stored: string): string {
+function checkPlainJson(operation: string, configKey: string, stored: string): string {
   if (!isJson(stored)) {
     throw new SerializationError(
-      `value of config key '${configKey}' is not valid JSON, so it cannot be sealed`,
+      `value of config key '${configKey}' is not valid JSON, so ${operation}() cannot seal it; nothing was changed`,
     );
   }
   return stored;
+}
+
+/** The columns `oxide_sealing` has (none when it does not exist). */
+function sealingColumns(db: Engine): Set<string> {
+  return new Set(db.prepare(SQL.columns).all().map((row) => String(row.name)));
+}
+
+/** Applies the sealing migrations to an existing registry (they add columns with defaults). */
+function migrateSealing(db: Engine): void {
+  db.transaction(() => applyMigrations(db, "sealing", SEALING_MIGRATIONS));
+}
+
+/**
+ * Prepares a statement on `oxide_sealing`: a table someone altered (a column dropped) fails with a CryptoError naming
+ * the table, not a bare SQLite error.
+ */
+function sealingStatement(db: Engine, sql: string): Statement {
+  try {
+    return db.prepare(sql);
+  } catch (error) {
+    if (!(error instanceof RegistryError)) throw error;
+    const missing = [...SEALING_COLUMNS, "seal_count", "seal_start"].filter((column) =>
+      !sealingColumns(db).has(column)
+    );
+    throw new CryptoError(
+      `sealing parameters of '${db.path}' (table oxide_sealing) are damaged: ${
+        missing.length > 0 ? `column(s) ${missing.map((c) => `'${c}'`).join(", ")} missing` : error.message
+      }`,
+      { cause: error },
+    );
+  }
 }
 
 /**

@@ -162,7 +162,7 @@ export function openEngine(
       );
     }
     // Foreign keys on, as node:sqlite's default and sqlx's (oxide-k's driver): one SQL dialect on both engines.
-    engine.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}; PRAGMA foreign_keys = ON`);
+    engine.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON`);
     check?.(engine);
     if (path !== MEMORY_PATH && !readonly) {
       const mode = engine.prepare("PRAGMA journal_mode = WAL").get()?.journal_mode;

@@ -1,0 +1,79 @@
+// Values up to the size limit, sealed (both schemes) and plain, on both engines: whatever the registry accepts reads
+// back, survives reopening and re-sealing, and one byte more is refused before anything is written.
+import assert from "node:assert/strict";
+import { MAX_CONFIG_VALUE_BYTES, SerializationError, StateRegistry } from "@oxide/registry";
+import { engineTest, tempDir } from "./_helpers.ts";
+
+const KEY = new Uint8Array(32).fill(0x3c);
+const OTHER_KEY = new Uint8Array(32).fill(0xc3);
+
+/** A string whose JSON text is exactly `bytes` bytes (two quotes and ASCII letters). */
+function valueOfJsonBytes(bytes: number): string {
+  return "x".repeat(bytes - 2);
+}
+
+/** The largest value and one byte too many, for `open`'s registry; `reopen` opens it again after the writes. */
+async function checkLargest(
+  open: () => Promise<StateRegistry>,
+  afterWrite: (reg: StateRegistry) => Promise<void>,
+): Promise<void> {
+  const largest = valueOfJsonBytes(MAX_CONFIG_VALUE_BYTES);
+  {
+    await using reg = await open();
+    // "a" sorts first: an oxide-k registry's key check at open tries it before any other value.
+    await reg.setConfig("a.largest", largest);
+    assert.equal(await reg.getConfig("a.largest"), largest);
+    await afterWrite(reg);
+    assert.equal(await reg.getConfig("a.largest"), largest);
+    await assert.rejects(
+      reg.setConfig("a.largest", `${largest}y`),
+      (error: unknown) =>
+        error instanceof SerializationError &&
+        error.message.includes(`larger than the ${MAX_CONFIG_VALUE_BYTES} bytes (64 MiB)`) &&
+        error.message.includes("'a.largest'"),
+    );
+  }
+  await using again = await open();
+  assert.equal(await again.getConfig("a.largest"), largest);
+}
+
+engineTest("a plain value of MAX_CONFIG_VALUE_BYTES reads back; one byte more is refused", async (engine) => {
+  await using dir = await tempDir();
+  await checkLargest(() => StateRegistry.connect(dir.file("r.db"), { engine }), async () => {});
+});
+
+engineTest("an envelope-sealed value of MAX_CONFIG_VALUE_BYTES reads back, rotates and rekeys", async (engine) => {
+  await using dir = await tempDir();
+  let key = KEY;
+  await checkLargest(
+    () => StateRegistry.openEncrypted(dir.file("r.db"), key, { engine }),
+    async (reg) => {
+      assert.equal(await reg.rotateDataKey(), 1);
+      await reg.rekey(OTHER_KEY);
+      key = OTHER_KEY;
+    },
+  );
+});
+
+engineTest("an oxide-k sealed value of MAX_CONFIG_VALUE_BYTES reads back, rekeys and opens first", async (engine) => {
+  await using dir = await tempDir();
+  let key = KEY;
+  await checkLargest(
+    () => StateRegistry.openEncrypted(dir.file("r.db"), key, { engine, scheme: "oxide-k" }),
+    async (reg) => {
+      await reg.rekey(OTHER_KEY);
+      key = OTHER_KEY;
+    },
+  );
+});
+
+Deno.test("the size limit counts UTF-8 bytes, not UTF-16 units", async () => {
+  await using reg = await StateRegistry.inMemory();
+  // Two bytes per "é": half the limit in characters is the limit plus the quotes in bytes.
+  const value = "é".repeat(MAX_CONFIG_VALUE_BYTES / 2);
+  await assert.rejects(reg.setConfig("wide", value), SerializationError);
+  assert.equal(await reg.tryGetConfig("wide"), undefined);
+  const fits = "é".repeat(MAX_CONFIG_VALUE_BYTES / 2 - 1);
+  await reg.setConfig("wide", fits);
+  assert.equal(await reg.getConfig("wide"), fits);
+});
