@@ -13,6 +13,7 @@ import {
   type StateRegistry,
 } from "@oxide/registry";
 import { REGISTRY_MIGRATIONS } from "../src/schema.ts";
+import { SEALING_MIGRATIONS } from "../src/sealing/sealing.ts";
 import { tempDir } from "./_helpers.ts";
 import { type RegistryVariant, VARIANTS, variantTest } from "./_variants.ts";
 import { Worker } from "./_subprocess.ts";
@@ -411,7 +412,9 @@ for (const variant of VARIANTS) {
       const migrations = reg.db.prepare("SELECT owner, version FROM oxide_migrations ORDER BY owner").all();
       assert.deepEqual(
         migrations,
-        variant.name === "sealed" ? [...registryVersions(), { owner: "sealing", version: 1 }] : registryVersions(),
+        variant.name === "sealed"
+          ? [...registryVersions(), ...SEALING_MIGRATIONS.map(({ version }) => ({ owner: "sealing", version }))]
+          : registryVersions(),
         "each migration applied once",
       );
     },
