@@ -8,7 +8,7 @@
 import { RegistryError } from "./errors.ts";
 import type { Engine } from "./sqlite/engine.ts";
 import { formatTimestamp } from "./time.ts";
-import { REVISION_MIGRATION_SQL } from "./store/sqlite/_revision_sql.ts";
+import { META_MIGRATION_SQL, REVISION_MIGRATION_SQL } from "./store/sqlite/_revision_sql.ts";
 
 /** oxide-k's `modules` table, verbatim, so a Rust kernel can share the file. */
 export const MODULES_TABLE_SQL = `CREATE TABLE IF NOT EXISTS modules (
@@ -75,6 +75,7 @@ export const REGISTRY_TABLES: readonly string[] = [
   "oxide_changes",
   "oxide_batch",
   "oxide_revision",
+  "oxide_meta",
 ];
 
 /** The columns each table the registry uses must have, when it exists. */
@@ -93,6 +94,7 @@ const REQUIRED_COLUMNS: Readonly<Record<string, readonly string[]>> = {
   oxide_changes: ["seq", "revision", "space", "key", "type", "version", "create_revision", "value", "updated_at"],
   oxide_batch: ["id", "revision", "rewrite"],
   oxide_revision: ["id", "compacted"],
+  oxide_meta: ["key", "value"],
 };
 
 /**
@@ -136,6 +138,11 @@ export const REGISTRY_MIGRATIONS: readonly Migration[] = [
     version: 2,
     name: "revisions: change log oxide_changes kept by triggers on modules and config",
     up: REVISION_MIGRATION_SQL,
+  },
+  {
+    version: 3,
+    name: "meta space: oxide_meta, its changes logged in oxide_changes",
+    up: META_MIGRATION_SQL,
   },
 ];
 

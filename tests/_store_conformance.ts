@@ -154,6 +154,86 @@ export function storeConformance(f: StoreFactory): void {
     assert.ok(await s.get("meta", "same"));
   }, ["meta writes"]);
 
+  test("meta: a put creates version 1 at the transaction's revision, puts count up, a delete ends it", async (s) => {
+    const meta = (key: string, value: string): Operation => ({ op: "put", space: "meta", key, value });
+    const before = await s.revision();
+    const r1 = await s.txn({ compares: [], success: [meta("params", "v1")], updatedAt: NOW });
+    assert.ok(r1.revision > before, `a meta write takes a revision: ${r1.revision} after ${before}`);
+    assert.deepEqual(r1.changed, [true]);
+    assert.deepEqual(await s.get("meta", "params"), {
+      space: "meta",
+      key: "params",
+      value: "v1",
+      updatedAt: "",
+      version: 1,
+      createRevision: r1.revision,
+      modRevision: r1.revision,
+    });
+    assert.equal(await s.getValue("meta", "params"), "v1");
+    const r2 = await s.txn({ compares: [], success: [meta("params", "v1")], updatedAt: LATER });
+    const e2 = await s.get("meta", "params");
+    assert.equal(e2?.version, 2, "a put of the same value is still a write");
+    assert.equal(e2?.createRevision, r1.revision);
+    assert.equal(e2?.modRevision, r2.revision);
+    assert.equal(e2?.updatedAt, "", "meta keeps no updatedAt");
+    const d = await s.txn({ compares: [], success: [{ op: "delete", space: "meta", key: "params" }], updatedAt: NOW });
+    assert.deepEqual(d.changed, [true]);
+    assert.equal(await s.get("meta", "params"), undefined);
+    assert.equal(await s.getValue("meta", "params"), undefined);
+    const gone = await s.txn({
+      compares: [],
+      success: [{ op: "delete", space: "meta", key: "params" }],
+      updatedAt: NOW,
+    });
+    assert.deepEqual(gone.changed, [false], "a delete of a missing meta key changes nothing");
+    await s.txn({ compares: [], success: [meta("params", "v3")], updatedAt: NOW });
+    assert.equal((await s.get("meta", "params"))?.version, 1, "created again: version 1");
+  }, ["meta writes"]);
+
+  test("meta: compare-and-set on version, with config writes in the same transaction (one revision)", async (s) => {
+    const meta = (value: string): Operation => ({ op: "put", space: "meta", key: "gen", value });
+    const created = await s.txn({
+      compares: [{ space: "meta", key: "gen", target: "version", equals: 0 }],
+      success: [meta("g0")],
+      updatedAt: NOW,
+    });
+    assert.equal(created.succeeded, true, "must-not-exist holds for a missing meta key");
+    const again = await s.txn({
+      compares: [{ space: "meta", key: "gen", target: "version", equals: 0 }],
+      success: [meta("other")],
+      updatedAt: NOW,
+    });
+    assert.equal(again.succeeded, false, "must-not-exist fails once it exists");
+    assert.equal(again.current?.[0]?.version, 1);
+    assert.equal(again.current?.[0]?.value, "g0");
+    assert.equal((await s.get("meta", "gen"))?.value, "g0", "nothing written");
+    const both = await s.txn({
+      compares: [{ space: "meta", key: "gen", target: "version", equals: 1 }],
+      success: [meta("g1"), put("sealed", '"s"')],
+      updatedAt: NOW,
+    });
+    assert.equal(both.succeeded, true);
+    const [m, c] = [await s.get("meta", "gen"), await s.get("config", "sealed")];
+    assert.equal(m?.version, 2);
+    assert.equal(m?.modRevision, both.revision);
+    assert.equal(c?.modRevision, both.revision, "the config write shares the meta write's revision");
+    const stale = await s.txn({
+      compares: [{ space: "meta", key: "gen", target: "version", equals: 1 }],
+      success: [meta("g2"), put("sealed", '"t"')],
+      updatedAt: NOW,
+    });
+    assert.equal(stale.succeeded, false, "a stale version applies nothing");
+    assert.equal((await s.get("meta", "gen"))?.value, "g1");
+    assert.equal(await s.getValue("config", "sealed"), '"s"');
+    const byRevision = await s.txn({
+      compares: [{ space: "meta", key: "gen", target: "modRevision", equals: both.revision }],
+      success: [{ op: "delete", space: "meta", key: "gen" }],
+      updatedAt: NOW,
+    });
+    assert.equal(byRevision.succeeded, true, "a modRevision compare on a meta key");
+    assert.equal(await s.get("meta", "gen"), undefined);
+  }, ["meta writes"]);
+
   test("text round-trips: empty, non-ASCII, astral, quotes, newlines, in keys and values", async (s, t) => {
     for (const [key, value] of [["", ""], ["ключ/π", "значение ✓"], ["emoji 🦀", "🦀\n\t\"'\\"], ["a/b/c", "{}"]]) {
       await t.step(JSON.stringify(key), async () => {

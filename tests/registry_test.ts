@@ -316,6 +316,7 @@ engineTest("reads a file oxide-k wrote, chrono timestamps included", async (engi
     { name: "modules" },
     { name: "oxide_batch" },
     { name: "oxide_changes" },
+    { name: "oxide_meta" },
     { name: "oxide_migrations" },
     { name: "oxide_revision" },
   ]);

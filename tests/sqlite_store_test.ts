@@ -8,6 +8,7 @@ import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { openEngine } from "../src/sqlite/open.ts";
 import { checkRegistryShape, migrateRegistry } from "../src/schema.ts";
 import type { Store } from "../src/store/store.ts";
+import { RegistryError } from "../src/errors.ts";
 import { storeConformance } from "./_store_conformance.ts";
 
 /** A store on a fresh registry file; closing it closes the connection and removes the folder. */
@@ -34,17 +35,13 @@ async function openSqliteStore(engine: "ffi" | "node"): Promise<Store> {
 }
 
 /** What the SQLite store does not do yet (issue 9): the conformance tests needing it are skipped, and said so. */
-const SQLITE_LACKS = ["watch", "compact", "meta writes"] as const;
+const SQLITE_LACKS = ["watch", "compact"] as const;
 
-Deno.test("the SQLite store still lacks watch(), compact() and meta writes (else drop them from SQLITE_LACKS)", async () => {
+Deno.test("the SQLite store still lacks watch() and compact() (else drop them from SQLITE_LACKS)", async () => {
   const store = await openSqliteStore("node");
   try {
     assert.throws(() => store.watch({ spaces: ["config"] }), /watch\(\) is not available/);
     assert.throws(() => store.compact(1), /compact\(\) is not available/);
-    assert.throws(
-      () => store.txn({ compares: [], success: [{ op: "put", space: "meta", key: "m", value: "x" }], updatedAt: "x" }),
-      /is not written through the store/,
-    );
   } finally {
     await store.close();
   }
@@ -62,3 +59,53 @@ for (const engine of ["ffi", "node"] as const) {
     test: (name, fn) => Deno.test(name, fn),
   });
 }
+
+Deno.test("SQLite meta space: table oxide_meta, its log rows hold no value, and 'sealing' is not written through it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "oxide-store-" });
+  try {
+    const db = openEngine(`${dir}/registry.db`, { engine: "node" }, checkRegistryShape);
+    try {
+      migrateRegistry(db);
+      const store = new SqliteStore(db);
+      const r = store.txn({
+        compares: [],
+        success: [{ op: "put", space: "meta", key: "params", value: "secret-ish" }],
+        updatedAt: "t",
+      });
+      assert.deepEqual(db.prepare("SELECT key, value FROM oxide_meta").all(), [{ key: "params", value: "secret-ish" }]);
+      assert.deepEqual(
+        db.prepare("SELECT revision, space, key, type, version, value FROM oxide_changes WHERE space = 'meta'").all(),
+        [{ revision: r.revision, space: "meta", key: "params", type: "put", version: 1, value: null }],
+        "logged for its revision and version, without a copy of the value",
+      );
+      assert.deepEqual(store.history("meta", "params"), [], "no past values of meta keys on SQLite");
+      // The meta key "sealing" is the oxide_sealing table: a write of it fails, and its transaction writes nothing.
+      assert.throws(
+        () =>
+          store.txn({
+            compares: [],
+            success: [
+              { op: "put", space: "config", key: "a", value: "1" },
+              { op: "put", space: "meta", key: "sealing", value: "{}" },
+            ],
+            updatedAt: "t",
+          }),
+        (error) => error instanceof RegistryError && /oxide_sealing table on SQLite/.test(error.message),
+      );
+      assert.equal(store.get("config", "a"), undefined, "rolled back");
+      assert.equal(store.get("meta", "sealing"), undefined, "not sealed: no oxide_sealing table");
+      assert.equal(store.revision(), r.revision);
+      // A second connection sees the meta write and its version (the same file, no cache).
+      const other = openEngine(`${dir}/registry.db`, { engine: "node" }, checkRegistryShape);
+      try {
+        assert.equal(new SqliteStore(other).get("meta", "params")?.version, 1);
+      } finally {
+        other.close();
+      }
+    } finally {
+      db.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

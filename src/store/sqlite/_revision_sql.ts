@@ -9,8 +9,8 @@
  *
  * - `oxide_changes`: the change log, one row per changed key. Columns:
  *   `seq` (INTEGER PRIMARY KEY: log order, which is revision order),
- *   `revision`, `space` (`'config'` or `'modules'`), `key` (the config key or
- *   module id), `type` (`'put'` or `'delete'`), `version` (writes since the
+ *   `revision`, `space` (`'config'`, `'modules'`, or `'meta'`: see
+ *   {@linkcode META_MIGRATION_SQL}), `key` (the config key, module id or meta key), `type` (`'put'` or `'delete'`), `version` (writes since the
  *   key was created, 1 for a create; 0 for a delete), `create_revision` (of
  *   the key's current life; a delete keeps the life it ends), the stored
  *   value of a put (`value` for config: compact JSON or sealed text; `name`,
@@ -66,8 +66,9 @@ const NEXT_REVISION = `coalesce(
       (SELECT compacted + 1 FROM oxide_revision WHERE id = 1),
       1)`;
 
-/** Skips rewrites in place (re-sealing) and rows without a key. */
-function when(row: "NEW" | "OLD", key: string): string {
+/** Skips rewrites in place (re-sealing; not in `meta`, whose writes are real changes) and rows without a key. */
+function when(row: "NEW" | "OLD", key: string, table: string): string {
+  if (table === "oxide_meta") return `WHEN ${row}.${key} IS NOT NULL`;
   return `WHEN ${row}.${key} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM oxide_batch WHERE rewrite = 1)`;
 }
 
@@ -81,7 +82,9 @@ const NOW = "CAST(strftime('%s', 'now') AS INTEGER)";
 
 interface SpaceColumns {
   /** The table. */
-  table: "config" | "modules";
+  table: "config" | "modules" | "oxide_meta";
+  /** The space its log rows name. */
+  space: "config" | "modules" | "meta";
   /** Its key column. */
   key: string;
   /** Log columns and the table columns that fill them. */
@@ -90,12 +93,14 @@ interface SpaceColumns {
 
 const CONFIG_SPACE: SpaceColumns = {
   table: "config",
+  space: "config",
   key: "key",
   columns: [["value", "value"]],
 };
 
 const MODULES_SPACE: SpaceColumns = {
   table: "modules",
+  space: "modules",
   key: "id",
   columns: [
     ["name", "name"],
@@ -109,35 +114,36 @@ const MODULES_SPACE: SpaceColumns = {
 /** The log insert for a change of `row` (NEW for a put, OLD for a delete). */
 function logChange(space: SpaceColumns, type: "put" | "delete", row: "NEW" | "OLD"): string {
   const key = `${row}.${space.key}`;
-  const logColumns = space.columns.map(([log]) => log).join(", ");
+  const logColumns = space.columns.map(([log]) => `${log}, `).join("");
   // A delete logs no value: the key's last put row holds it, and a tombstone needs no room for a copy.
-  const values = space.columns.map(([, column]) => type === "put" ? `${row}.${column}` : "NULL").join(", ");
-  const version = type === "put" ? `coalesce(${newest(space.table, key, "version + 1")}, 1)` : "0";
+  const values = space.columns.map(([, column]) => type === "put" ? `${row}.${column}, ` : "NULL, ").join("");
+  const version = type === "put" ? `coalesce(${newest(space.space, key, "version + 1")}, 1)` : "0";
+  const updatedAt = space.space === "meta" ? "NULL" : `${row}.updated_at`;
   return `INSERT INTO oxide_changes
-      (revision, space, key, type, version, create_revision, ${logColumns}, updated_at, changed_at)
-    VALUES (${NEXT_REVISION}, '${space.table}', ${key}, '${type}', ${version},
-      coalesce(${newest(space.table, key, "create_revision")}, ${NEXT_REVISION}),
-      ${values}, ${row}.updated_at, ${NOW});`;
+      (revision, space, key, type, version, create_revision, ${logColumns}updated_at, changed_at)
+    VALUES (${NEXT_REVISION}, '${space.space}', ${key}, '${type}', ${version},
+      coalesce(${newest(space.space, key, "create_revision")}, ${NEXT_REVISION}),
+      ${values}${updatedAt}, ${NOW});`;
 }
 
 function triggers(space: SpaceColumns): string[] {
   const { table, key } = space;
   return [
-    `CREATE TRIGGER oxide_${table}_insert AFTER INSERT ON ${table} ${when("NEW", key)}
+    `CREATE TRIGGER ${table.replace(/^(oxide_)?/, "oxide_")}_insert AFTER INSERT ON ${table} ${when("NEW", key, table)}
 BEGIN
   ${logChange(space, "put", "NEW")}
 END`,
     // A changed key ends the old key's life first (its own trigger, so it is logged before the put).
-    `CREATE TRIGGER oxide_${table}_rekey AFTER UPDATE OF ${key} ON ${table}
-    ${when("OLD", key)} AND OLD.${key} IS NOT NEW.${key}
+    `CREATE TRIGGER ${table.replace(/^(oxide_)?/, "oxide_")}_rekey AFTER UPDATE OF ${key} ON ${table}
+    ${when("OLD", key, table)} AND OLD.${key} IS NOT NEW.${key}
 BEGIN
   ${logChange(space, "delete", "OLD")}
 END`,
-    `CREATE TRIGGER oxide_${table}_update AFTER UPDATE ON ${table} ${when("NEW", key)}
+    `CREATE TRIGGER ${table.replace(/^(oxide_)?/, "oxide_")}_update AFTER UPDATE ON ${table} ${when("NEW", key, table)}
 BEGIN
   ${logChange(space, "put", "NEW")}
 END`,
-    `CREATE TRIGGER oxide_${table}_delete AFTER DELETE ON ${table} ${when("OLD", key)}
+    `CREATE TRIGGER ${table.replace(/^(oxide_)?/, "oxide_")}_delete AFTER DELETE ON ${table} ${when("OLD", key, table)}
 BEGIN
   ${logChange(space, "delete", "OLD")}
 END`,
@@ -190,6 +196,30 @@ export const REVISION_BACKFILL_SQL: readonly string[] = [
     SELECT 1, 'modules', id, 'put', 1, 1, name, version, kind, state, description, updated_at, ${NOW}
     FROM modules WHERE id IS NOT NULL ORDER BY id`,
 ];
+
+/**
+ * The meta space (registry migration 3): the registry's own records (`Space` `"meta"` of the store), one row per key.
+ * Only this library writes it. Its triggers log each change in `oxide_changes` with `space = 'meta'`, so a meta write
+ * takes a revision like any other and a key has a version to compare, but without the value (`value` is NULL in its
+ * log rows: no copy of an old record stays in the log) and even inside a rewrite in place (a re-sealing's change of
+ * the sealing parameters is a real change). The meta key `"sealing"` is not stored here: on SQLite it is the
+ * `oxide_sealing` table (see the sealing layer).
+ */
+const META_SPACE: SpaceColumns = { table: "oxide_meta", space: "meta", key: "key", columns: [] };
+
+/** Registry migration 3: the meta space's table and its triggers. */
+export const META_MIGRATION_SQL: string = [
+  `CREATE TABLE oxide_meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+)`,
+  ...triggers(META_SPACE),
+].join(";\n");
+
+/** The meta space's triggers, by name. */
+export const META_TRIGGERS_SQL: Readonly<Record<string, string>> = Object.fromEntries(
+  triggers(META_SPACE).map((sql) => [/TRIGGER (\w+)/.exec(sql)![1]!, sql]),
+);
 
 /** Registry migration 2: the revision schema. */
 export const REVISION_MIGRATION_SQL: string = [

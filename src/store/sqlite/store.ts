@@ -57,6 +57,7 @@ const VERSIONED_SQL = {
   deleteModule: "DELETE FROM modules WHERE id = ?1",
   sealingExists: "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'oxide_sealing'",
   history: `SELECT * FROM oxide_changes WHERE space = ?1 AND key = ?2 AND type = 'put' ORDER BY seq DESC LIMIT ?3`,
+  metaExists: "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'oxide_meta'",
   begin: "BEGIN",
   commit: "COMMIT",
   rollback: "ROLLBACK",
@@ -75,6 +76,17 @@ const UNVERSIONED_SQL: { readonly [K in keyof typeof VERSIONED_SQL]: string } = 
   history: "SELECT NULL WHERE 0",
 };
 
+/** The meta space's statements (registry migration 3: table `oxide_meta`). */
+const META_SQL = {
+  entry: `SELECT m.key AS key, m.value AS value, '' AS updated_at, ${REVISION_COLUMNS} FROM oxide_meta m
+    LEFT JOIN ${NEWEST("meta", "m.key")} WHERE m.key = ?1`,
+  put: "INSERT INTO oxide_meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+  delete: "DELETE FROM oxide_meta WHERE key = ?1",
+} as const;
+
+/** The meta key that is the `oxide_sealing` table on SQLite (written by the sealing layer, not through the store). */
+const SEALING_KEY = "sealing";
+
 /** The limits of a SQLite registry: SQLite's own (1 GB strings by default), no per-transaction cap. */
 const LIMITS: StoreLimits = { maxTxnOperations: Infinity, maxTxnBytes: Infinity, maxValueBytes: 1_000_000_000 };
 
@@ -91,6 +103,8 @@ export class SqliteStore implements Store {
   readonly #versioned: boolean;
   /** A private in-memory database has no other writer: an autocommit write and a read after it are exact. */
   readonly #private: boolean;
+  /** The meta space's statements; `undefined` on a file opened `readonly` before registry migration 3. */
+  readonly #meta: { readonly [K in keyof typeof META_SQL]: Statement } | undefined;
 
   /**
    * Wraps an open, migrated connection.
@@ -107,6 +121,11 @@ export class SqliteStore implements Store {
       readonly [K in keyof typeof VERSIONED_SQL]: Statement;
     };
     this.#private = db.path === MEMORY_PATH;
+    this.#meta = this.#versioned && this.#sql.metaExists.get() !== undefined
+      ? Object.fromEntries(Object.entries(META_SQL).map(([name, text]) => [name, db.prepare(text)])) as {
+        readonly [K in keyof typeof META_SQL]: Statement;
+      }
+      : undefined;
   }
 
   /** The database path, or `":memory:"`. */
@@ -220,7 +239,9 @@ export class SqliteStore implements Store {
     });
   }
 
+  /** Past entries of a config key or module. The meta space keeps no past values on SQLite: always empty there. */
   history<S extends Space>(space: S, key: string, limit = 0): readonly Entry<S>[] {
+    if (space === "meta") return [];
     return this.#sql.history.all(space, key, limit > 0 ? limit : -1).map((row) => logEntry(space, row));
   }
 
@@ -256,20 +277,46 @@ export class SqliteStore implements Store {
           return sql.upsertModule.run(operation.key, m.name, m.version, m.kind, m.state, m.description, updatedAt)
             .changes > 0;
         }
-        throw new RegistryError(`the meta key '${operation.key}' is not written through the store on SQLite`);
+        return this.#metaStatements(operation.key).put.run(operation.key, operation.value).changes > 0;
       case "setState":
         return sql.setModuleState.run(operation.state, updatedAt, operation.key).changes > 0;
       case "delete":
         if (operation.space === "config") return sql.deleteConfig.run(operation.key).changes > 0;
         if (operation.space === "modules") return sql.deleteModule.run(operation.key).changes > 0;
-        throw new RegistryError(`the meta key '${operation.key}' is not written through the store on SQLite`);
+        return this.#metaStatements(operation.key).delete.run(operation.key).changes > 0;
     }
   }
 
-  /** The meta space on SQLite: `"sealing"` exists once the `oxide_sealing` table does. */
+  /** The meta space's statements, for a write of `key`. */
+  #metaStatements(key: string): { readonly [K in keyof typeof META_SQL]: Statement } {
+    if (key === SEALING_KEY) {
+      throw new RegistryError(
+        `the meta key '${SEALING_KEY}' is the oxide_sealing table on SQLite: the sealing layer writes it, not the store`,
+        { path: this.#db.path },
+      );
+    }
+    if (this.#meta === undefined) {
+      throw new RegistryError(
+        "this file has no meta space (table oxide_meta): it was opened readonly before it had one",
+        {
+          path: this.#db.path,
+        },
+      );
+    }
+    return this.#meta;
+  }
+
+  /**
+   * A meta key's entry: table `oxide_meta`, except `"sealing"`, which exists once the `oxide_sealing` table does
+   * (its value is not read through the store).
+   */
   #metaEntry(key: string): Entry<"meta"> | undefined {
-    if (key !== "sealing" || this.#sql.sealingExists.get() === undefined) return undefined;
-    return { space: "meta", key, value: "", updatedAt: "", version: 1, createRevision: 0, modRevision: 0 };
+    if (key === SEALING_KEY) {
+      if (this.#sql.sealingExists.get() === undefined) return undefined;
+      return { space: "meta", key, value: "", updatedAt: "", version: 1, createRevision: 0, modRevision: 0 };
+    }
+    const row = this.#meta?.entry.get(key);
+    return row === undefined ? undefined : liveEntry("meta", row);
   }
 }
 
@@ -311,12 +358,12 @@ function moduleFields(row: Row): ModuleFields {
 }
 
 /** An entry from a live row joined with its newest log row. A row with no log row (triggers dropped) is version 1. */
-function liveEntry<S extends "config" | "modules">(space: S, row: Row): Entry<S> {
+function liveEntry<S extends Space>(space: S, row: Row): Entry<S> {
   const logged = typeof row.log_version === "number" && row.log_version > 0;
   return {
     space,
     key: row.key as string,
-    value: (space === "config" ? row.value : moduleFields(row)) as SpaceValue[S],
+    value: (space === "modules" ? moduleFields(row) : row.value) as SpaceValue[S],
     updatedAt: row.updated_at as string,
     version: logged ? row.log_version as number : 1,
     createRevision: logged ? Number(row.create_revision) : 0,
