@@ -449,7 +449,8 @@ async function haveScript(): Promise<boolean> {
 
 async function onTerminal(folder: string, args: string[], env: Record<string, string> = {}): Promise<string> {
   const output = await new Deno.Command("script", {
-    args: ["-qec", cliCommandLine(folder, args), "/dev/null"],
+    // The colour checks decide NO_COLOR themselves: an inherited one (CI sets it) is removed unless asked for.
+    args: ["-qec", `${"NO_COLOR" in env ? "" : "env -u NO_COLOR "}${cliCommandLine(folder, args)}`, "/dev/null"],
     cwd: folder,
     env: { TERM: "xterm", ...env },
     stdout: "piped",
