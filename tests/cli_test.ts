@@ -4,7 +4,7 @@
 // hand-broken row, backup beside two writer processes, export then import, progress bars and colour on a terminal.
 import assert from "node:assert/strict";
 import { DecisionLog, newDecision, StateRegistry } from "@oxide/registry";
-import { rawSqlite, tempDir } from "./_helpers.ts";
+import { OXIDE_K_SCHEMA, rawSqlite, tempDir } from "./_helpers.ts";
 import { cliCommandLine, type CliResult, runCli, type RunCliOptions } from "./_cli.ts";
 import { Worker } from "./_subprocess.ts";
 import { COMMANDS } from "../src/cli/commands.ts";
@@ -165,6 +165,21 @@ Deno.test("CLI transcript of every command on a plain registry, human and --json
     assert.equal(ok(await runCli(dir.path, ["--db", "new.db", "config", "get", "huge"])), "12345678901234567890\n");
     await Deno.writeTextFile(dir.file("bad.json"), "{not json");
     fails(await cli("import", "bad.json"), 1, /'bad\.json' is not JSON/);
+  });
+  await t.step("commands that only read open the file read-only: a file oxide-k made is left as it was", async () => {
+    const raw = rawSqlite(dir.file("oxide-k.db"));
+    try {
+      raw.exec(OXIDE_K_SCHEMA);
+      raw.prepare("INSERT INTO config (key, value, updated_at) VALUES ('k', '1', '2026-01-01T00:00:00+00:00')").run();
+    } finally {
+      raw.close();
+    }
+    const digest = async () =>
+      new Uint8Array(await crypto.subtle.digest("SHA-256", await Deno.readFile(dir.file("oxide-k.db")))).toHex();
+    const before = await digest();
+    const reads = [["info"], ["modules", "list"], ["config", "list"], ["config", "get", "k"], ["verify"], ["export"]];
+    for (const args of reads) ok(await runCli(dir.path, ["--db", "oxide-k.db", ...args]));
+    assert.equal(await digest(), before); // Not even migrated.
   });
   await t.step("rekey and rotate need a sealed registry", async () => {
     fails(await cli("rotate"), 1, /'r\.db' is not sealed: there is no data key to rotate/);

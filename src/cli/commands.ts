@@ -88,25 +88,29 @@ export interface Command {
 // --- opening the registry ------------------------------------------------------------------------------------------
 
 /**
- * How a command opens the registry:
- * - `read`: the file must exist; no key (sealed values stay closed).
- * - `optional-key`: as `read`, but opened with the key when `OXIDE_REGISTRY_KEY` is set and the registry is sealed.
- * - `key`: the file must exist; a sealed registry needs the key (environment, else a prompt on a terminal).
- * - `write`: as `key`, and the file is created when missing (sealed when a key is set).
- * - `create`: the file is created when missing; never a key.
+ * How a command opens the registry. Commands that only read open it `readonly` (nothing is written, not even a
+ * migration); those that write need it to exist unless they may create it.
+ * - `read`: read-only, no key (sealed values stay closed).
+ * - `optional-key`: read-only, with the key when `OXIDE_REGISTRY_KEY` is set and the registry is sealed.
+ * - `read-key`: read-only; a sealed registry needs the key (environment, else a prompt on a terminal).
+ * - `update`: read-write, must exist, no key.
+ * - `key`: read-write, must exist; a sealed registry needs the key.
+ * - `write`: as `key`, and created when missing (sealed when a key is set).
+ * - `create`: created when missing; never a key.
  */
-type OpenMode = "read" | "optional-key" | "key" | "write" | "create";
+type OpenMode = "read" | "optional-key" | "read-key" | "update" | "key" | "write" | "create";
 
 async function openRegistry(ctx: CommandContext, mode: OpenMode): Promise<StateRegistry> {
   const path = ctx.dbPath;
   const exists = await fileExists(path);
-  if (!exists && (mode === "read" || mode === "optional-key" || mode === "key")) {
+  if (!exists && mode !== "write" && mode !== "create") {
     throw new CliError(
       `no registry at '${path}'`,
       `pass --db PATH or set OXIDE_REGISTRY_PATH; \`config set\` or \`import\` create one`,
     );
   }
-  const options = { engine: ctx.engine };
+  const readonly = mode === "read" || mode === "optional-key" || mode === "read-key";
+  const options = { engine: ctx.engine, readonly };
   if (!exists) {
     const key = mode === "write" ? nonEmpty(ctx.io.env(KEY_ENV_VAR)) : undefined;
     return key === undefined
@@ -114,7 +118,7 @@ async function openRegistry(ctx: CommandContext, mode: OpenMode): Promise<StateR
       : await StateRegistry.openEncrypted(path, key, options);
   }
   const keyless = await StateRegistry.connect(path, options);
-  if (mode === "read" || mode === "create") return keyless;
+  if (mode === "read" || mode === "update" || mode === "create") return keyless;
   let sealed: string | undefined;
   try {
     sealed = sealedScheme(keyless.db);
@@ -330,7 +334,7 @@ const modulesSetState: Command = {
         `use one of ${MODULE_STATES.join(", ")}`,
       );
     }
-    return withRegistry(ctx, "read", async (reg) => {
+    return withRegistry(ctx, "update", async (reg) => {
       await reg.setModuleState(id, state);
       if (ctx.json) printJson(ctx, { id, state });
       else ctx.io.out(`${id}: ${stateText(ctx.style, state)}\n`);
@@ -359,7 +363,7 @@ const modulesRemove: Command = {
   args: ["ID"],
   summary: "remove a module's record",
   run: (ctx) =>
-    withRegistry(ctx, "read", async (reg) => {
+    withRegistry(ctx, "update", async (reg) => {
       const id = ctx.args[0]!;
       // Until StateRegistry has deleteModule (issue 9): the registry's own statement, oxide-k's table.
       const { changes } = reg.db.prepare("DELETE FROM modules WHERE id = ?1").run(id);
@@ -431,7 +435,7 @@ const configGet: Command = {
   args: ["KEY"],
   summary: "a config value, as JSON",
   run: (ctx) =>
-    withRegistry(ctx, "key", async (reg) => {
+    withRegistry(ctx, "read-key", async (reg) => {
       const key = ctx.args[0]!;
       const value = await reg.getConfig(key);
       ctx.io.out(ctx.json ? `{"key":${JSON.stringify(key)},"value":${encodeJson(value)}}\n` : `${encodeJson(value)}\n`);
@@ -470,7 +474,7 @@ const configDelete: Command = {
   args: ["KEY"],
   summary: "delete a config value",
   run: (ctx) =>
-    withRegistry(ctx, "read", async (reg) => {
+    withRegistry(ctx, "update", async (reg) => {
       const key = ctx.args[0]!;
       if (!await reg.deleteConfig(key)) throw new ConfigNotFoundError(key);
       if (ctx.json) printJson(ctx, { key, deleted: true });
@@ -545,7 +549,7 @@ const exportCommand: Command = {
   run: (ctx) => {
     const file = ctx.args[0] === "-" ? undefined : ctx.args[0];
     const plaintext = ctx.options.plaintext === true;
-    return withRegistry(ctx, plaintext ? "key" : "read", async (reg) => {
+    return withRegistry(ctx, plaintext ? "read-key" : "read", async (reg) => {
       if (file !== undefined && ctx.options.force !== true && await fileExists(file)) {
         throw new CliError(`'${file}' already exists`, "choose another file, or pass --force");
       }

@@ -103,7 +103,8 @@ export interface VerifyTarget {
 const OWN_TABLES: readonly { name: string; sql: string; optional: boolean }[] = [
   { name: "modules", sql: MODULES_TABLE_SQL, optional: false },
   { name: "config", sql: CONFIG_TABLE_SQL, optional: false },
-  { name: "oxide_migrations", sql: MIGRATIONS_TABLE_SQL, optional: false },
+  // A file a Rust oxide-k kernel made has only modules and config until this package opens it for writing.
+  { name: "oxide_migrations", sql: MIGRATIONS_TABLE_SQL, optional: true },
   { name: "oxide_sealing", sql: SEALING_TABLE_SQL, optional: true },
   { name: "xai_decisions", sql: DECISIONS_TABLE_SQL, optional: true },
   // The change log kept by triggers (registry migration 2).

@@ -99,6 +99,7 @@ export class FfiEngine implements Engine {
   readonly #release: () => void;
   readonly #libPath: string | undefined;
   readonly #busyTimeoutMs: number;
+  readonly #readOnly: boolean;
   /** The `sqlite3_str` that `all()` gathers text in; created on first use, freed by `close()`. */
   #text: Deno.PointerValue = null;
 
@@ -111,6 +112,7 @@ export class FfiEngine implements Engine {
     this.#lib = loadSqlite(options.libPath);
     this.#libPath = options.libPath;
     this.#busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    this.#readOnly = options.readOnly === true;
     this.path = options.path;
     this.sqliteVersion = Deno.UnsafePointerView.getCString(
       this.#lib.sqlite3_libversion()!,
@@ -196,7 +198,9 @@ export class FfiEngine implements Engine {
     // A private in-memory database has no second connection: it is copied from this one, in one step, so nothing
     // else can run on it meanwhile.
     const memory = this.path === ":memory:";
-    const source = memory ? undefined : new FfiEngine({ path: this.path, libPath: this.#libPath });
+    const source = memory
+      ? undefined
+      : new FfiEngine({ path: this.path, libPath: this.#libPath, readOnly: this.#readOnly });
     const releaseDest = claimFile(dest, "ffi");
     let destDb: Deno.PointerValue = null;
     let backup: Deno.PointerValue = null;

@@ -51,6 +51,7 @@ export class NodeEngine implements Engine {
   #open = true;
   readonly #release: () => void;
   readonly #busyTimeoutMs: number;
+  readonly #readOnly: boolean;
 
   /**
    * Opens (creating if missing) the database at `options.path`.
@@ -60,6 +61,7 @@ export class NodeEngine implements Engine {
   constructor(options: EngineOpenOptions) {
     this.path = options.path;
     this.#busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    this.#readOnly = options.readOnly === true;
     this.#release = claimFile(options.path, "node");
     let db: DatabaseSync | undefined;
     try {
@@ -128,7 +130,7 @@ export class NodeEngine implements Engine {
     try {
       if (!memory) {
         releaseSource = claimFile(this.path, "node");
-        source = new DatabaseSync(this.path, { timeout: this.#busyTimeoutMs });
+        source = new DatabaseSync(this.path, { timeout: this.#busyTimeoutMs, readOnly: this.#readOnly });
         // One read transaction for the whole copy: one snapshot (see Engine.backup).
         source.exec("BEGIN");
         source.prepare("SELECT count(*) AS n FROM sqlite_master").get();
