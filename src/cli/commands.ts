@@ -365,10 +365,7 @@ const modulesRemove: Command = {
   run: (ctx) =>
     withRegistry(ctx, "update", async (reg) => {
       const id = ctx.args[0]!;
-      // Until StateRegistry has deleteModule (issue 9): the registry's own statement, oxide-k's table.
-      const { changes } = reg.db.prepare("DELETE FROM modules WHERE id = ?1").run(id);
-      if (changes === 0) throw new UnknownModuleError(id);
-      await Promise.resolve();
+      if (!await reg.deleteModule(id)) throw new UnknownModuleError(id);
       if (ctx.json) printJson(ctx, { id, removed: true });
       else ctx.io.out(`removed ${id}\n`);
       return 0;
