@@ -213,12 +213,23 @@ class NodeStatement implements Statement {
   readonly #engine: NodeEngine;
   readonly #inner: StatementSync;
   readonly #parameterCount: number;
+  /**
+   * The result's column names, when rows come back as arrays: `node:sqlite` builds an array faster than an object,
+   * and the row object is built here with the names read once. Only a `*` in the SQL lets another connection's
+   * schema change alter the columns; such statements keep `node:sqlite`'s own row objects (`undefined` here).
+   */
+  readonly #columns: readonly string[] | undefined;
 
   constructor(engine: NodeEngine, inner: StatementSync, sql: string, parameterCount: number) {
     this.#engine = engine;
     this.#inner = inner;
     this.sql = sql;
     this.#parameterCount = parameterCount;
+    const arrays = inner as StatementSync & { setReturnArrays?: (enabled: boolean) => void };
+    if (!sql.includes("*") && typeof arrays.setReturnArrays === "function") {
+      arrays.setReturnArrays(true);
+      this.#columns = inner.columns().map((column) => column.name);
+    }
   }
 
   /**
@@ -263,7 +274,10 @@ class NodeStatement implements Statement {
     } catch (error) {
       throw nodeError(error, this.#engine.path);
     }
-    return row === undefined ? undefined : normalizeRow(row as Row);
+    if (row === undefined) return undefined;
+    return this.#columns === undefined
+      ? normalizeRow(row as Row)
+      : arrayToRow(this.#columns, row as unknown as SqlValue[]);
   }
 
   all(...params: SqlValue[]): Row[] {
@@ -274,8 +288,22 @@ class NodeStatement implements Statement {
     } catch (error) {
       throw nodeError(error, this.#engine.path);
     }
-    return (rows as Row[]).map(normalizeRow);
+    const columns = this.#columns;
+    if (columns === undefined) return (rows as Row[]).map(normalizeRow);
+    const out: Row[] = new Array(rows.length);
+    for (let i = 0; i < rows.length; i++) out[i] = arrayToRow(columns, rows[i] as unknown as SqlValue[]);
+    return out;
   }
+}
+
+/** A row read as an array, as an object keyed by the statement's column names (safe integers as numbers). */
+function arrayToRow(columns: readonly string[], values: SqlValue[]): Row {
+  const row: Row = {};
+  for (let i = 0; i < columns.length; i++) {
+    const value = values[i]!;
+    row[columns[i]!] = typeof value === "bigint" ? toNumberIfSafe(value) : value;
+  }
+  return row;
 }
 
 /** Integers come back as bigint (so none beyond 2^53 is lost); make the safe ones numbers, as the FFI engine does. */
