@@ -82,9 +82,13 @@ export function parseTimestamp(text: string): Date | undefined {
   let i = 19, ms = 0;
   if (text.charCodeAt(i) === 0x2e) { // "."
     const start = ++i;
-    while (i < text.length && isDigit(text.charCodeAt(i))) i++;
+    // Milliseconds from the first three fraction digits (missing ones are zeros), without a substring per call.
+    for (let scale = 100; i < text.length; i++, scale /= 10) {
+      const code = text.charCodeAt(i);
+      if (!isDigit(code)) break;
+      if (scale >= 1) ms += (code - 0x30) * scale;
+    }
     if (i === start) return undefined;
-    ms = Number(text.slice(start, Math.min(i, start + 3)).padEnd(3, "0"));
   }
   let offset = 0;
   const z = text.charCodeAt(i);
@@ -124,9 +128,9 @@ function digits(text: string, at: number, count: number): number {
   return value;
 }
 
+const DAYS_IN_MONTH: readonly number[] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
 function daysInMonth(year: number, month: number): number {
-  if (month !== 2) {
-    return [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]!;
-  }
+  if (month !== 2) return DAYS_IN_MONTH[month - 1]!;
   return year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : 28;
 }

@@ -1,7 +1,7 @@
 // The engines' read paths: all() (which on the ffi engine gathers a batch of rows' text inside SQLite and reads it
 // out at once) returns exactly what get() returns row by row, for every kind of value and across batch boundaries.
 import assert from "node:assert/strict";
-import type { SqlValue } from "@oxide/registry";
+import { parseTimestamp, type SqlValue } from "@oxide/registry";
 import { openEngine } from "../src/sqlite/open.ts";
 import { engineTest } from "./_helpers.ts";
 
@@ -78,4 +78,24 @@ engineTest("all() of a statement with no result columns and of an empty result",
   assert.deepEqual(db.prepare("INSERT INTO t VALUES ('a')").all(), []);
   assert.deepEqual(db.prepare("INSERT INTO t VALUES ('b') RETURNING v, length(v) AS n").all(), [{ v: "b", n: 1 }]);
   assert.deepEqual(db.prepare("SELECT v FROM t ORDER BY v").all(), [{ v: "a" }, { v: "b" }]);
+});
+
+Deno.test("parseTimestamp() reads the milliseconds of 0 to 9 fraction digits and refuses an empty fraction", async (t) => {
+  const cases: [string, number | undefined][] = [
+    ["2026-11-28T09:15:02+00:00", 0],
+    ["2026-11-28T09:15:02.1+00:00", 100],
+    ["2026-11-28T09:15:02.12Z", 120],
+    ["2026-11-28T09:15:02.123+00:00", 123],
+    ["2026-11-28T09:15:02.004+00:00", 4],
+    ["2026-11-28T09:15:02.123456+00:00", 123],
+    ["2026-11-28T09:15:02.987654321+00:00", 987],
+    ["2026-11-28T09:15:02.+00:00", undefined],
+    ["2026-11-28T09:15:02.12x+00:00", undefined],
+  ];
+  for (const [text, ms] of cases) {
+    await t.step(text, () => {
+      const date = parseTimestamp(text);
+      assert.equal(date === undefined ? undefined : date.getTime() - Date.UTC(2026, 10, 28, 9, 15, 2), ms);
+    });
+  }
 });

@@ -50,13 +50,8 @@ export function rowToModuleRecord(row: Row): Omit<ModuleRecord, "recordVersion" 
       `invalid updated_at: module '${id}' has ${describe(row.updated_at)}, not an RFC 3339 timestamp`,
     );
   }
-  for (const column of ["name", "version"] as const) {
-    if (typeof row[column] !== "string") {
-      throw new SerializationError(
-        `module '${id}' has a ${column} that is not text: ${describe(row[column])}`,
-      );
-    }
-  }
+  if (typeof row.name !== "string") throw notText(id, "name", row.name);
+  if (typeof row.version !== "string") throw notText(id, "version", row.version);
   if (row.description !== null && typeof row.description !== "string") {
     throw new SerializationError(
       `module '${id}' has a description that is not text: ${describe(row.description)}`,
@@ -98,4 +93,8 @@ export function decodeEnumText<T extends string>(
   }
   const valid = [...byText.keys()].map((text) => `'${text}'`).join(", ");
   throw new SerializationError(`module '${id}' has ${column} ${describe(stored)}, expected one of ${valid}`);
+}
+
+function notText(id: string, column: string, value: unknown): SerializationError {
+  return new SerializationError(`module '${id}' has a ${column} that is not text: ${describe(value)}`);
 }
