@@ -194,10 +194,14 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   #sealing: Sealing | undefined;
   /** A keyless handle's config writes compare this: "the registry is not sealed" (none on a private memory db). */
   readonly #plainGuard: readonly Compare[];
-  /** Set by `connect` when the registry is sealed (its values written by a Rust kernel, with no `oxide_sealing`). */
-  #sealedAtOpen: string | undefined;
   /** Set by `[Symbol.dispose]`: calls in flight fail (a sealed read must not return plaintext after it). */
   #disposed = false;
+  /**
+   * A keyless handle on a file: the scheme the registry is sealed with (its `oxide_sealing` table, or values a Rust
+   * kernel sealed, with no table), `null` when plain, `undefined` until the first write looks (see
+   * `#sealedForKeylessWrite`), so that `connect()` costs the same whatever the number of keys.
+   */
+  #sealedScheme: string | null | undefined = null;
   /** Set by `close()`: new calls are refused while the calls in flight finish. */
   #closing = false;
   /** Calls started and not yet settled. */
@@ -274,12 +278,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     return StateRegistry.#open(path, options).then((registry) => {
       // On etcd nothing is sealed yet: openEncrypted refuses etcd addresses until sealing runs over the store.
       if (registry.#db === undefined) return registry;
-      try {
-        registry.#sealedAtOpen = sealedScheme(registry.#db!);
-      } catch (error) {
-        registry.#db!.close();
-        throw error;
-      }
+      registry.#sealedScheme = undefined; // Looked up by the first write.
       return registry;
     });
   }
@@ -737,7 +736,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
       checkText("config key", key);
       const ifVersion = options === undefined ? undefined : ifVersionOf(options);
       // A keyless write into a sealed registry would store the value in plain text.
-      if (this.#sealedAtOpen !== undefined) throw new KeyRequiredError(key, this.#sealedAtOpen, "write");
+      const sealed = this.#sealedForKeylessWrite();
+      if (sealed !== undefined) throw new KeyRequiredError(key, sealed, "write");
       const put: Operation = { op: "put", space: "config", key, value: checkValueSize(key, encodeJson(value)) };
       if (ifVersion === undefined) {
         const result = this.#store.txn({ compares: this.#plainGuard, success: [put], updatedAt: nowTimestamp() });
@@ -1089,7 +1089,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
       return revision;
     }
     this.#checkOpen();
-    if (this.#sealedAtOpen !== undefined) throw new KeyRequiredError(key, this.#sealedAtOpen, "write");
+    const sealed = this.#sealedForKeylessWrite();
+    if (sealed !== undefined) throw new KeyRequiredError(key, sealed, "write");
     const put: Operation = { op: "put", space: "config", key, value: json };
     const result = await this.#store.txn(txnOf("config", key, ifVersion, put, updatedAt, this.#plainGuard));
     return this.#applySync(result, "config", key, ifVersion).revision;
@@ -1154,8 +1155,9 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     using _call = this.#begin();
     const sealing = this.#sealing;
     const values = writes.flatMap((w) => w.kind === "setConfig" ? [{ key: w.key, json: w.json }] : []);
-    if (sealing === undefined && this.#sealedAtOpen !== undefined && values.length > 0) {
-      throw new KeyRequiredError(values[0]!.key, this.#sealedAtOpen, "write");
+    const sealed = sealing === undefined && values.length > 0 ? this.#sealedForKeylessWrite() : undefined;
+    if (sealed !== undefined) {
+      throw new KeyRequiredError(values[0]!.key, sealed, "write");
     }
     const guard = sealing === undefined ? this.#plainGuard : NO_COMPARES;
     const scheme = () => this.#db === undefined ? "unknown" : sealedScheme(this.#db) ?? "unknown";
@@ -1175,6 +1177,18 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     }
     const { request, meanings } = batchRequest(checks, writes, values.map((v) => v.json), nowTimestamp(), guard);
     return outcome(await this.#store.txn(request), meanings);
+  }
+
+  /**
+   * For a keyless handle on a file: the scheme its registry is sealed with, else `undefined`. The first call scans
+   * the config table once (a Rust kernel seals values without an `oxide_sealing` table); later writes reuse the
+   * answer, and the store's guard inside each write still sees a registry sealed afterwards.
+   */
+  #sealedForKeylessWrite(): string | undefined {
+    if (this.#sealedScheme === undefined) {
+      this.#sealedScheme = this.#db === undefined ? null : sealedScheme(this.#db) ?? null;
+    }
+    return this.#sealedScheme ?? undefined;
   }
 
   /** Throws the closed error once `close()` began; synchronous calls need nothing more (they cannot be in flight). */

@@ -228,6 +228,9 @@ export function setSealLimitsForTesting(
   return { [Symbol.dispose]: () => void Object.assign(SEAL_LIMITS, saved) };
 }
 
+/** How many values of a sealed shape `sealedScheme` looks at (plain JSON can have the shape: a long number). */
+const SEALED_CANDIDATES = 64;
+
 /** How many stored oxide-k values the key check at open tries before it calls the key wrong. */
 const KEY_CHECK_VALUES = 16;
 
@@ -263,6 +266,9 @@ VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)`,
   oxideKCandidates: `SELECT key, value FROM config WHERE length(value) >= 40 AND length(value) % 4 = 0
     AND substr(value, 1, 40) NOT GLOB '*[^-A-Za-z0-9_=]*' ORDER BY key LIMIT ?1`,
   envelopeValue: "SELECT key FROM config WHERE substr(value, 1, 6) = '$oxide' LIMIT 1",
+  // Values of either sealed shape, in one pass (checked again in code): what a keyless writer looks for.
+  sealedValues: `SELECT value FROM config WHERE substr(value, 1, 6) = '$oxide' OR (length(value) >= 40
+    AND length(value) % 4 = 0 AND substr(value, 1, 40) NOT GLOB '*[^-A-Za-z0-9_=]*') LIMIT ?1`,
   otherKeys: "SELECT key FROM config WHERE key <> ?1 ORDER BY key LIMIT ?2",
   sameValue: "SELECT key FROM config WHERE value = ?1 AND key <> ?2 LIMIT 1",
   reseal: "UPDATE config SET value = ?1 WHERE key = ?2",
@@ -368,9 +374,10 @@ export function sealedScheme(db: Engine): string | undefined {
     const row = db.prepare(SQL.scheme).get();
     return row === undefined ? "unknown" : String(row.scheme);
   }
-  if (db.prepare(SQL.envelopeValue).get() !== undefined) return "envelope";
-  for (const row of db.prepare(SQL.oxideKCandidates).all(KEY_CHECK_VALUES)) {
-    if (typeof row.value === "string" && storedForm(row.value) === "oxide-k") return "oxide-k";
+  // One scan of the table; the registry runs it once per keyless handle, at its first write (not at open).
+  for (const row of db.prepare(SQL.sealedValues).all(SEALED_CANDIDATES)) {
+    const form = typeof row.value === "string" ? storedForm(row.value) : "plain";
+    if (form !== "plain") return form;
   }
   return undefined;
 }
