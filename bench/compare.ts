@@ -14,7 +14,8 @@ import { cpus } from "node:os";
 import { encodeJson, type ModuleMetadata, StateRegistry } from "@oxide/registry";
 import { CONFIG_TABLE_SQL, MODULES_TABLE_SQL, REGISTRY_SQL } from "../src/schema.ts";
 import { FfiEngine } from "../src/sqlite/ffi.ts";
-import { nowTimestamp, parseTimestamp } from "../src/time.ts";
+import { REVISION_MIGRATION_SQL } from "../src/store/sqlite/_revision_sql.ts";
+import { nowTimestamp } from "../src/time.ts";
 import { sealEnvelope } from "../src/sealing/envelope.ts";
 
 const DIR = "./data/bench";
@@ -50,7 +51,17 @@ function value(n: number): { retries: number; url: string } {
 /** One way of doing (some of) the four operations; `sync` ones are called without `await`. */
 interface Contender {
   name: string;
-  family: "c" | "raw-ffi" | "raw-node" | "kv" | "registry-ffi" | "registry-node" | "sealed-ffi" | "sealed-node";
+  family:
+    | "c"
+    | "raw-ffi"
+    | "raw-node"
+    | "raw-ffi-norev"
+    | "raw-node-norev"
+    | "kv"
+    | "registry-ffi"
+    | "registry-node"
+    | "sealed-ffi"
+    | "sealed-node";
   storage: Storage;
   sync: boolean;
   ops: Partial<Record<Op, (i: number) => unknown>>;
@@ -60,27 +71,39 @@ interface Contender {
 // ---------------------------------------------------------------------------------------------------------------
 // Contenders
 
+/**
+ * The tables the raw contenders write: the registry's own (oxide-k's tables plus the revision log its triggers keep),
+ * so "vs raw" compares the same SQL doing the same work; without the log, oxide-k's tables alone (the write cost of
+ * revisions).
+ */
+function schemaSql(revisions: boolean): string {
+  return `${MODULES_TABLE_SQL}; ${CONFIG_TABLE_SQL}${revisions ? `; ${REVISION_MIGRATION_SQL}` : ""}`;
+}
+
 function filePath(name: string, storage: Storage): string {
   return storage === "memory" ? ":memory:" : `${DIR}/${name}.db`;
 }
 
-/** The raw FFI binding: our engine's statements with the registry's SQL, values decoded as the registry does. */
-function rawFfi(storage: Storage): Contender {
-  const db = new FfiEngine({ path: filePath("raw-ffi", storage) });
+/**
+ * The raw FFI binding: our engine's statements with the registry's SQL and nothing more (rows as the binding returns
+ * them, values not parsed), so "vs raw" is all the registry does above the binding.
+ */
+function rawFfi(storage: Storage, revisions = true): Contender {
+  const db = new FfiEngine({ path: filePath(`raw-ffi${revisions ? "" : "-norev"}`, storage) });
   if (storage === "file") db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${SYNCHRONOUS}`);
   db.exec("PRAGMA busy_timeout = 5000");
-  db.exec(`${MODULES_TABLE_SQL}; ${CONFIG_TABLE_SQL}`);
+  db.exec(schemaSql(revisions));
   const get = db.prepare(REGISTRY_SQL.getConfig);
   const set = db.prepare(REGISTRY_SQL.setConfig);
   const upsert = db.prepare(REGISTRY_SQL.upsertModule);
   const list = db.prepare(REGISTRY_SQL.listModules);
   const contender: Contender = {
-    name: "raw FFI binding",
-    family: "raw-ffi",
+    name: revisions ? "raw FFI binding" : "raw FFI binding, no revision log",
+    family: revisions ? "raw-ffi" : "raw-ffi-norev",
     storage,
     sync: true,
     ops: {
-      getConfig: (i) => JSON.parse(get.get(KEY_NAMES[i % KEYS]!)!.value as string),
+      getConfig: (i) => get.get(KEY_NAMES[i % KEYS]!)!.value,
       setConfig: (i) => set.run(KEY_NAMES[i % KEYS]!, JSON.stringify(value(i)), nowTimestamp()),
       upsertModule: (i) =>
         upsert.run(
@@ -92,29 +115,34 @@ function rawFfi(storage: Storage): Contender {
           META.description!,
           nowTimestamp(),
         ),
-      listModules: () => list.all().map(decodeModule),
+      listModules: () => list.all(),
     },
     close: () => db.close(),
   };
+  if (!revisions) {
+    // Only the writes differ without the log.
+    delete contender.ops.getConfig;
+    delete contender.ops.listModules;
+  }
   prefill(contender);
   return contender;
 }
 
-/** Raw `node:sqlite`: the registry's SQL and pragmas, prepared once, values decoded as the registry does. */
-function rawNode(storage: Storage): Contender {
-  const db = new DatabaseSync(filePath("raw-node", storage), { timeout: 5000 });
+/** Raw `node:sqlite`: the registry's SQL and pragmas, prepared once, rows as it returns them, nothing more. */
+function rawNode(storage: Storage, revisions = true): Contender {
+  const db = new DatabaseSync(filePath(`raw-node${revisions ? "" : "-norev"}`, storage), { timeout: 5000 });
   if (storage === "file") db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${SYNCHRONOUS}`);
-  db.exec(`${MODULES_TABLE_SQL}; ${CONFIG_TABLE_SQL}`);
+  db.exec(schemaSql(revisions));
   const [get, set, upsert, list] = (["getConfig", "setConfig", "upsertModule", "listModules"] as const).map((k) =>
     db.prepare(REGISTRY_SQL[k])
   ) as [StatementSync, StatementSync, StatementSync, StatementSync];
   const contender: Contender = {
-    name: "raw node:sqlite",
-    family: "raw-node",
+    name: revisions ? "raw node:sqlite" : "raw node:sqlite, no revision log",
+    family: revisions ? "raw-node" : "raw-node-norev",
     storage,
     sync: true,
     ops: {
-      getConfig: (i) => JSON.parse(get.get(KEY_NAMES[i % KEYS]!)!.value as string),
+      getConfig: (i) => get.get(KEY_NAMES[i % KEYS]!)!.value,
       setConfig: (i) => set.run(KEY_NAMES[i % KEYS]!, JSON.stringify(value(i)), nowTimestamp()),
       upsertModule: (i) =>
         upsert.run(
@@ -126,25 +154,17 @@ function rawNode(storage: Storage): Contender {
           META.description!,
           nowTimestamp(),
         ),
-      listModules: () => list.all().map((row) => decodeModule(row as Record<string, string | null>)),
+      listModules: () => list.all(),
     },
     close: () => db.close(),
   };
+  if (!revisions) {
+    // Only the writes differ without the log.
+    delete contender.ops.getConfig;
+    delete contender.ops.listModules;
+  }
   prefill(contender);
   return contender;
-}
-
-/** What a careful user of a raw binding does with a `modules` row to get the registry's record. */
-function decodeModule(row: Record<string, unknown>): unknown {
-  return {
-    id: row.id,
-    name: row.name,
-    version: row.version,
-    kind: JSON.parse(row.kind as string),
-    state: JSON.parse(row.state as string),
-    description: row.description ?? undefined,
-    updatedAt: parseTimestamp(row.updated_at as string),
-  };
 }
 
 /** Deno KV: the equivalent keys and records (KV serializes values itself), each write its own atomic commit. */
@@ -484,7 +504,13 @@ if (floor.note !== "") console.log(floor.note);
 console.log("opening and prefilling the contenders ...");
 const contenders: Contender[] = [];
 for (const storage of ["memory", "file"] as const) {
-  contenders.push(rawFfi(storage), rawNode(storage), await kv(storage));
+  contenders.push(
+    rawFfi(storage),
+    rawNode(storage),
+    rawFfi(storage, false),
+    rawNode(storage, false),
+    await kv(storage),
+  );
   for (const engine of ["ffi", "node"] as const) {
     contenders.push(await registry(engine, storage, false), await registry(engine, storage, true));
   }
@@ -495,7 +521,7 @@ for (let round = -1; round < ROUNDS; round++) {
   console.log(round < 0 ? "warm-up round ..." : `round ${round + 1} of ${ROUNDS} ...`);
   await runCFloor(floor);
   for (const op of OPS) {
-    for (const contender of contenders) await measure(contender, op, round * 7919);
+    for (const contender of contenders) await measure(contender, op, (round + 1) * 7919);
   }
   for (const engine of ["ffi", "node"] as const) await sealedUnreadRound(engine);
   await cryptoRound();
@@ -739,6 +765,32 @@ ${
         spread(`sealed-${engine}`, "file", "getConfig (not read before)"),
       ];
     }),
+  )
+}
+
+## Revisions
+
+The registry's writes also append to the revision log (\`oxide_changes\`, kept by SQLite triggers, so writes by a Rust
+kernel are logged too). Its cost, measured on the raw bindings (the same SQL, with and without the log's triggers):
+
+${
+  table(
+    ["write", "binding", "without the log, ops/s", "with it, ops/s", "with / without"],
+    (["memory", "file"] as const).flatMap((storage) =>
+      (["setConfig", "upsertModule"] as const).flatMap((op) =>
+        (["ffi", "node"] as const).map((engine) => {
+          const without = ns(`raw-${engine}-norev`, storage, op);
+          const withLog = ns(`raw-${engine}`, storage, op);
+          return [
+            `${op}, ${storage}`,
+            engine === "ffi" ? "raw FFI binding" : "raw node:sqlite",
+            opsPerSecond(without),
+            opsPerSecond(withLog),
+            x(ratio(withLog, without)),
+          ];
+        })
+      )
+    ),
   )
 }
 
