@@ -496,6 +496,8 @@ function machine(): string {
 
 await Deno.remove(DIR, { recursive: true }).catch(() => {});
 await Deno.mkdir(DIR, { recursive: true });
+/** The 1-minute load average when the run starts: other work on the machine, which the spread reflects. */
+const loadAtStart = Deno.loadavg()[0] ?? NaN;
 
 console.log("building the C floor ...");
 const floor = await buildCFloor();
@@ -715,7 +717,9 @@ const report = `# Benchmark results
 Written by \`deno task bench:compare\` (bench/compare.ts) on ${new Date().toISOString().slice(0, 16)}Z. Do not edit by
 hand: run the task again. What the numbers mean, and why a target is missed: [docs/performance.md](../docs/performance.md).
 
-- Machine: ${machine()}.
+- Machine: ${machine()}. Load average (1 min) ${loadAtStart.toFixed(1)} at the start, ${
+  (Deno.loadavg()[0] ?? NaN).toFixed(1)
+} at the end: above the number of cores, other jobs were competing for the CPU.
 - SQLite: system libsqlite3 ${floor.version ?? "(C floor not built)"} for C and the FFI engine; node:sqlite's bundled
   ${new DatabaseSync(":memory:").prepare("SELECT sqlite_version() AS v").get()!.v} for the node engine.
 - C floor: ${floor.compiler ?? floor.note}.
@@ -812,6 +816,8 @@ Largest resident set of a fresh Deno process, sampled after opening, after the f
 ${table(["process", "peak RSS", "spread"], memoryRows)}
 `;
 await Deno.writeTextFile(RESULTS, report);
+// Formatted as the repository's other markdown is, so `deno fmt --check` passes on the committed file.
+await new Deno.Command("deno", { args: ["fmt", "--quiet", RESULTS], stdout: "null" }).output();
 console.log(`wrote ${RESULTS}`);
 if (missed.length > 0) {
   console.log(
