@@ -9,6 +9,7 @@ import { openEngine } from "../src/sqlite/open.ts";
 import { checkRegistryShape, migrateRegistry } from "../src/schema.ts";
 import type { Store } from "../src/store/store.ts";
 import { RegistryError } from "../src/errors.ts";
+import { StateRegistry } from "../mod.ts";
 import { storeConformance } from "./_store_conformance.ts";
 
 /** A store on a fresh registry file; closing it closes the connection and removes the folder. */
@@ -105,6 +106,42 @@ Deno.test("SQLite meta space: table oxide_meta, its log rows hold no value, and 
     } finally {
       db.close();
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SQLite meta key 'sealing': version is the sealing generation + 1, so a compare on it is the generation check", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "oxide-store-" });
+  try {
+    const path = `${dir}/registry.db`;
+    {
+      await using plain = await StateRegistry.connect(path, { engine: "node" });
+      assert.equal(new SqliteStore(plain.db).get("meta", "sealing"), undefined, "a plain registry: no sealing key");
+    }
+    await using reg = await StateRegistry.openEncrypted(path, new Uint8Array(32).fill(7), { engine: "node" });
+    const store = new SqliteStore(reg.db);
+    assert.equal(store.get("meta", "sealing")?.version, 1, "created: generation 0");
+    const guarded = (equals: number) =>
+      store.txn({
+        compares: [{ space: "meta", key: "sealing", target: "version", equals }],
+        success: [{
+          op: "put",
+          space: "modules",
+          key: `m${equals}`,
+          value: { name: "M", version: "1", kind: '"native"', state: '"loaded"', description: null },
+        }],
+        updatedAt: "2026-12-01T10:00:00.000000000+00:00",
+      });
+    assert.equal(guarded(1).succeeded, true);
+    await reg.rotateDataKey();
+    assert.equal(reg.sealing?.generation, 1);
+    assert.equal(store.get("meta", "sealing")?.version, 2, "a change of keys moves the version");
+    const stale = guarded(1);
+    assert.equal(stale.succeeded, false, "a compare on the old generation fails");
+    assert.equal(stale.current?.[0]?.version, 2);
+    assert.equal(store.get("modules", "m1")?.version, 1, "the earlier write is there, the stale one wrote nothing");
+    assert.equal(guarded(2).succeeded, true);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

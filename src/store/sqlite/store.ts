@@ -84,6 +84,9 @@ const META_SQL = {
   delete: "DELETE FROM oxide_meta WHERE key = ?1",
 } as const;
 
+/** The sealing generation, the version of the meta key `"sealing"` on SQLite (minus one). */
+const SEALING_GENERATION_SQL = "SELECT generation FROM oxide_sealing WHERE id = 1";
+
 /** The meta key that is the `oxide_sealing` table on SQLite (written by the sealing layer, not through the store). */
 const SEALING_KEY = "sealing";
 
@@ -308,12 +311,23 @@ export class SqliteStore implements Store {
 
   /**
    * A meta key's entry: table `oxide_meta`, except `"sealing"`, which exists once the `oxide_sealing` table does
-   * (its value is not read through the store).
+   * (its value is not read through the store). Its version is the sealing generation + 1 (creation is version 1,
+   * every change of keys or scheme one more), so a version compare on it is the sealing layer's generation check.
+   * A table without its row, or with a generation that is not a non-negative integer, is version 1: still sealed.
    */
   #metaEntry(key: string): Entry<"meta"> | undefined {
     if (key === SEALING_KEY) {
       if (this.#sql.sealingExists.get() === undefined) return undefined;
-      return { space: "meta", key, value: "", updatedAt: "", version: 1, createRevision: 0, modRevision: 0 };
+      let version = 1;
+      try {
+        const generation = this.#db.prepare(SEALING_GENERATION_SQL).get()?.generation;
+        if (typeof generation === "number" && Number.isSafeInteger(generation) && generation >= 0) {
+          version = generation + 1;
+        }
+      } catch {
+        // A column dropped by hand: the sealing layer names the damage when it opens; here it is just sealed.
+      }
+      return { space: "meta", key, value: "", updatedAt: "", version, createRevision: 0, modRevision: 0 };
     }
     const row = this.#meta?.entry.get(key);
     return row === undefined ? undefined : liveEntry("meta", row);
