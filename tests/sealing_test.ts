@@ -1003,6 +1003,24 @@ engineTest("a handle opened before another process rotated writes under the new 
 });
 
 engineTest(
+  "a write sealed under a data key another process just retired is refused by its compare and redone",
+  async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("r.db");
+    await using a = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
+    await using b = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
+    // b's first write reserves seals under generation 0, so its next write does not read the generation before it
+    // seals: only the write's compare on the meta key "sealing" (version = generation + 1) can notice the rotation.
+    await b.setConfig("early", "from b");
+    await a.rotateDataKey();
+    await b.setConfig("y", "from b");
+    assert.deepEqual(await rawKeyIds(path, engine), new Set([a.sealing!.keyId!]), "nothing stays under the old key");
+    assert.equal(b.sealing?.generation, 1, "b followed the rotation");
+    assert.equal(await a.getConfig("y"), "from b");
+  },
+);
+
+engineTest(
   "after another process rekeys, a handle keeps reading and writing but cannot rekey or rotate",
   async (engine) => {
     await using dir = await tempDir();

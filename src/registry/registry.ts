@@ -343,7 +343,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     }
     const registry = await StateRegistry.#open(path, options);
     try {
-      registry.#sealing = await openSealing(registry.#db!, key, options);
+      registry.#sealing = await openSealing(registry.#db!, key, options, registry.#store);
     } catch (error) {
       registry.#db!.close();
       throw error;

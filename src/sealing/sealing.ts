@@ -26,6 +26,8 @@ import {
 import { applyMigrations, type Migration } from "../schema.ts";
 import type { Engine, Row, Statement } from "../sqlite/engine.ts";
 import { BATCH_END_SQL, REWRITE_BEGIN_SQL } from "../store/sqlite/_revision_sql.ts";
+import { SqliteStore } from "../store/sqlite/store.ts";
+import type { Store, TxnResult } from "../store/store.ts";
 import { formatTimestamp } from "../time.ts";
 import { checkRegistryKey, type RegistryKey } from "./key.ts";
 import { importOxideKKey, looksOxideKSealed, openOxideK, sealOxideK } from "./oxide_k.ts";
@@ -276,13 +278,6 @@ VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, ?8)`,
   loggedValues:
     "SELECT seq, key, value FROM oxide_changes WHERE space = 'config' AND type = 'put' AND value IS NOT NULL ORDER BY seq",
   resealPast: "UPDATE oxide_changes SET value = ?1 WHERE seq = ?2",
-  // A sealed write in one statement: it changes no row when another process changed the keys since this handle
-  // sealed the value (its generation moved on), so nothing is ever written under a stale key.
-  write: `INSERT INTO config (key, value, updated_at)
-SELECT ?1, ?2, ?3 WHERE (SELECT generation FROM oxide_sealing WHERE id = 1) = ?4
-ON CONFLICT(key) DO UPDATE SET
-    value      = excluded.value,
-    updated_at = excluded.updated_at`,
 } as const;
 
 /** The stored sealing parameters. */
@@ -401,6 +396,7 @@ class Mutex {
  * @param db The registry's connection, already migrated.
  * @param key The key.
  * @param options The scheme to use and PBKDF2 iterations for a new registry.
+ * @param store The registry's store over `db` (sealed writes go through it); default: a store over `db`.
  * @returns The sealing state for the registry's value hooks.
  * @throws {TypeError} When `key` or an option has the wrong shape.
  * @throws {RangeError} When raw key bytes are not 32 bytes, or `iterations` is outside 600,000 to 10,000,000.
@@ -411,6 +407,7 @@ export async function openSealing(
   db: Engine,
   key: RegistryKey,
   options: SealingOptions = {},
+  store: Store = new SqliteStore(db),
 ): Promise<Sealing> {
   checkRegistryKey(key, []);
   const asked = options.scheme;
@@ -432,7 +429,7 @@ export async function openSealing(
         const oxideKKey = await importOxideKKey(key);
         await checkOxideKKey(db, oxideKKey);
         migrateSealing(db);
-        return new Sealing(db, "oxide-k", row.generation, oxideKKey, undefined, cache);
+        return new Sealing(db, store, "oxide-k", row.generation, oxideKKey, undefined, cache);
       }
       if (asked === "oxide-k") throw schemeMismatch(db.path);
       const kdf = row.kdf!;
@@ -441,7 +438,7 @@ export async function openSealing(
       // Only a key that opened the registry writes anything: the migrations, after the key check.
       migrateSealing(db);
       const envelope = { kdf, kek, kekCurrent: true, dataKey, wrapped: row.wrapped! };
-      return new Sealing(db, "envelope", row.generation, undefined, envelope, cache);
+      return new Sealing(db, store, "envelope", row.generation, undefined, envelope, cache);
     }
     const forms = countForms(db);
     if (forms.envelope > 0) {
@@ -467,7 +464,7 @@ export async function openSealing(
       db.prepare(SQL.insert).run(...rowParams(scheme, envelope));
       return true;
     });
-    if (created) return new Sealing(db, scheme, 0, oxideKKey, envelope, cache);
+    if (created) return new Sealing(db, store, scheme, 0, oxideKKey, envelope, cache);
   }
   throw new CryptoError(`cannot open sealing of '${db.path}': its parameters kept changing`);
 }
@@ -479,6 +476,8 @@ export async function openSealing(
  */
 export class Sealing {
   readonly #db: Engine;
+  /** The registry's store: sealed writes go through it, guarded by a compare on the meta key `"sealing"`. */
+  readonly #store: Store;
   #scheme: SealingScheme;
   #generation: number;
   /** oxide-k scheme: seals and opens values. `undefined` in the envelope scheme, which never opens oxide-k values. */
@@ -508,6 +507,7 @@ export class Sealing {
   /** @internal Use {@linkcode openSealing}. */
   constructor(
     db: Engine,
+    store: Store,
     scheme: SealingScheme,
     generation: number,
     oxideKKey: CryptoKey | undefined,
@@ -515,6 +515,7 @@ export class Sealing {
     cacheEntries: number = READ_CACHE_ENTRIES,
   ) {
     this.#db = db;
+    this.#store = store;
     this.#scheme = scheme;
     this.#generation = generation;
     this.#oxideKKey = oxideKKey;
@@ -586,7 +587,6 @@ export class Sealing {
    */
   write(configKey: string, json: string, updatedAt: string): Promise<void> {
     return this.#mutex.run(async () => {
-      const write = this.#db.prepare(SQL.write);
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         const generation = this.#generation; // The keys `stored` is sealed under (a read may follow a change meanwhile).
         const reserved = this.#reserve(generation, 1);
@@ -599,7 +599,14 @@ export class Sealing {
           throw this.#limitError(`config key '${configKey}'`);
         }
         const stored = await this.#seal(configKey, json);
-        if (write.run(configKey, stored, updatedAt, generation).changes === 1) {
+        // The generation check is a compare on the meta key "sealing", whose version is the generation + 1.
+        const txn = this.#store.txn({
+          compares: [{ space: "meta", key: "sealing", target: "version", equals: generation + 1 }],
+          success: [{ op: "put", space: "config", key: configKey, value: stored }],
+          updatedAt,
+        });
+        const result: TxnResult = txn instanceof Promise ? await txn : txn;
+        if (result.succeeded) {
           this.#reserved--;
           this.#remember(configKey, stored, json);
           if (this.#rotationDue()) await this.#rotateAtLimit();

@@ -87,6 +87,16 @@ const META_SQL = {
 /** The sealing generation, the version of the meta key `"sealing"` on SQLite (minus one). */
 const SEALING_GENERATION_SQL = "SELECT generation FROM oxide_sealing WHERE id = 1";
 
+/**
+ * A config put guarded by the sealing generation, in one statement: it changes no row when another process changed
+ * the keys (the generation moved on). Prepared when first used: the table exists only in a sealed registry.
+ */
+const SEALED_PUT_SQL = `INSERT INTO config (key, value, updated_at)
+SELECT ?1, ?2, ?3 WHERE (SELECT generation FROM oxide_sealing WHERE id = 1) = ?4
+ON CONFLICT(key) DO UPDATE SET
+    value      = excluded.value,
+    updated_at = excluded.updated_at`;
+
 /** The meta key that is the `oxide_sealing` table on SQLite (written by the sealing layer, not through the store). */
 const SEALING_KEY = "sealing";
 
@@ -217,6 +227,22 @@ export class SqliteStore implements Store {
         return { succeeded: true, revision: this.revision(), changed: [true] };
       });
     }
+    if (
+      success.length === 1 && compares.length === 1 && failure.length === 0 && isSealingCompare(compares[0]!) &&
+      success[0]!.op === "put" && success[0]!.space === "config" && !this.#db.inTransaction
+    ) {
+      const put = success[0] as { readonly key: string; readonly value: string };
+      const generation = (compares[0] as { readonly equals: number }).equals - 1;
+      // A sealed write: the generation is checked inside the statement, so no other process can change the keys
+      // between the check and the write. A private database needs no transaction for an exact revision.
+      const write = (): TxnResult => {
+        if (this.#db.prepare(SEALED_PUT_SQL).run(put.key, put.value, request.updatedAt, generation).changes === 0) {
+          return { succeeded: false, revision: this.revision(), changed: [], current: [this.#metaEntry("sealing")] };
+        }
+        return { succeeded: true, revision: this.revision(), changed: [true] };
+      };
+      return this.#private ? write() : this.#db.transaction(write);
+    }
     return this.#db.transaction((): TxnResult => {
       const current = compares.map((compare) => this.get(compare.space, compare.key));
       const succeeded = compares.every((compare, i) => holds(compare, current[i]));
@@ -338,6 +364,12 @@ export class SqliteStore implements Store {
 function isNotSealedCompare(compare: Compare): boolean {
   return compare.space === "meta" && compare.key === "sealing" && compare.target === "version" &&
     compare.equals === 0 && (compare.result ?? "equal") === "equal";
+}
+
+/** A sealed writer's compare: the meta key `"sealing"` at the version (generation + 1) its value was sealed under. */
+function isSealingCompare(compare: Compare): boolean {
+  return compare.space === "meta" && compare.key === SEALING_KEY && compare.target === "version" &&
+    compare.equals >= 1 && Number.isSafeInteger(compare.equals) && (compare.result ?? "equal") === "equal";
 }
 
 /** Whether a compare holds for the key's current entry. */
