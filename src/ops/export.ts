@@ -10,8 +10,7 @@ import { CryptoError, KeyRequiredError, SerializationError } from "../errors.ts"
 import { isModuleKind, isModuleState, type ModuleKind, type ModuleState } from "../module.ts";
 import { applyMigrations } from "../schema.ts";
 import { type Sealing, SEALING_MIGRATIONS } from "../sealing/sealing.ts";
-import { isEnvelopeSealed } from "../sealing/envelope.ts";
-import { looksOxideKSealed } from "../sealing/oxide_k.ts";
+import { looksSealed } from "./verify.ts";
 import type { Engine, Row, SqlValue } from "../sqlite/engine.ts";
 import { formatTimestamp, parseTimestamp } from "../time.ts";
 import { describe } from "../_describe.ts";
@@ -263,7 +262,7 @@ export async function exportRegistry(target: TransferTarget, options: ExportOpti
     const key = text(row.key, "config", "key", String(row.key));
     const stored = text(row.value, "config", "value", key);
     const updatedAt = text(row.updated_at, "config", "updated_at", key);
-    if (isSealed(stored)) {
+    if (looksSealed(stored)) {
       if (!plaintext) {
         keptSealed = true;
         config.push({ key, sealed: stored, updatedAt });
@@ -429,17 +428,6 @@ function writeSealing(db: Engine, s: ExportedSealing): void {
 function sealedSchemeOf(db: Engine): string | undefined {
   if (db.prepare(SQL.sealingTable).get() !== undefined) return String(db.prepare(SQL.sealing).get()?.scheme);
   return undefined;
-}
-
-function isSealed(stored: string): boolean {
-  if (isEnvelopeSealed(stored)) return true;
-  if (!looksOxideKSealed(stored)) return false;
-  try {
-    JSON.parse(stored);
-    return false;
-  } catch {
-    return true;
-  }
 }
 
 function oxideKSealing(): ExportedSealing {
@@ -624,7 +612,7 @@ function checkDocument(document: unknown): CheckedDocument {
     else if (c.json !== undefined) json(where, c, "json");
     else {
       str(where, c, "sealed");
-      if (typeof c.sealed === "string" && !isSealed(c.sealed)) fail(where, "sealed is not sealed text");
+      if (typeof c.sealed === "string" && !looksSealed(c.sealed)) fail(where, "sealed is not sealed text");
     }
   });
   unique("config", config, "key");

@@ -261,7 +261,7 @@ function columnText(column: Row): string {
 }
 
 /** Sealed under either scheme: envelope (`$oxide` prefix) or oxide-k (padded URL-safe base64 that is not JSON). */
-function looksSealed(stored: string): boolean {
+export function looksSealed(stored: string): boolean {
   if (isEnvelopeSealed(stored)) return true;
   if (!looksOxideKSealed(stored)) return false;
   try {
