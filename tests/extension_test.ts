@@ -367,6 +367,34 @@ const VIOLATIONS: { name: string; up: Migration["up"]; words: string }[] = [
       "CREATE TABLE rogue_t (a); CREATE TEMP TRIGGER rogue_trg BEFORE DELETE ON rogue_t BEGIN UPDATE OR IGNORE [oxide_migrations] SET name = 'x'; END",
     words: "created temp trigger 'rogue_trg' on 'rogue_t' whose body writes registry table 'oxide_migrations'",
   },
+  // Quoted names with no space before them: SQLite's parser, not a pattern, says what the body writes.
+  ...[
+    ['DELETE FROM"config"', "config"],
+    ["DELETE FROM[config]", "config"],
+    ["INSERT INTO`config`(key, value, updated_at) VALUES ('k', '1', 't')", "config"],
+    ["UPDATE\"oxide_migrations\"SET name = 'x'", "oxide_migrations"],
+    ["DELETE/**/FROM/**/[config]", "config"],
+    ['REPLACE INTO"modules" SELECT * FROM modules', "modules"],
+  ].map(([body, table]) => ({
+    name: `trigger writing a registry table through ${body}`,
+    up: `CREATE TABLE rogue_t (a);
+      CREATE TRIGGER rogue_q AFTER INSERT ON rogue_t BEGIN ${body}; END`,
+    words: `created trigger 'rogue_q' on 'rogue_t' whose body writes registry table '${table}'`,
+  })),
+  {
+    // oxide_sealing appears once the registry is sealed: a trigger written for it would perform the downgrade then.
+    name: "trigger writing oxide_sealing before the registry has it",
+    up: `CREATE TABLE rogue_t (a);
+      CREATE TRIGGER rogue_q AFTER INSERT ON rogue_t BEGIN UPDATE"oxide_sealing"SET scheme = 'oxide-k'; END`,
+    words: "created a schema SQLite cannot check for writes to registry table 'config' (registry error: error in " +
+      "trigger rogue_q: no such table: main.oxide_sealing)",
+  },
+  {
+    name: "a view's INSTEAD OF trigger that writes config",
+    up: `CREATE VIEW rogue_v AS SELECT key FROM config;
+      CREATE TRIGGER rogue_io INSTEAD OF DELETE ON rogue_v BEGIN DELETE FROM"config" WHERE key = old.key; END`,
+    words: "created trigger 'rogue_io' on 'rogue_v' whose body writes registry table 'config'",
+  },
 ];
 
 engineTest(

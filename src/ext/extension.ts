@@ -14,8 +14,8 @@
  * While a migration runs, temporary triggers refuse any write to them; their
  * schema (columns, indexes, triggers, in the file and the connection's
  * temporary schema) is compared before and after; a new or changed trigger
- * on any table whose SQL writes one of them is refused (a conservative text
- * check); and the connection's settings (`PRAGMA secure_delete`,
+ * on any table whose SQL writes one of them is refused (SQLite's parser
+ * finds the references: see `registryWritingTriggers`); and the connection's settings (`PRAGMA secure_delete`,
  * `foreign_keys`, `journal_mode`, `synchronous`, `busy_timeout`, ...) are
  * compared and restored. Any violation rolls the whole open back with an
  * {@linkcode ExtensionError}. The check catches mistakes, not malice: the
@@ -507,7 +507,7 @@ function guard(
     const after = schemaSnapshot(db);
     const changed = [
       ...diffSchema(before.filter(isProtected), after.filter(isProtected)),
-      ...registryWritingTriggers(before, after),
+      ...registryWritingTriggers(db, before, after),
     ];
     if (changed.length > 0) {
       throw new ExtensionError(
@@ -612,52 +612,84 @@ function diffSchema(before: SchemaRow[], after: SchemaRow[]): string[] {
   return changes;
 }
 
+/** The name a registry table is renamed to while SQLite says which triggers refer to it. */
+const PROBE = "oxide_trigger_probe";
+
 /**
  * New or changed triggers (on any table, in the file or temporary) whose body
  * writes a registry table: they would write it later, outside any migration.
- * A conservative text check of the trigger's SQL (comments and string
- * literals left out): any `INSERT [OR ...] INTO`, `REPLACE INTO`,
- * `UPDATE [OR ...]` or `DELETE FROM` naming a registry table, quoted or
- * schema-qualified or not, counts.
+ *
+ * SQLite itself says which triggers refer to a table, however the name is
+ * quoted (`"config"`, `[config]`, `` `config` ``, `main.config`, no space
+ * before it): inside a savepoint that is rolled back, each registry table is
+ * renamed (`ALTER TABLE ... RENAME`), and SQLite's own parser rewrites every
+ * reference to it in every trigger as `"oxide_trigger_probe"`. A reference
+ * right after `INTO`, `UPDATE [OR ...]` or `DELETE FROM` (comments and
+ * string literals aside) is a write. A trigger SQLite cannot check (the
+ * rename fails) is refused too.
  */
-function registryWritingTriggers(before: SchemaRow[], after: SchemaRow[]): string[] {
+function registryWritingTriggers(db: Engine, before: SchemaRow[], after: SchemaRow[]): string[] {
   const old = new Map(before.map((row) => [describeRow(row), row.sql]));
-  const found: string[] = [];
-  for (const row of after) {
-    if (row.type !== "trigger" || row.sql === null || old.get(describeRow(row)) === row.sql) continue;
-    const targets = writeTargets(row.sql).filter(isRegistryName);
-    if (targets.length > 0) {
-      const verb = old.has(describeRow(row)) ? "changed" : "created";
-      const names = [...new Set(targets.map((t) => t.toLowerCase()))].map((t) => `'${t}'`).join(", ");
-      found.push(`${verb} ${describeRow(row)} on '${row.table}' whose body writes registry table ${names}`);
+  const fresh = after.filter((row) =>
+    row.type === "trigger" && row.sql !== null && old.get(describeRow(row)) !== row.sql
+  );
+  if (fresh.length === 0) return [];
+  const tables = after.filter((row) => row.schema === "main" && row.type === "table" && isRegistryName(row.name))
+    .map((row) => row.name);
+  const writes = new Map<string, Set<string>>();
+  const problems: string[] = [];
+  const legacy = db.prepare("PRAGMA legacy_alter_table").get()?.legacy_alter_table;
+  db.exec("PRAGMA legacy_alter_table = OFF"); // ON would leave triggers unrewritten.
+  try {
+    for (const table of tables) {
+      db.exec(`SAVEPOINT ${PROBE}`);
+      try {
+        db.exec(`ALTER TABLE main.${sqlIdent(table)} RENAME TO ${PROBE}`);
+        const rewritten = new Map(schemaSnapshot(db).map((row) => [describeRow(row), row.sql]));
+        for (const row of fresh) {
+          const sql = rewritten.get(describeRow(row));
+          if (sql === null || sql === undefined || sql === row.sql || !writesProbe(sql)) continue;
+          const key = describeRow(row);
+          writes.set(key, (writes.get(key) ?? new Set()).add(table.toLowerCase()));
+        }
+      } catch (error) {
+        problems.push(
+          `created a schema SQLite cannot check for writes to registry table '${table}' (${
+            error instanceof Error ? error.message : String(error)
+          })`,
+        );
+      } finally {
+        db.exec(`ROLLBACK TO ${PROBE}; RELEASE ${PROBE}`);
+      }
     }
+  } finally {
+    db.exec(`PRAGMA legacy_alter_table = ${legacy === 1 ? "ON" : "OFF"}`);
+  }
+  const found = [...problems];
+  for (const row of fresh) {
+    const targets = writes.get(describeRow(row));
+    if (targets === undefined) continue;
+    const verb = old.has(describeRow(row)) ? "changed" : "created";
+    const names = [...targets].map((t) => `'${t}'`).join(", ");
+    found.push(`${verb} ${describeRow(row)} on '${row.table}' whose body writes registry table ${names}`);
   }
   return found;
 }
 
-const IDENT = '(?:"(?:[^"]|"")+"|`(?:[^`]|``)+`|\\[[^\\]]+\\]|[A-Za-z_][\\w$]*)';
-const WRITE_TARGET = new RegExp(
-  String
-    .raw`\b(?:INSERT(?:\s+OR\s+\w+)?\s+INTO|REPLACE\s+INTO|UPDATE(?:\s+OR\s+\w+)?|DELETE\s+FROM)\s+(${IDENT})(?:\s*\.\s*(${IDENT}))?`,
-  "gi",
+/** A write to the probe: `INTO`, `UPDATE [OR x]` or `DELETE FROM`, then `"oxide_trigger_probe"` (maybe qualified). */
+const WRITES_PROBE = new RegExp(
+  String.raw`\b(?:INTO|UPDATE(?:\s+OR\s+\w+)?|DELETE\s+FROM)\s*(?:(?:"(?:[^"]|"")*"|\w+)\s*\.\s*)?"${PROBE}"`,
+  "i",
 );
 
-/** The tables a statement's text writes to, unquoted (see {@linkcode registryWritingTriggers}). */
-function writeTargets(sql: string): string[] {
+/** Whether SQL that SQLite rewrote (see {@linkcode registryWritingTriggers}) writes the probe table. */
+function writesProbe(sql: string): boolean {
   // Left to right, so a quote inside a comment or an identifier does not start a string, and so on.
   const code = sql.replace(
     /"(?:[^"]|"")*"|`(?:[^`]|``)*`|\[[^\]]*\]|'(?:[^']|'')*'|--[^\n]*|\/\*[\s\S]*?(?:\*\/|$)/g,
     (token) => /^["`[]/.test(token) ? token : " ",
   );
-  return Array.from(code.matchAll(WRITE_TARGET), (m) => unquote(m[2] ?? m[1]!));
-}
-
-function unquote(ident: string): string {
-  const first = ident[0];
-  if (first === '"') return ident.slice(1, -1).replaceAll('""', '"');
-  if (first === "`") return ident.slice(1, -1).replaceAll("``", "`");
-  if (first === "[") return ident.slice(1, -1);
-  return ident;
+  return WRITES_PROBE.test(code);
 }
 
 /**
