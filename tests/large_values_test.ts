@@ -2,7 +2,7 @@
 // back, survives reopening and re-sealing, and one byte more is refused before anything is written.
 import assert from "node:assert/strict";
 import { MAX_CONFIG_VALUE_BYTES, SerializationError, StateRegistry } from "@oxide/registry";
-import { engineTest, tempDir } from "./_helpers.ts";
+import { ENGINES, engineTest, runDeno, tempDir } from "./_helpers.ts";
 
 const KEY = new Uint8Array(32).fill(0x3c);
 const OTHER_KEY = new Uint8Array(32).fill(0xc3);
@@ -77,3 +77,28 @@ Deno.test("the size limit counts UTF-8 bytes, not UTF-16 units", async () => {
   await reg.setConfig("wide", fits);
   assert.equal(await reg.getConfig("wide"), fits);
 });
+
+const RSS_FIXTURE = new URL("./fixtures/large_write_rss.ts", import.meta.url).pathname;
+
+for (const engine of ENGINES) {
+  Deno.test(`after a write of MAX_CONFIG_VALUE_BYTES and close, no large scratch memory stays alive [${engine}]`, async () => {
+    await using dir = await tempDir();
+    const rss: Record<string, number> = {};
+    for (const size of ["small", "large"]) {
+      const { code, stdout, stderr } = await runDeno([
+        "run",
+        "--allow-all",
+        "--v8-flags=--expose-gc",
+        RSS_FIXTURE,
+        dir.file(`${size}.db`),
+        engine,
+        size,
+      ]);
+      assert.equal(code, 0, stderr);
+      rss[size] = JSON.parse(stdout).rss;
+    }
+    // The value (64 MiB) and its UTF-8 copies are garbage once closed; a generous bound, well below one copy.
+    const kept = rss.large! - rss.small!;
+    assert.ok(kept < 40 * 1024 * 1024, `${(kept / 2 ** 20).toFixed(1)} MiB more stays resident after the large write`);
+  });
+}

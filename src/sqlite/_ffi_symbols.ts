@@ -23,6 +23,8 @@ export const SYMBOLS = {
   sqlite3_extended_errcode: { parameters: ["pointer"], result: "i32" },
   // (sqlite3 *db, int ms)
   sqlite3_busy_timeout: { parameters: ["pointer", "i32"], result: "i32" },
+  // (sqlite3 *db, int id, int newVal)
+  sqlite3_limit: { parameters: ["pointer", "i32", "i32"], result: "i32" },
   // (sqlite3 *db)
   sqlite3_get_autocommit: { parameters: ["pointer"], result: "i32" },
   // (sqlite3 *db)
@@ -114,6 +116,8 @@ export const SYMBOLS = {
 export type Sqlite3 = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
 // Result codes and flags from sqlite3.h.
+/** `sqlite3_limit` category: the most databases ATTACH may add. */
+export const SQLITE_LIMIT_ATTACHED = 7;
 export const SQLITE_OK = 0;
 export const SQLITE_ROW = 100;
 export const SQLITE_DONE = 101;

@@ -22,6 +22,7 @@ import {
   SQLITE_DONE,
   SQLITE_FLOAT,
   SQLITE_INTEGER,
+  SQLITE_LIMIT_ATTACHED,
   SQLITE_LOCKED,
   SQLITE_OK,
   SQLITE_OPEN_CREATE,
@@ -35,6 +36,7 @@ import {
   SQLITE_TEXT,
   SQLITE_TRANSIENT,
 } from "./_ffi_symbols.ts";
+import { databaseFile } from "./_database_file.ts";
 import { claimFile } from "./_file_owners.ts";
 import { loadSqlite } from "./_library.ts";
 import { checkStatement, scanSql } from "./_sql_text.ts";
@@ -64,6 +66,14 @@ function encodeToScratch(text: string): number {
   // UTF-8 needs at most 3 bytes per UTF-16 code unit.
   if (length * 3 > scratch.length) scratch = new Uint8Array(length * 3);
   return encoder.encodeInto(text, scratch).written;
+}
+
+/** The most scratch memory kept between binds; a larger buffer (one big value) is dropped once SQLite copied it. */
+const MAX_KEPT_SCRATCH = 1024 * 1024;
+
+/** After a bind: lets a buffer grown for one large value go (a 64 MiB value would keep 192 MiB alive). */
+function shrinkScratch(): void {
+  if (scratch.length > MAX_KEPT_SCRATCH) scratch = new Uint8Array(4096);
 }
 
 /**
@@ -119,9 +129,12 @@ export class FfiEngine implements Engine {
     );
     const flags = (options.readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
       SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
-    checkFilePermissions(options.path, options.readOnly === true);
-    this.#release = claimFile(options.path, "ffi");
-    const rc = this.#lib.sqlite3_open_v2(cString(options.path), this.#out, flags, null);
+    // Never a URI (no SQLITE_OPEN_URI, and an absolute path is never read as one): one resolved path for the
+    // permission check, the guard and the open.
+    const file = databaseFile(options.path);
+    checkFilePermissions(file, options.readOnly === true);
+    this.#release = claimFile(file, "ffi");
+    const rc = this.#lib.sqlite3_open_v2(cString(file), this.#out, flags, null);
     this.#db = Deno.UnsafePointer.create(this.#out[0]!);
     if (rc !== SQLITE_OK) {
       const error = this.error(rc);
@@ -130,6 +143,9 @@ export class FfiEngine implements Engine {
       this.#release();
       throw error;
     }
+    // As node:sqlite does without --allow-all: no ATTACH and no VACUUM INTO (both open files libsqlite3 chooses, out
+    // of reach of the permission check). One dialect and one set of permissions on both engines.
+    this.#lib.sqlite3_limit(this.#db, SQLITE_LIMIT_ATTACHED, 0);
   }
 
   get isOpen(): boolean {
@@ -193,7 +209,8 @@ export class FfiEngine implements Engine {
   async backup(dest: string, options: EngineBackupOptions = {}): Promise<void> {
     const db = this.#handle();
     const pagesPerStep = checkPagesPerStep(options.pagesPerStep);
-    checkFilePermissions(dest);
+    const destFile = databaseFile(dest);
+    checkFilePermissions(destFile);
     const lib = this.#lib;
     // A private in-memory database has no second connection: it is copied from this one, in one step, so nothing
     // else can run on it meanwhile.
@@ -201,7 +218,7 @@ export class FfiEngine implements Engine {
     const source = memory
       ? undefined
       : new FfiEngine({ path: this.path, libPath: this.#libPath, readOnly: this.#readOnly });
-    const releaseDest = claimFile(dest, "ffi");
+    const releaseDest = claimFile(destFile, "ffi");
     let destDb: Deno.PointerValue = null;
     let backup: Deno.PointerValue = null;
     let failure: { error: unknown } | undefined;
@@ -214,7 +231,7 @@ export class FfiEngine implements Engine {
         source.prepare("SELECT count(*) AS n FROM sqlite_master").get();
       }
       const flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
-      const rc = lib.sqlite3_open_v2(cString(dest), this.#out, flags, null);
+      const rc = lib.sqlite3_open_v2(cString(destFile), this.#out, flags, null);
       destDb = Deno.UnsafePointer.create(this.#out[0]!);
       if (rc !== SQLITE_OK) throw backupError(lib, destDb, rc, dest);
       backup = lib.sqlite3_backup_init(
@@ -542,6 +559,7 @@ class FfiStatement implements Statement {
     if (typeof value === "string") {
       const length = encodeToScratch(value); // May replace `scratch`: read it after.
       rc = lib.sqlite3_bind_text(handle, index, scratch, length, SQLITE_TRANSIENT);
+      shrinkScratch(); // SQLITE_TRANSIENT: SQLite has its own copy.
     } else if (typeof value === "number") {
       // -0 goes to the REAL branch: as an integer it would come back as 0.
       if ((value | 0) === value && !Object.is(value, -0)) {

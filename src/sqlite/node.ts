@@ -23,6 +23,7 @@ import type {
   SqlValue,
   Statement,
 } from "./engine.ts";
+import { databaseFile } from "./_database_file.ts";
 import { claimFile } from "./_file_owners.ts";
 import { checkStatement, scanSql } from "./_sql_text.ts";
 import { runTransaction } from "./_transaction.ts";
@@ -62,16 +63,20 @@ export class NodeEngine implements Engine {
     this.path = options.path;
     this.#busyTimeoutMs = options.busyTimeoutMs ?? 5000;
     this.#readOnly = options.readOnly === true;
-    this.#release = claimFile(options.path, "node");
+    // The same resolved path as the ffi engine: one guard key, and never a URI.
+    const file = databaseFile(options.path);
+    this.#release = claimFile(file, "node");
     let db: DatabaseSync | undefined;
     try {
-      db = new DatabaseSync(options.path, {
+      db = new DatabaseSync(file, {
         timeout: options.busyTimeoutMs ?? 5000,
         // As the system libsqlite3 the ffi engine loads: "abc" falls back to a string literal. One SQL dialect.
         enableDoubleQuotedStringLiterals: true,
         readOnly: options.readOnly === true,
       });
       this.sqliteVersion = bundledVersion();
+      // node:sqlite allows ATTACH (and VACUUM INTO) under --allow-all only: never, on both engines.
+      (db as DatabaseSync & { limits: { attach: number } }).limits.attach = 0;
     } catch (error) {
       db?.close();
       this.#release();
@@ -126,11 +131,11 @@ export class NodeEngine implements Engine {
     const memory = this.path === ":memory:";
     let source: DatabaseSync = this.#db;
     let releaseSource = () => {};
-    const releaseDest = claimFile(dest, "node");
+    const releaseDest = claimFile(databaseFile(dest), "node");
     try {
       if (!memory) {
-        releaseSource = claimFile(this.path, "node");
-        source = new DatabaseSync(this.path, { timeout: this.#busyTimeoutMs, readOnly: this.#readOnly });
+        releaseSource = claimFile(databaseFile(this.path), "node");
+        source = new DatabaseSync(databaseFile(this.path), { timeout: this.#busyTimeoutMs, readOnly: this.#readOnly });
         // One read transaction for the whole copy: one snapshot (see Engine.backup).
         source.exec("BEGIN");
         source.prepare("SELECT count(*) AS n FROM sqlite_master").get();
@@ -138,7 +143,7 @@ export class NodeEngine implements Engine {
       const onProgress = options.onProgress;
       let totalPages = 0;
       // Resolves with the page count (typed void).
-      const pages: unknown = await nodeSqlite.backup(source, dest, {
+      const pages: unknown = await nodeSqlite.backup(source, databaseFile(dest), {
         // A private in-memory database is copied in one step: nothing else may change it meanwhile.
         rate: memory ? 2 ** 31 - 1 : rate,
         progress: (progress: BackupProgress) => {

@@ -8,6 +8,7 @@ import { describe } from "../_describe.ts";
 import { RegistryError } from "../errors.ts";
 import type { Engine } from "./engine.ts";
 import { FfiEngine } from "./ffi.ts";
+import { databaseFile } from "./_database_file.ts";
 import { fileOwner } from "./_file_owners.ts";
 import { loadSqlite } from "./_library.ts";
 import { NodeEngine } from "./node.ts";
@@ -194,7 +195,7 @@ function createEngine(path: string, options: OpenEngineOptions): Engine {
     case "auto":
       return withOpenError(path, () => {
         // A file this process already has open stays with its engine (two SQLite libraries must not share it).
-        const engine = fileOwner(path) ?? (ffiAvailable(options.libPath) ? "ffi" : "node");
+        const engine = fileOwner(databaseFile(path)) ?? (ffiAvailable(options.libPath) ? "ffi" : "node");
         return engine === "ffi" ? new FfiEngine(engineOptions) : new NodeEngine(engineOptions);
       });
     default:
