@@ -4,6 +4,34 @@
 /** The folder of the worker scripts. */
 export const FIXTURES: string = new URL("./fixtures/", import.meta.url).pathname;
 
+/** The checkout: what a worker's imports resolve in. */
+const CHECKOUT: string = new URL("../", import.meta.url).pathname;
+
+/** What a worker run as another user needs of the checkout, copied: the checkout's folder may be closed to that user. */
+const WORKER_TREE = ["deno.json", "mod.ts", "src", "tests/fixtures", "tests/_variants.ts", "tests/_helpers.ts"];
+
+/**
+ * Copies {@linkcode WORKER_TREE} into `into` (files readable by everyone): a clone in a folder only its owner may
+ * enter (a `mktemp -d` folder, a home of mode 700) would stop a worker run as `nobody` from loading its modules.
+ *
+ * @returns The copy's `deno.json` and fixtures folder.
+ */
+function readableCopy(into: string): { config: string; fixtures: string } {
+  const copy = (from: string, to: string): void => {
+    const info = Deno.statSync(from);
+    if (info.isDirectory) {
+      Deno.mkdirSync(to, { recursive: true, mode: 0o755 });
+      for (const entry of Deno.readDirSync(from)) copy(`${from}/${entry.name}`, `${to}/${entry.name}`);
+    } else {
+      Deno.copyFileSync(from, to);
+      Deno.chmodSync(to, 0o644);
+    }
+  };
+  Deno.mkdirSync(`${into}/tests`, { recursive: true, mode: 0o755 });
+  for (const part of WORKER_TREE) copy(`${CHECKOUT}${part}`, `${into}/${part}`);
+  return { config: `${into}/deno.json`, fixtures: `${into}/tests/fixtures/` };
+}
+
 /** How to spawn a worker. */
 export interface WorkerOptions {
   /** Folders the worker may read and write (`--allow-read=` / `--allow-write=`). */
@@ -31,7 +59,9 @@ export class Worker implements AsyncDisposable {
           "--clear-groups",
           Deno.execPath(),
           ...denoArgs,
-          `${FIXTURES}${script}`,
+          ...((copy) => ["--no-lock", `--config=${copy.config}`, `${copy.fixtures}${script}`])(
+            readableCopy(`${options.runAs.denoDir}/checkout`),
+          ),
           ...args,
         ],
         env: { DENO_DIR: options.runAs.denoDir, HOME: options.runAs.denoDir, NO_COLOR: "1" },
