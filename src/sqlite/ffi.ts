@@ -80,12 +80,13 @@ function shrinkScratch(): void {
  * libsqlite3 opens files itself, out of reach of Deno's permission checks, so the engine checks them: the same
  * `--allow-read` and `--allow-write` on the database path that the node engine needs.
  */
-function checkFilePermissions(path: string, readOnly = false): void {
-  if (path === ":memory:") return;
+function checkFilePermissions(file: string, readOnly: boolean, path: string): void {
+  if (file === ":memory:") return;
   for (const name of readOnly ? ["read"] as const : ["read", "write"] as const) {
-    if (Deno.permissions.querySync({ name, path }).state !== "granted") {
+    if (Deno.permissions.querySync({ name, path: file }).state !== "granted") {
+      const resolved = databaseFile(path) === path ? "" : ` (resolved: '${file}')`;
       throw new RegistryError(
-        `the "ffi" engine needs --allow-${name} for '${path}' (libsqlite3 opens the file itself, ` +
+        `the "ffi" engine needs --allow-${name} for '${path}'${resolved} (libsqlite3 opens the file itself, ` +
           `so the registry checks Deno's permissions for it)`,
         { path },
       );
@@ -132,7 +133,7 @@ export class FfiEngine implements Engine {
     // Never a URI (no SQLITE_OPEN_URI, and an absolute path is never read as one): one resolved path for the
     // permission check, the guard and the open.
     const file = databaseFile(options.path);
-    checkFilePermissions(file, options.readOnly === true);
+    checkFilePermissions(file, options.readOnly === true, options.path);
     this.#release = claimFile(file, "ffi");
     const rc = this.#lib.sqlite3_open_v2(cString(file), this.#out, flags, null);
     this.#db = Deno.UnsafePointer.create(this.#out[0]!);
@@ -210,7 +211,7 @@ export class FfiEngine implements Engine {
     const db = this.#handle();
     const pagesPerStep = checkPagesPerStep(options.pagesPerStep);
     const destFile = databaseFile(dest);
-    checkFilePermissions(destFile);
+    checkFilePermissions(destFile, false, dest);
     const lib = this.#lib;
     // A private in-memory database has no second connection: it is copied from this one, in one step, so nothing
     // else can run on it meanwhile.

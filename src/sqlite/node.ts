@@ -63,12 +63,12 @@ export class NodeEngine implements Engine {
     this.path = options.path;
     this.#busyTimeoutMs = options.busyTimeoutMs ?? 5000;
     this.#readOnly = options.readOnly === true;
-    // The same resolved path as the ffi engine: one guard key, and never a URI.
-    const file = databaseFile(options.path);
-    this.#release = claimFile(file, "node");
+    // The guard's key is the ffi engine's resolved path. node:sqlite checks permissions and opens the same path
+    // itself (Deno resolves it, and never reads it as a URI), so it gets the caller's: its messages name that.
+    this.#release = claimFile(databaseFile(options.path), "node");
     let db: DatabaseSync | undefined;
     try {
-      db = new DatabaseSync(file, {
+      db = new DatabaseSync(options.path, {
         timeout: options.busyTimeoutMs ?? 5000,
         // As the system libsqlite3 the ffi engine loads: "abc" falls back to a string literal. One SQL dialect.
         enableDoubleQuotedStringLiterals: true,
