@@ -32,6 +32,9 @@ export {
   type RegistryOptions,
   StateRegistry,
 } from "./src/registry/registry.ts";
+export type { ConfigChange, ModuleChange, WatchEvent, WatchIterator, WatchOptions } from "./src/registry/watch.ts";
+export type { ConfigHistoryOptions, ConfigVersion } from "./src/registry/history.ts";
+export type { RetentionOptions } from "./src/store/sqlite/history.ts";
 export type { ConfigEntry, ListConfigOptions, Page, UpdateOptions, WriteOptions } from "./src/registry/entries.ts";
 export { Batch, type BatchResult } from "./src/registry/batch.ts";
 export type { RekeyOptions, SealingInfo, SealingOptions, SealingScheme } from "./src/sealing/sealing.ts";
@@ -56,6 +59,7 @@ export {
 } from "./src/module.ts";
 export {
   BusError,
+  CompactedError,
   ConfigNotFoundError,
   ConflictError,
   CryptoError,

@@ -32,6 +32,7 @@ export type KernelErrorKind =
   | "crypto"
   | "extension"
   | "conflict"
+  | "compacted"
   | "other";
 
 /**
@@ -600,5 +601,46 @@ export class OtherError extends KernelError {
    */
   constructor(message: string, options?: ErrorOptions) {
     super("other", message, options);
+  }
+}
+
+/**
+ * A revision asked of the change feed or of history is older than what
+ * retention kept (etcd's `ErrCompacted`): `required revision 5 has been
+ * compacted: the oldest available revision is 120`. Resume from
+ * `compactedRevision` (missing what lay between), or re-read the current
+ * state and watch from there.
+ *
+ * @example
+ * ```ts
+ * import { CompactedError, KernelError } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const err = new CompactedError(5, 120);
+ * assert.ok(err instanceof KernelError);
+ * assert.equal(err.kind, "compacted");
+ * assert.equal(err.compactedRevision, 120);
+ * assert.equal(err.message, "required revision 5 has been compacted: the oldest available revision is 120");
+ * ```
+ */
+export class CompactedError extends KernelError {
+  /** The revision that was asked for. */
+  readonly revision: number;
+  /** The oldest revision still available. */
+  readonly compactedRevision: number;
+
+  /**
+   * Creates the error.
+   *
+   * @param revision The revision asked for.
+   * @param compactedRevision The oldest revision still available.
+   */
+  constructor(revision: number, compactedRevision: number) {
+    super(
+      "compacted",
+      `required revision ${revision} has been compacted: the oldest available revision is ${compactedRevision}`,
+    );
+    this.revision = revision;
+    this.compactedRevision = compactedRevision;
   }
 }

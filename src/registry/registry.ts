@@ -5,10 +5,12 @@
  * @module
  */
 import {
+  CompactedError,
   ConfigNotFoundError,
   ConflictError,
   CryptoError,
   KeyRequiredError,
+  OtherError,
   RegistryError,
   SerializationError,
   UnknownModuleError,
@@ -86,6 +88,10 @@ import { DecisionLog } from "../ext/decision_log.ts";
 import { checkAdoptOption, checkNoFileModes, checkRegistryFile } from "./_open_checks.ts";
 import { checkDenoVersion } from "../_deno_version.ts";
 import { type InferSchemaOutput, readWithSchema, type StandardSchemaV1 } from "../typed_config.ts";
+import { retentionOf, type RetentionOptions } from "../store/sqlite/history.ts";
+import { isSealedText, type ValueDecoder } from "./_decode.ts";
+import { type ConfigHistoryOptions, type ConfigVersion, decodeHistory } from "./history.ts";
+import { RegistryWatch, type WatchIterator, type WatchOptions } from "./watch.ts";
 
 /**
  * Options for {@linkcode StateRegistry.inMemory} and {@linkcode StateRegistry.connect}.
@@ -114,6 +120,8 @@ export interface RegistryOptions extends OpenEngineOptions {
    * user and password, deadlines, compaction). See docs/fleet.md.
    */
   etcd?: EtcdOptions | undefined;
+  /** How much history and change feed the file keeps (see {@linkcode RetentionOptions}). */
+  retention?: RetentionOptions | undefined;
 }
 
 /**
@@ -208,6 +216,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   #inFlight = 0;
   /** Resolved when the last call in flight settles after `close()` began. */
   #idle: PromiseWithResolvers<void> | undefined;
+  /** How many versions of a config key history keeps (`retention.historyVersions`). */
+  #historyVersions = 10;
 
   private constructor(store: Store, db: Engine | undefined) {
     this.#store = store;
@@ -375,27 +385,36 @@ export class StateRegistry implements AsyncDisposable, Disposable {
 
   static #open(path: string, options: RegistryOptions): Promise<StateRegistry> {
     if (typeof path === "string" && isEtcdAddress(path)) {
+      let historyVersions: number;
       try {
         checkDenoVersion();
         checkOptions(options);
         checkAdoptOption(options);
         checkNoFileModes(path, options);
+        historyVersions = retentionOf(options.retention).historyVersions; // The rest of retention is SQLite's.
       } catch (error) {
         return Promise.reject(error);
       }
-      return EtcdStore.open(path, options.etcd ?? {}).then((store) => new StateRegistry(store, undefined));
+      return EtcdStore.open(path, options.etcd ?? {}).then((store) => {
+        const registry = new StateRegistry(store, undefined);
+        registry.#historyVersions = historyVersions;
+        return registry;
+      });
     }
     try {
       checkDenoVersion();
       checkOptions(options);
       checkAdoptOption(options);
+      retentionOf(options.retention); // Checked before anything is opened.
       const db = openEngine(path, options, (engine) => {
         checkRegistryShape(engine);
         checkRegistryFile(engine, options);
       });
       try {
         if (options.readonly !== true) migrateRegistry(db);
-        return Promise.resolve(new StateRegistry(new SqliteStore(db), db));
+        const registry = new StateRegistry(new SqliteStore(db, { retention: options.retention }), db);
+        registry.#historyVersions = retentionOf(options.retention).historyVersions;
+        return Promise.resolve(registry);
       } catch (error) {
         db.close();
         throw error instanceof RegistryError && !error.message.includes(path) &&
@@ -1506,6 +1525,215 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   }
 
   // ---------------------------------------------------------------------------
+  // Change: watch, history, retention
+  // ---------------------------------------------------------------------------
+
+  /**
+   * Watches config keys and/or modules: an async iterable of their changes,
+   * in revision order, none missed and none repeated, whoever wrote them
+   * (this handle, another process on either engine, a Rust oxide-k kernel
+   * writing the file). Values arrive decoded, opened on a keyed registry.
+   * Resume after a restart with `fromRevision`: the last revision seen + 1.
+   *
+   * Breaking out of the loop, `return()`, the `signal`, or closing the
+   * registry ends the watch and releases its timer, file watch and
+   * listeners. An idle watch costs next to no CPU: it sleeps on a watch of
+   * the database's folder (when the process may read the folder) and a slow
+   * poll of SQLite's `data_version`.
+   *
+   * @param options What to follow (default: every config key) and from which revision.
+   * @returns The events, as an async iterator.
+   * @throws {TypeError} when the options have the wrong shape (`keys` and `prefix` together, a non-string key, ...).
+   * @throws {RangeError} when `fromRevision` is not a positive integer, or `keys` is empty.
+   * @throws {RegistryError} when the registry is closed.
+   * @throws {CompactedError} (from `next()`) when `fromRevision` is below what retention kept.
+   *
+   * @example React to a change made elsewhere
+   * ```ts
+   * import { StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.inMemory();
+   * const controller = new AbortController();
+   * const seen: unknown[] = [];
+   * const watching = (async () => {
+   *   for await (const event of reg.watch({ keys: ["kernel.greeting"], signal: controller.signal })) {
+   *     if (event.space === "config") seen.push(event.value);
+   *     if (seen.length === 2) controller.abort();
+   *   }
+   * })();
+   * await reg.setConfig("kernel.greeting", "Hello");
+   * await reg.setConfig("kernel.other", 1); // Not followed.
+   * await reg.setConfig("kernel.greeting", "Hello, agent.");
+   * await watching;
+   * assert.deepEqual(seen, ["Hello", "Hello, agent."]);
+   * ```
+   */
+  watch(options: WatchOptions = {}): WatchIterator {
+    this.#checkOpen();
+    checkOptions(options);
+    return new RegistryWatch(this.#store, this.#decoder(), options);
+  }
+
+  /**
+   * The newest versions of a config key, newest first, the current one
+   * included: at most `retention.historyVersions` (default 10, as Vault's
+   * `max_versions`). Sealed values stay sealed in the file and are opened
+   * here on a keyed registry. Versions of a deleted key stay until
+   * compaction passes the delete, so a deleted key can be restored.
+   *
+   * @param key The config key.
+   * @param options `limit`.
+   * @returns The versions (empty when the key never had one, or history is off).
+   * @throws {TypeError} when `key` is not a string.
+   * @throws {RangeError} when `limit` is not a non-negative integer.
+   *
+   * @example
+   * ```ts
+   * import { StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.inMemory();
+   * await reg.setConfig("api.url", "https://a.example");
+   * await reg.setConfig("api.url", "https://b.example");
+   * const history = await reg.configHistory("api.url");
+   * assert.deepEqual(history.map((v) => [v.version, v.value]), [[2, "https://b.example"], [1, "https://a.example"]]);
+   * ```
+   */
+  async configHistory(key: string, options: ConfigHistoryOptions = {}): Promise<ConfigVersion[]> {
+    using _call = this.#begin();
+    checkText("config key", key);
+    checkOptions(options);
+    const limit = options.limit ?? this.#historyVersions;
+    if (!Number.isSafeInteger(limit) || limit < 0) {
+      throw new RangeError(`limit must be a non-negative integer, got ${describe(limit)}`);
+    }
+    const kept = Math.min(limit, this.#historyVersions);
+    if (kept === 0) return [];
+    return await decodeHistory(this.#decoder(), await this.#store.history("config", key, kept));
+  }
+
+  /**
+   * Writes an older version of a config key again, as a new version (the
+   * key's history is not rewritten). Sealed versions are opened and sealed
+   * again under the current key.
+   *
+   * @param key The config key.
+   * @param revision The `revision` of the version to restore (from {@linkcode StateRegistry.configHistory}).
+   * @throws {TypeError} when `key` is not a string.
+   * @throws {RangeError} when `revision` is not a positive integer.
+   * @throws {OtherError} when the key's history has no version written at `revision`.
+   * @throws {CompactedError} when compaction dropped `revision`.
+   * @throws {KeyRequiredError} when the version is sealed and the registry was opened without its key.
+   *
+   * @example Undo a change
+   * ```ts
+   * import { StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.inMemory();
+   * await reg.setConfig("max_threads", 8);
+   * await reg.setConfig("max_threads", 1000); // A mistake.
+   * const [, good] = await reg.configHistory("max_threads");
+   * await reg.restoreConfig("max_threads", good!.revision);
+   * assert.equal(await reg.getConfig("max_threads"), 8);
+   * assert.equal((await reg.configHistory("max_threads"))[0]?.version, 3);
+   * ```
+   */
+  async restoreConfig(key: string, revision: number): Promise<void> {
+    const value = await this.#track(() => this.#versionAt(key, revision));
+    await this.setConfig(key, value);
+  }
+
+  /** The decoded value of `key`'s version written at `revision`, for `restoreConfig`. */
+  async #versionAt(key: string, revision: number): Promise<unknown> {
+    checkText("config key", key);
+    if (!Number.isSafeInteger(revision) || revision < 1) {
+      throw new RangeError(`revision must be a positive integer, got ${describe(revision)}`);
+    }
+    const kept = await this.#store.history("config", key, this.#historyVersions);
+    const entry = this.#historyVersions === 0 ? undefined : kept.find((version) => version.modRevision === revision);
+    if (entry === undefined) {
+      const compacted = await this.#store.compactedRevision();
+      if (revision < compacted) throw new CompactedError(revision, compacted);
+      throw new OtherError(`config key '${key}' has no version written at revision ${revision} in its history`);
+    }
+    const [version] = await decodeHistory(this.#decoder(), [entry]);
+    if (version!.error !== undefined) throw version!.error;
+    if (version!.sealed && this.#sealing === undefined) {
+      throw new KeyRequiredError(key, (this.#db && sealedScheme(this.#db)) ?? "unknown", "read");
+    }
+    return version!.value;
+  }
+
+  /**
+   * Drops change-feed and history data below `revision` now (automatic
+   * compaction does it by `retention`). Watches behind it fail with a
+   * `CompactedError`; each key keeps its current entry and its newest
+   * `retention.historyVersions` versions.
+   *
+   * @param revision The oldest revision to keep.
+   * @throws {RangeError} when `revision` is not a non-negative integer.
+   * @throws {OtherError} when `revision` is above the current revision.
+   *
+   * @example
+   * ```ts
+   * import { CompactedError, StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.inMemory();
+   * for (let i = 1; i <= 3; i++) await reg.setConfig("n", i);
+   * await reg.compact(3);
+   * assert.equal(await reg.compactedRevision(), 3);
+   * await assert.rejects(reg.watch({ fromRevision: 1 }).next(), CompactedError);
+   * ```
+   */
+  compact(revision: number): Promise<void> {
+    try {
+      this.#checkOpen();
+      return settle(this.#store.compact(revision), () => undefined);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * The oldest revision the change feed still serves (0 when nothing was compacted).
+   *
+   * @returns The revision.
+   *
+   * @example
+   * ```ts
+   * import { StateRegistry } from "@oxide/registry";
+   * import assert from "node:assert/strict";
+   *
+   * await using reg = await StateRegistry.inMemory();
+   * assert.equal(await reg.compactedRevision(), 0);
+   * ```
+   */
+  compactedRevision(): Promise<number> {
+    try {
+      this.#checkOpen();
+      return settle(this.#store.compactedRevision(), (revision) => revision);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** How watch and history read stored values on this handle. */
+  #decoder(): ValueDecoder {
+    const sealing = this.#sealing;
+    return {
+      isSealed: isSealedText,
+      keyed: sealing !== undefined,
+      config: sealing === undefined
+        ? (key, stored) => parsePlainConfig(key, storedText(key, stored))
+        : async (key, stored) => parseConfig(key, await sealing.open(key, storedText(key, stored))),
+      module: moduleRecord,
+    };
+  }
+
+  // ---------------------------------------------------------------------------
   // Lifecycle
   // ---------------------------------------------------------------------------
 
@@ -1531,19 +1759,17 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    */
   close(): Promise<void> {
     this.#closing = true;
-    if (this.#inFlight === 0) {
-      this.#closeNow();
-      return Promise.resolve();
-    }
+    if (this.#inFlight === 0) return this.#closeNow();
     this.#idle ??= Promise.withResolvers<void>();
     return this.#idle.promise.then(() => this.#closeNow());
   }
 
-  #closeNow(): void {
+  /** Closes the store (its watches end) and the database; resolves once the watches' file watch ended. */
+  #closeNow(): Promise<void> {
     this.#sealing?.forget();
     const result = this.#store.close();
-    if (result instanceof Promise) result.catch(() => {});
     this.#db?.close();
+    return result instanceof Promise ? result.catch(() => {}) : Promise.resolve();
   }
 
   /** The database path or store address, for messages. */
@@ -1560,7 +1786,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   [Symbol.dispose](): void {
     this.#closing = true;
     this.#disposed = true;
-    this.#closeNow();
+    void this.#closeNow();
   }
 
   /** Counts a call as in flight until the returned handle is disposed; refuses calls once `close()` began. */

@@ -30,6 +30,8 @@ import type {
 } from "../store.ts";
 import type { Store } from "../store.ts";
 import { BATCH_BEGIN_SQL, BATCH_END_SQL, CURRENT_REVISION_SQL } from "./_revision_sql.ts";
+import { SqliteChangeFeed } from "./feed.ts";
+import type { RetentionOptions } from "./history.ts";
 
 /** A key's newest log row: its version, create and mod revisions. */
 const NEWEST = (space: string, key: string) =>
@@ -118,13 +120,16 @@ export class SqliteStore implements Store {
   readonly #private: boolean;
   /** The meta space's statements; `undefined` on a file opened `readonly` before registry migration 3. */
   readonly #meta: { readonly [K in keyof typeof META_SQL]: Statement } | undefined;
+  /** Watch and retention over the change log (`undefined` without the revision schema). */
+  readonly #feed: SqliteChangeFeed | undefined;
 
   /**
    * Wraps an open, migrated connection.
    *
    * @param db The registry's connection.
+   * @param options How much change data the file keeps.
    */
-  constructor(db: Engine) {
+  constructor(db: Engine, options: { readonly retention?: RetentionOptions | undefined } = {}) {
     this.#db = db;
     this.#versioned = db.prepare(
       "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'oxide_changes'",
@@ -139,6 +144,8 @@ export class SqliteStore implements Store {
         readonly [K in keyof typeof META_SQL]: Statement;
       }
       : undefined;
+    this.#feed = this.#versioned ? new SqliteChangeFeed(db, { retention: options.retention }) : undefined;
+    this.#feed?.checkRetention();
   }
 
   /** The database path, or `":memory:"`. */
@@ -204,6 +211,13 @@ export class SqliteStore implements Store {
   }
 
   txn(request: TxnRequest): TxnResult {
+    const result = this.#txn(request);
+    // Wakes this connection's watchers (data_version does not change for its own commits) and runs retention.
+    if (result.changed.includes(true)) this.#feed?.committed();
+    return result;
+  }
+
+  #txn(request: TxnRequest): TxnResult {
     const { compares, success } = request;
     const failure = request.failure ?? [];
     // One write and no compare (or only the keyless writer's "not sealed" compare): one statement.
@@ -274,23 +288,35 @@ export class SqliteStore implements Store {
     return this.#sql.history.all(space, key, limit > 0 ? limit : -1).map((row) => logEntry(space, row));
   }
 
-  watch(_request: WatchRequest): AsyncIterableIterator<ChangeEvent> {
-    throw new RegistryError("watch() is not available on the SQLite store yet");
+  watch(request: WatchRequest): AsyncIterableIterator<ChangeEvent> {
+    if (this.#feed === undefined) {
+      throw new RegistryError("watch() needs the revision schema: this file was opened readonly before it had one", {
+        path: this.#db.path,
+      });
+    }
+    return this.#feed.watch(request);
   }
 
-  compact(_revision: number): void {
-    throw new RegistryError("compact() is not available on the SQLite store yet");
+  compact(revision: number): void {
+    if (this.#feed === undefined) {
+      throw new RegistryError("compact() needs the revision schema: this file was opened readonly before it had one", {
+        path: this.#db.path,
+      });
+    }
+    this.#feed.compact(revision);
   }
 
   compactedRevision(): number {
     return Number(this.#sql.compacted.get()?.compacted ?? 0);
   }
 
-  /** The registry closes the connection; the store holds nothing else. */
-  close(): void {}
+  /** Ends every watch and stops their notifier; the registry closes the connection. */
+  close(): Promise<void> {
+    return this.#feed?.close() ?? Promise.resolve();
+  }
 
   [Symbol.dispose](): void {
-    this.close();
+    void this.close();
   }
 
   /** Runs one write; whether it changed a row. */
