@@ -1,0 +1,87 @@
+// Watch latency from a write in another process to the event in the watcher, as the median and p99 over many
+// writes: `deno task bench:watch`. A writer process commits a config value every ~25 ms and notes when each commit
+// returned; a watcher process (tests/fixtures/watcher.ts) stamps each event as it arrives; both read the same clock
+// (performance.timeOrigin + performance.now()). Rows: each engine watching, with the folder watch the registry uses
+// when it may read the database's folder, and with the polling fallback when it may read only the database file.
+import { Worker } from "../tests/_subprocess.ts";
+
+const DIR = `${Deno.cwd()}/data/bench-watch`;
+const WRITES = 200;
+const GAP_MS = 25;
+
+interface Row {
+  name: string;
+  median: number;
+  p99: number;
+  max: number;
+  events: number;
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
+}
+
+async function measure(name: string, engine: "ffi" | "node", folderWatch: boolean): Promise<Row> {
+  await Deno.remove(DIR, { recursive: true }).catch(() => {});
+  await Deno.mkdir(DIR, { recursive: true });
+  const path = `${DIR}/registry.db`;
+  // Create the file (and its tables) before either process opens it.
+  const setup = new Worker("watcher.ts", [JSON.stringify({ path, engine, variant: "plain" })], { folders: [DIR] });
+  if ((await setup.nextLine()) !== JSON.stringify({ ready: true })) throw new Error("setup watcher did not start");
+  await setup.finish();
+
+  // Without folder access the registry cannot watch the folder and polls; it still needs the file and its -wal/-shm.
+  const files = folderWatch ? [DIR] : [path, `${path}-wal`, `${path}-shm`];
+  const watcher = new Worker("watcher.ts", [JSON.stringify({ path, engine, variant: "plain", spaces: ["config"] })], {
+    folders: files,
+  });
+  const ready = await watcher.nextLine();
+  if (ready !== JSON.stringify({ ready: true })) {
+    throw new Error(`watcher: ${ready} ${(await watcher.finish()).stderr}`);
+  }
+  const writer = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-ffi",
+      `--allow-read=${DIR}`,
+      `--allow-write=${DIR}`,
+      new URL("./_latency_writer.ts", import.meta.url).pathname,
+      JSON.stringify({ path, engine: "ffi", writes: WRITES, gapMs: GAP_MS }),
+    ],
+    stdout: "piped",
+  }).output();
+  const arrived = new Map<number, number>();
+  while (arrived.size < WRITES) {
+    const line = await watcher.nextLine();
+    if (line === undefined) throw new Error(`watcher ended: ${(await watcher.finish()).stderr}`);
+    const message = JSON.parse(line);
+    if (message.error) throw new Error(`watcher: ${message.error.message}`);
+    arrived.set(message.event.value.seq, message.event.at);
+  }
+  await watcher.send("stop\n");
+  await watcher.finish();
+  const written = new TextDecoder().decode((await writer).stdout).trim().split("\n").map((line) => JSON.parse(line));
+  const latencies = written.map(({ seq, committed }) => arrived.get(seq)! - committed).sort((a, b) => a - b);
+  return {
+    name,
+    median: percentile(latencies, 0.5),
+    p99: percentile(latencies, 0.99),
+    max: latencies.at(-1)!,
+    events: latencies.length,
+  };
+}
+
+const rows: Row[] = [];
+for (const engine of ["ffi", "node"] as const) {
+  rows.push(await measure(`watch latency, ${engine} watcher, folder watch`, engine, true));
+  rows.push(await measure(`watch latency, ${engine} watcher, polling fallback`, engine, false));
+}
+await Deno.remove(DIR, { recursive: true }).catch(() => {});
+
+console.log(`writes from another process (ffi engine, synchronous=FULL), one every ~${GAP_MS} ms\n`);
+console.log("| benchmark | median | p99 | max | events |");
+console.log("| --- | ---: | ---: | ---: | ---: |");
+for (const row of rows) {
+  const ms = (n: number) => `${n.toFixed(2)} ms`;
+  console.log(`| ${row.name} | ${ms(row.median)} | ${ms(row.p99)} | ${ms(row.max)} | ${row.events} |`);
+}
