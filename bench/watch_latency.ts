@@ -3,9 +3,55 @@
 // returned; a watcher process (tests/fixtures/watcher.ts) stamps each event as it arrives; both read the same clock
 // (performance.timeOrigin + performance.now()). Rows: each engine watching, with the folder watch the registry uses
 // when it may read the database's folder, and with the polling fallback when it may read only the database file.
-import { Worker } from "../tests/_subprocess.ts";
 
-const DIR = `${Deno.cwd()}/data/bench-watch`;
+/** A watcher process (tests/fixtures/watcher.ts), read line by line. `deno` by name: `--allow-run=deno` allows it. */
+class Watcher {
+  readonly child: Deno.ChildProcess;
+  readonly #lines: AsyncIterator<string>;
+  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
+
+  constructor(options: unknown, folders: string[]) {
+    const allow = folders.join(",");
+    const script = new URL("../tests/fixtures/watcher.ts", import.meta.url).pathname;
+    this.child = new Deno.Command("deno", {
+      args: ["run", "--allow-ffi", `--allow-read=${allow}`, `--allow-write=${allow}`, script, JSON.stringify(options)],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    this.#lines = this.child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(splitLines())[
+      Symbol.asyncIterator
+    ]();
+    this.#stdin = this.child.stdin.getWriter();
+  }
+
+  async nextLine(): Promise<string | undefined> {
+    const next = await this.#lines.next();
+    return next.done ? undefined : next.value;
+  }
+
+  /** Asks the watcher to stop, and waits for it. */
+  async stop(): Promise<void> {
+    await this.#stdin.write(new TextEncoder().encode("stop\n")).catch(() => {});
+    await this.#stdin.close().catch(() => {});
+    while ((await this.nextLine()) !== undefined) { /* drain */ }
+    await this.child.status;
+  }
+}
+
+function splitLines(): TransformStream<string, string> {
+  let pending = "";
+  return new TransformStream({
+    transform(chunk, controller) {
+      pending += chunk;
+      const lines = pending.split("\n");
+      pending = lines.pop()!;
+      for (const line of lines) controller.enqueue(line);
+    },
+  });
+}
+
+const DIR = new URL("../data/bench-watch", import.meta.url).pathname;
 const WRITES = 200;
 const GAP_MS = 25;
 
@@ -26,20 +72,16 @@ async function measure(name: string, engine: "ffi" | "node", folderWatch: boolea
   await Deno.mkdir(DIR, { recursive: true });
   const path = `${DIR}/registry.db`;
   // Create the file (and its tables) before either process opens it.
-  const setup = new Worker("watcher.ts", [JSON.stringify({ path, engine, variant: "plain" })], { folders: [DIR] });
+  const setup = new Watcher({ path, engine, variant: "plain" }, [DIR]);
   if ((await setup.nextLine()) !== JSON.stringify({ ready: true })) throw new Error("setup watcher did not start");
-  await setup.finish();
+  await setup.stop();
 
   // Without folder access the registry cannot watch the folder and polls; it still needs the file and its -wal/-shm.
   const files = folderWatch ? [DIR] : [path, `${path}-wal`, `${path}-shm`];
-  const watcher = new Worker("watcher.ts", [JSON.stringify({ path, engine, variant: "plain", spaces: ["config"] })], {
-    folders: files,
-  });
+  const watcher = new Watcher({ path, engine, variant: "plain", spaces: ["config"] }, files);
   const ready = await watcher.nextLine();
-  if (ready !== JSON.stringify({ ready: true })) {
-    throw new Error(`watcher: ${ready} ${(await watcher.finish()).stderr}`);
-  }
-  const writer = new Deno.Command(Deno.execPath(), {
+  if (ready !== JSON.stringify({ ready: true })) throw new Error(`the watcher did not start: ${ready}`);
+  const writer = new Deno.Command("deno", {
     args: [
       "run",
       "--allow-ffi",
@@ -53,13 +95,12 @@ async function measure(name: string, engine: "ffi" | "node", folderWatch: boolea
   const arrived = new Map<number, number>();
   while (arrived.size < WRITES) {
     const line = await watcher.nextLine();
-    if (line === undefined) throw new Error(`watcher ended: ${(await watcher.finish()).stderr}`);
+    if (line === undefined) throw new Error("the watcher ended early");
     const message = JSON.parse(line);
     if (message.error) throw new Error(`watcher: ${message.error.message}`);
     arrived.set(message.event.value.seq, message.event.at);
   }
-  await watcher.send("stop\n");
-  await watcher.finish();
+  await watcher.stop();
   const written = new TextDecoder().decode((await writer).stdout).trim().split("\n").map((line) => JSON.parse(line));
   const latencies = written.map(({ seq, committed }) => arrived.get(seq)! - committed).sort((a, b) => a - b);
   return {

@@ -45,6 +45,7 @@ export interface ConfigHistoryOptions {
  * ```
  */
 export interface ConfigVersion {
+  /** The config key. */
   readonly key: string;
   /** The value (opened on a keyed registry); `undefined` when sealed and the registry has no key, or on `error`. */
   readonly value: unknown;

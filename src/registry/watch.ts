@@ -65,9 +65,11 @@ export interface WatchOptions {
  * ```
  */
 export interface ConfigChange {
+  /** Which key space changed: a config key. */
   readonly space: "config";
   /** `put`: set (created or changed); `delete`: removed. */
   readonly type: "put" | "delete";
+  /** The config key. */
   readonly key: string;
   /** The revision of the write. Events arrive in revision order; one batch is one revision. */
   readonly revision: number;
@@ -104,10 +106,15 @@ export interface ConfigChange {
  * ```
  */
 export interface ModuleChange {
+  /** Which key space changed: a module record. */
   readonly space: "modules";
+  /** `put`: upserted or its state set; `delete`: removed (`deleteModule`). */
   readonly type: "put" | "delete";
+  /** The module id. */
   readonly id: string;
+  /** The revision of the write. */
   readonly revision: number;
+  /** The record's version after the write; 0 after a delete. */
   readonly version: number;
   /** The record after a put; `undefined` after a delete, or when `error` is set. */
   readonly module: ModuleRecord | undefined;

@@ -161,7 +161,7 @@ export interface ChangeEvent<S extends Space = Space> {
   readonly type: "put" | "delete";
   /** The entry after the change; for a delete, `value` is the last value and `version` is 0. */
   readonly entry: Entry<S>;
-  /** The entry before the change, when the backend keeps it (SQLite: always; etcd: with `prevKv`). */
+  /** The entry before the change, when the backend keeps it (SQLite: never, its change log keeps each change once; etcd: on deletes). */
   readonly previous?: Entry<S> | undefined;
 }
 
