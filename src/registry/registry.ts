@@ -1579,8 +1579,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * The newest versions of a config key, newest first, the current one
    * included: at most `retention.historyVersions` (default 10, as Vault's
    * `max_versions`). Sealed values stay sealed in the file and are opened
-   * here on a keyed registry. Versions of a deleted key stay until
-   * compaction passes the delete, so a deleted key can be restored.
+   * here on a keyed registry. Versions of a deleted key stay (until
+   * compaction passes them), so a deleted key can be restored.
    *
    * @param key The config key.
    * @param options `limit`.
@@ -1669,8 +1669,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   /**
    * Drops change-feed and history data below `revision` now (automatic
    * compaction does it by `retention`). Watches behind it fail with a
-   * `CompactedError`; each key keeps its current entry and its newest
-   * `retention.historyVersions` versions.
+   * `CompactedError`; each live key keeps its current entry (its history
+   * below `revision` goes, as in etcd).
    *
    * @param revision The oldest revision to keep.
    * @throws {RangeError} when `revision` is not a non-negative integer.

@@ -71,7 +71,7 @@ export class SqliteChangeFeed {
    * @throws {OtherError} when `revision` is above the current revision.
    */
   compact(revision: number): void {
-    compactLog(this.#db, revision, this.historyVersions);
+    compactLog(this.#db, revision);
   }
 
   /** The oldest revision the feed still serves. */

@@ -1,15 +1,11 @@
 /**
  * Retention on the SQLite store. History is the change log itself: a
  * config key's versions are its `put` rows in `oxide_changes` (newest
- * first), so a write costs no second row. Retention bounds the log:
- * compaction to revision R drops the rows below R except the ones still
- * needed, which are
- *
- * - the newest row of the log (it carries the current revision),
- * - each live key's newest row (its current entry: version, revisions),
- * - the newest `historyVersions` puts of each config key, while the key
- *   lives or its delete is at or above R (a deleted key's history goes when
- *   its delete is compacted).
+ * first), so a write costs no second row. Retention bounds the log, and so
+ * history, as etcd's compaction bounds its MVCC history: compaction to
+ * revision R drops the rows below R except each live key's newest row (its
+ * current entry: version, revisions) and the newest row of the log (it
+ * carries the current revision).
  *
  * @module
  */
@@ -82,20 +78,13 @@ const SQL = {
   // The first revision newer than the age limit, among the rows compaction could drop.
   firstNewerThan: "SELECT revision FROM oxide_changes WHERE revision >= ?1 AND changed_at >= ?2 ORDER BY seq LIMIT 1",
   // ?1: the compaction revision, ?2: history versions kept per config key.
+  // ?1: the compaction revision. Keeps each live key's newest row (its current entry) and the log's newest row.
   compact: `DELETE FROM oxide_changes WHERE revision < ?1
   AND seq <> (SELECT max(seq) FROM oxide_changes)
   AND seq NOT IN (
     SELECT seq FROM (
-      SELECT seq, space, type,
-        row_number() OVER key_rows AS age,
-        first_value(type) OVER key_rows AS last_type,
-        first_value(revision) OVER key_rows AS last_revision,
-        sum(type = 'put') OVER key_rows AS put_rank
-      FROM oxide_changes
-      WINDOW key_rows AS (PARTITION BY space, key ORDER BY seq DESC ROWS UNBOUNDED PRECEDING)
-    )
-    WHERE (age = 1 AND last_type = 'put')
-       OR (space = 'config' AND type = 'put' AND put_rank <= ?2 AND (last_type = 'put' OR last_revision >= ?1))
+      SELECT seq, type, row_number() OVER (PARTITION BY space, key ORDER BY seq DESC) AS age FROM oxide_changes
+    ) WHERE age = 1 AND type = 'put'
   )`,
   setCompacted: "UPDATE oxide_revision SET compacted = ?1 WHERE id = 1 AND compacted < ?1",
 } as const;
@@ -111,7 +100,7 @@ export function compactedRevision(db: Engine): number {
  * @returns How many log rows were dropped.
  * @throws {OtherError} when `revision` is above the current revision.
  */
-export function compactLog(db: Engine, revision: number, historyVersions: number): number {
+export function compactLog(db: Engine, revision: number): number {
   if (!Number.isSafeInteger(revision) || revision < 0) {
     throw new RangeError(`a compaction revision must be a non-negative integer, got ${describe(revision)}`);
   }
@@ -123,7 +112,7 @@ export function compactLog(db: Engine, revision: number, historyVersions: number
       );
     }
     if (revision <= compactedRevision(db)) return 0;
-    const dropped = db.prepare(SQL.compact).run(revision, historyVersions).changes;
+    const dropped = db.prepare(SQL.compact).run(revision).changes;
     db.prepare(SQL.setCompacted).run(revision);
     return dropped;
   });
@@ -159,7 +148,7 @@ export class Retention {
     const db = this.#db;
     if (!db.isOpen || db.inTransaction) return;
     try {
-      const { revisions, maxAgeSeconds, historyVersions } = this.options;
+      const { revisions, maxAgeSeconds } = this.options;
       const head = Number(db.prepare(SQL.head).get()?.revision ?? 0);
       const compacted = compactedRevision(db);
       let target = compacted;
@@ -171,7 +160,7 @@ export class Retention {
         const newer = db.prepare(SQL.firstNewerThan).get(compacted, limit);
         target = Math.max(target, newer === undefined ? head : Number(newer.revision));
       }
-      if (target > compacted) compactLog(db, target, historyVersions);
+      if (target > compacted) compactLog(db, target);
     } catch {
       // SQLITE_BUSY and the like: the next check tries again.
     }

@@ -10,10 +10,10 @@
  */
 import { describe } from "../../_describe.ts";
 import { CompactedError } from "../../errors.ts";
-import type { Engine } from "../../sqlite/engine.ts";
+import type { Engine, Row } from "../../sqlite/engine.ts";
 import type { ChangeEvent, WatchRequest } from "../store.ts";
 import type { ChangeNotifier } from "./_change_notifier.ts";
-import { LOG_COLUMNS, logEvent } from "./_log_rows.ts";
+import { LOG_COLUMNS, logEntry, logEvent } from "./_log_rows.ts";
 
 /** How many events one read takes (a read never ends inside a revision, so a large batch can make it longer). */
 const PAGE = 256;
@@ -26,6 +26,9 @@ const HEAD_SQL = "SELECT seq, revision FROM oxide_changes ORDER BY seq DESC LIMI
 const START_SQL =
   "SELECT coalesce((SELECT seq FROM oxide_changes WHERE revision < ?1 ORDER BY seq DESC LIMIT 1), 0) AS seq";
 const COMPACTED_SQL = "SELECT compacted FROM oxide_revision WHERE id = 1";
+/** The row before a given one of the same key (what a delete removed). */
+const PREVIOUS_SQL =
+  `SELECT ${LOG_COLUMNS} FROM oxide_changes WHERE space = ?1 AND key = ?2 AND seq < ?3 ORDER BY seq DESC LIMIT 1`;
 
 /** The filter a watch applies, as SQL and its parameters (after ?1 and ?2). */
 interface Filter {
@@ -252,9 +255,18 @@ ORDER BY seq`;
     const last = found[found.length - 1]!;
     this.#afterSeq = Math.max(this.#afterSeq, Number(last.seq));
     this.#nextRevision = Math.max(this.#nextRevision, Number(last.revision) + 1);
-    this.#buffer = found.map(logEvent);
+    this.#buffer = found.map((row) => (row.type === "delete" ? this.#deleteEvent(row) : logEvent(row)));
     this.#bufferAt = 0;
     return true;
+  }
+
+  /** A delete carries the entry it removed (its last put), as `previous` and as its value. */
+  #deleteEvent(row: Row): ChangeEvent {
+    const event = logEvent(row);
+    const before = this.#db.prepare(PREVIOUS_SQL).get(row.space!, row.key!, row.seq!);
+    if (before === undefined || before.type !== "put") return event;
+    const previous = logEntry(before);
+    return { type: "delete", entry: { ...event.entry, value: previous.value } as typeof event.entry, previous };
   }
 
   /** The database may have changed: answer waiting `next()` calls with what is there. */
