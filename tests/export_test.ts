@@ -10,7 +10,7 @@ import {
   SerializationError,
   StateRegistry,
 } from "@oxide/registry";
-import { engineTest, tempDir } from "./_helpers.ts";
+import { engineTest, rawSqlite, tempDir } from "./_helpers.ts";
 import { SEALED_TEST_KEY } from "./_variants.ts";
 
 const OTHER_KEY = new Uint8Array(32).fill(9);
@@ -114,6 +114,47 @@ engineTest(
     await using keyless = await StateRegistry.connect(dir.file("source.db"), { engine });
     await assert.rejects(keyless.exportData({ plaintext: true }), CryptoError);
     await assert.rejects(keyless.importData(doc), KeyRequiredError);
+  },
+);
+
+engineTest(
+  "a keyless importData() refuses plain values into a file a Rust kernel sealed (no oxide_sealing table), as setConfig does",
+  async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("rust.db");
+    {
+      await using sealed = await StateRegistry.openEncrypted(path, "rust-kernel-key", { engine, scheme: "oxide-k" });
+      await sealed.setConfig("tok", "secret");
+    }
+    // The file a Rust kernel leaves: oxide-k sealed values, no oxide_sealing table.
+    const raw = rawSqlite(path);
+    raw.exec("DROP TABLE oxide_sealing; DELETE FROM oxide_migrations WHERE owner = 'sealing'");
+    const before = raw.prepare("SELECT key, value, updated_at FROM config ORDER BY key").all();
+    raw.close();
+    const doc = {
+      format: "oxide-registry-export",
+      version: 1,
+      exportedAt: "2026-01-01T00:00:00+00:00",
+      sealing: null,
+      modules: [],
+      config: [{ key: "plain", json: '"plaintext-leak"', updatedAt: "2026-01-01T00:00:00+00:00" }],
+      decisions: null,
+    };
+    {
+      await using keyless = await StateRegistry.connect(path, { engine });
+      await assert.rejects(keyless.setConfig("plain", "leak"), KeyRequiredError);
+      await assert.rejects(keyless.importData(doc), (error: unknown) => {
+        assert.ok(error instanceof KeyRequiredError);
+        assert.match(error.message, /oxide-k/);
+        return true;
+      });
+    }
+    const after = rawSqlite(path);
+    try {
+      assert.deepEqual(after.prepare("SELECT key, value, updated_at FROM config ORDER BY key").all(), before);
+    } finally {
+      after.close();
+    }
   },
 );
 

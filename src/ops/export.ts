@@ -9,7 +9,7 @@
 import { CryptoError, KeyRequiredError, SerializationError } from "../errors.ts";
 import { isModuleKind, isModuleState, type ModuleKind, type ModuleState } from "../module.ts";
 import { applyMigrations } from "../schema.ts";
-import { type Sealing, SEALING_MIGRATIONS } from "../sealing/sealing.ts";
+import { sealedScheme, type Sealing, SEALING_MIGRATIONS } from "../sealing/sealing.ts";
 import { looksSealed } from "./verify.ts";
 import type { Engine, Row, SqlValue } from "../sqlite/engine.ts";
 import { formatTimestamp, parseTimestamp } from "../time.ts";
@@ -317,7 +317,8 @@ export async function importRegistry(
   const plainEntries = doc.config.filter((entry) => entry.json !== undefined);
   const installSealing = sealedEntries.length > 0 && checkSealedImport(db, sealing, doc, plainEntries.length > 0);
   if (plainEntries.length > 0 && sealing === undefined) {
-    const sealedAs = sealedSchemeOf(db);
+    // The registry's own keyless-write detection: the `oxide_sealing` table, or values sealed by a Rust kernel.
+    const sealedAs = sealedScheme(db);
     if (sealedAs !== undefined) throw new KeyRequiredError(plainEntries[0]!.key, sealedAs, "write");
   }
   if (sealing !== undefined) {
@@ -423,11 +424,6 @@ function writeSealing(db: Engine, s: ExportedSealing): void {
     s.generation,
     formatTimestamp(new Date()),
   );
-}
-
-function sealedSchemeOf(db: Engine): string | undefined {
-  if (db.prepare(SQL.sealingTable).get() !== undefined) return String(db.prepare(SQL.sealing).get()?.scheme);
-  return undefined;
 }
 
 function oxideKSealing(): ExportedSealing {
