@@ -82,6 +82,13 @@ export type InferSchemaOutput<Schema extends StandardSchemaV1> = NonNullable<Sch
  * `tryGetConfig`: names the key and, for each issue, the path inside the value
  * (`$.retries`, `$.hosts[2]`).
  *
+ * The message of a plain registry's error carries the validator's own messages.
+ * For a sealed registry (opened with its key) the message carries only the key,
+ * the paths and a generic reason: validators such as valibot quote the value
+ * they received in their messages, and a sealed value must not reach a log in
+ * the clear. `issues` always holds what the validator reported, so it may
+ * contain the value: do not log it for a sealed registry.
+ *
  * @example
  * ```ts
  * import { ConfigSchemaError, SerializationError } from "@oxide/registry";
@@ -93,12 +100,19 @@ export type InferSchemaOutput<Schema extends StandardSchemaV1> = NonNullable<Sch
  *   err.message,
  *   "serialization error: value of config key 'endpoint' does not match its schema: $.retries: expected a number",
  * );
+ * const sealed = new ConfigSchemaError("token", [{ message: 'got "sk-1"' }], { sealed: true });
+ * assert.equal(
+ *   sealed.message,
+ *   "serialization error: value of config key 'token' does not match its schema at $ " +
+ *     "(the value is sealed: the validator's messages are withheld, see .issues)",
+ * );
+ * assert.equal(sealed.issues[0]?.message, 'got "sk-1"');
  * ```
  */
 export class ConfigSchemaError extends SerializationError {
   /** The config key. */
   readonly key: string;
-  /** The issues the schema reported. */
+  /** The issues the schema reported, as it reported them (their messages may quote the value). */
   readonly issues: ReadonlyArray<StandardSchemaIssue>;
 
   /**
@@ -106,13 +120,21 @@ export class ConfigSchemaError extends SerializationError {
    *
    * @param key The config key.
    * @param issues What the schema reported.
-   * @param options `cause`, if any.
+   * @param options `cause`, if any; `sealed: true` leaves the issues' messages out of the error's message (only
+   *   the paths are named), for a value read from a sealed registry.
    */
-  constructor(key: string, issues: ReadonlyArray<StandardSchemaIssue>, options?: ErrorOptions) {
-    const shown = issues.length === 0
-      ? "the schema reported no issue but no value"
-      : issues.map((issue) => `${issuePath(issue)}: ${issue.message}`).join("; ");
-    super(`value of config key '${key}' does not match its schema: ${shown}`, options);
+  constructor(
+    key: string,
+    issues: ReadonlyArray<StandardSchemaIssue>,
+    options?: ErrorOptions & { readonly sealed?: boolean },
+  ) {
+    let shown: string;
+    if (issues.length === 0) shown = ": the schema reported no issue but no value";
+    else if (options?.sealed === true) {
+      const paths = [...new Set(issues.map(issuePath))].join(", ");
+      shown = ` at ${paths} (the value is sealed: the validator's messages are withheld, see .issues)`;
+    } else shown = ": " + issues.map((issue) => `${issuePath(issue)}: ${issue.message}`).join("; ");
+    super(`value of config key '${key}' does not match its schema${shown}`, options);
     this.key = key;
     this.issues = issues;
   }
@@ -120,13 +142,19 @@ export class ConfigSchemaError extends SerializationError {
 
 /**
  * Validates `read`, the value read for `key`, with `schema`; a missing value (`undefined`, from `tryGetConfig`) is
- * passed through unvalidated. Rejects with a `TypeError` when `schema` is not a Standard Schema v1 validator, and
- * with a {@linkcode ConfigSchemaError} when the value does not match.
+ * passed through unvalidated. Rejects with a `TypeError` when `schema` is not a Standard Schema v1 validator or its
+ * `validate` returns something that is not a Standard Schema result, and with a {@linkcode ConfigSchemaError} when
+ * the value does not match (`sealed`: its message withholds the validator's messages).
  */
-export function readWithSchema(key: string, read: Promise<unknown>, schema: unknown): Promise<unknown> {
+export function readWithSchema(
+  key: string,
+  read: Promise<unknown>,
+  schema: unknown,
+  sealed: boolean,
+): Promise<unknown> {
   try {
     const checked = checkSchema(schema);
-    return read.then((value) => value === undefined ? undefined : validateConfig(key, value, checked));
+    return read.then((value) => value === undefined ? undefined : validateConfig(key, value, checked, sealed));
   } catch (error) {
     read.catch(() => {}); // The read's own failure is superseded by the schema's.
     return Promise.reject(error);
@@ -150,10 +178,34 @@ async function validateConfig<Output>(
   key: string,
   value: unknown,
   schema: StandardSchemaV1<unknown, Output>,
+  sealed: boolean,
 ): Promise<Output> {
-  const result = await schema["~standard"].validate(value);
-  if (result.issues !== undefined) throw new ConfigSchemaError(key, result.issues);
-  return result.value;
+  const props = schema["~standard"];
+  const result: unknown = await props.validate(value);
+  const broken = (what: string) =>
+    new TypeError(
+      `the schema's '~standard.validate' (vendor ${JSON.stringify(String(props.vendor))}) broke the Standard Schema ` +
+        `v1 contract: ${what}; it must return { value } or { issues: [{ message, path? }, ...] }`,
+    );
+  if (typeof result !== "object" || result === null) {
+    throw broken(`it returned ${result === null ? "null" : typeof result}`);
+  }
+  const { issues } = result as { issues?: unknown };
+  if (issues === undefined) {
+    if (!("value" in result)) throw broken("its result has neither 'value' nor 'issues'");
+    return (result as { value: Output }).value;
+  }
+  if (!Array.isArray(issues)) throw broken("its result's 'issues' is not an array");
+  for (const issue of issues) {
+    const path = (issue as { path?: unknown } | null)?.path;
+    if (
+      typeof issue !== "object" || issue === null || typeof (issue as { message?: unknown }).message !== "string" ||
+      (path !== undefined && !Array.isArray(path))
+    ) {
+      throw broken("an issue is not an object with a string 'message' and an optional array 'path'");
+    }
+  }
+  throw new ConfigSchemaError(key, issues as StandardSchemaIssue[], { sealed });
 }
 
 /** `$.a[2]`: where an issue is, as the registry's other messages say it. */

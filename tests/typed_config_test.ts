@@ -83,9 +83,13 @@ variantTest(
         assert.equal(error.issues.length, 4);
         assert.equal(
           error.message,
-          "serialization error: value of config key 'endpoint' does not match its schema: " +
-            "$.url: expected a string; $.retries: expected a number; $.hosts[1]: expected a string; " +
-            "$.hosts[3]: expected a string",
+          variant.name === "sealed"
+            ? "serialization error: value of config key 'endpoint' does not match its schema at " +
+              "$.url, $.retries, $.hosts[1], $.hosts[3] (the value is sealed: the validator's messages are withheld, " +
+              "see .issues)"
+            : "serialization error: value of config key 'endpoint' does not match its schema: " +
+              "$.url: expected a string; $.retries: expected a number; $.hosts[1]: expected a string; " +
+              "$.hosts[3]: expected a string",
         );
         return true;
       });
@@ -93,7 +97,9 @@ variantTest(
     await reg.setConfig("http.port", 70000);
     await assert.rejects(
       reg.getConfig("http.port", port),
-      /value of config key 'http\.port' does not match its schema: \$: expected a port, got 70000$/,
+      variant.name === "sealed"
+        ? /value of config key 'http\.port' does not match its schema at \$ \(the value is sealed/
+        : /value of config key 'http\.port' does not match its schema: \$: expected a port, got 70000$/,
     );
     await reg.setConfig("odd", { "a b": { "0": [{ x: 1 }] } });
     const deep: StandardSchemaV1<unknown, never> = {
@@ -103,7 +109,119 @@ variantTest(
         validate: () => ({ issues: [{ message: "no", path: ["a b", "0", 0, { key: "x" }] }] }),
       },
     };
-    await assert.rejects(reg.getConfig("odd", deep), /does not match its schema: \$\["a b"\]\["0"\]\[0\]\.x: no$/);
+    await assert.rejects(
+      reg.getConfig("odd", deep),
+      variant.name === "sealed"
+        ? /does not match its schema at \$\["a b"\]\["0"\]\[0\]\.x \(the value is sealed/
+        : /does not match its schema: \$\["a b"\]\["0"\]\[0\]\.x: no$/,
+    );
+  },
+);
+
+/** A validator that quotes the value it received in its message, as valibot does. */
+const quotingNumber: StandardSchemaV1<unknown, number> = {
+  "~standard": {
+    version: 1,
+    vendor: "quoting",
+    validate: (value) =>
+      typeof value === "number"
+        ? { value }
+        : { issues: [{ message: `Invalid type: Expected number but received ${JSON.stringify(value)}` }] },
+  },
+};
+
+variantTest(
+  "a sealed registry's ConfigSchemaError message never carries the value; a plain one keeps the validator's message",
+  async (engine, variant) => {
+    await using reg = await variant.inMemory({ engine });
+    await reg.setConfig("api_token", "sk-live-SECRET-123");
+    await reg.setConfig("nested", { auth: { token: "sk-live-NESTED-456" } });
+    const nestedQuoting: StandardSchemaV1<unknown, never> = {
+      "~standard": {
+        version: 1,
+        vendor: "quoting",
+        validate: (value) => ({
+          issues: [{
+            message: `Expected number but received ${
+              JSON.stringify((value as { auth: { token: string } }).auth.token)
+            }`,
+            path: ["auth", "token"],
+          }],
+        }),
+      },
+    };
+    for (
+      const [key, schema, secret, path] of [
+        ["api_token", quotingNumber, "sk-live-SECRET-123", "$"],
+        ["nested", nestedQuoting, "sk-live-NESTED-456", "$.auth.token"],
+      ] as const
+    ) {
+      for (const read of [() => reg.getConfig(key, schema), () => reg.tryGetConfig(key, schema)]) {
+        await assert.rejects(read(), (error: Error) => {
+          assert.ok(error instanceof ConfigSchemaError);
+          assert.equal(error.key, key);
+          // The caller still gets the validator's issues, as it reported them.
+          assert.equal(error.issues.length, 1);
+          assert.match(error.issues[0]!.message, new RegExp(secret));
+          if (variant.name === "sealed") {
+            assert.ok(!error.message.includes(secret), `the sealed value leaked into the message: ${error.message}`);
+            assert.ok(!String(error.stack).includes(secret), "the sealed value leaked into the stack");
+            assert.equal(
+              error.message,
+              `serialization error: value of config key '${key}' does not match its schema at ${path} ` +
+                "(the value is sealed: the validator's messages are withheld, see .issues)",
+            );
+          } else {
+            assert.equal(
+              error.message,
+              `serialization error: value of config key '${key}' does not match its schema: ${path}: ` +
+                error.issues[0]!.message,
+            );
+          }
+          return true;
+        });
+      }
+    }
+  },
+);
+
+variantTest(
+  "a validator whose validate returns no Standard Schema result is a TypeError naming the broken contract",
+  async (engine, variant) => {
+    await using reg = await variant.inMemory({ engine });
+    await reg.setConfig("k", "sk-live-SECRET-123");
+    const returning = (result: unknown): StandardSchemaV1 => ({
+      "~standard": { version: 1, vendor: "broken", validate: () => result as never },
+    });
+    for (
+      const result of [
+        undefined,
+        null,
+        42,
+        Promise.resolve(undefined),
+        {},
+        { issues: "bad" },
+        { issues: [undefined] },
+        { issues: [{ message: 1 }] },
+        { issues: [{ message: "m", path: "x" }] },
+      ]
+    ) {
+      for (
+        const read of [() => reg.getConfig("k", returning(result)), () => reg.tryGetConfig("k", returning(result))]
+      ) {
+        await assert.rejects(read(), (error: Error) => {
+          assert.ok(error instanceof TypeError, `${JSON.stringify(result)}: ${error}`);
+          assert.match(
+            error.message,
+            /'~standard\.validate' \(vendor "broken"\) broke the Standard Schema v1 contract/,
+          );
+          assert.ok(!error.message.includes("sk-live"));
+          return true;
+        });
+      }
+    }
+    // A result with `value: undefined` is a valid success.
+    assert.equal(await reg.getConfig("k", returning({ value: undefined })), undefined);
   },
 );
 

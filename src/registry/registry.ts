@@ -798,7 +798,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   getConfig<S extends StandardSchemaV1>(key: string, schema: S): Promise<InferSchemaOutput<S>>;
   getConfig(key: string, schema?: StandardSchemaV1): Promise<unknown> {
     const read = this.#readConfig(key, true);
-    return schema === undefined ? read : readWithSchema(key, read, schema);
+    return schema === undefined ? read : readWithSchema(key, read, schema, this.#sealing !== undefined);
   }
 
   /**
@@ -825,7 +825,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   tryGetConfig<S extends StandardSchemaV1>(key: string, schema: S): Promise<InferSchemaOutput<S> | undefined>;
   tryGetConfig(key: string, schema?: StandardSchemaV1): Promise<unknown> {
     const read = this.#readConfig(key, false);
-    return schema === undefined ? read : readWithSchema(key, read, schema);
+    return schema === undefined ? read : readWithSchema(key, read, schema, this.#sealing !== undefined);
   }
 
   /**
