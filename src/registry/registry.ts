@@ -19,7 +19,8 @@ import { encodeJson } from "../json.ts";
 import { checkValueSize } from "../limits.ts";
 import { checkText } from "../_text.ts";
 import type { ModuleMetadata, ModuleRecord, ModuleState } from "../module.ts";
-import { checkRegistryShape, migrateRegistry } from "../schema.ts";
+import { checkRegistryShape, migrateRegistry, recordedVersion } from "../schema.ts";
+import { repairRevisionSchema } from "../store/sqlite/_revision_repair.ts";
 import type { Engine, EngineName } from "../sqlite/engine.ts";
 import { closedError } from "../sqlite/ffi.ts";
 import { MEMORY_PATH, openEngine, type OpenEngineOptions } from "../sqlite/open.ts";
@@ -412,6 +413,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
       });
       try {
         if (options.readonly !== true) migrateRegistry(db);
+        repairRevisionSchema(db, recordedVersion(db, "registry"), options.readonly === true);
         const registry = new StateRegistry(new SqliteStore(db, { retention: options.retention }), db);
         registry.#historyVersions = retentionOf(options.retention).historyVersions;
         return Promise.resolve(registry);

@@ -150,6 +150,11 @@ END`,
   ];
 }
 
+/** The index of the change log, by name (a check can recreate a lost one). */
+export const REVISION_INDEXES_SQL: Readonly<Record<string, string>> = {
+  oxide_changes_key: "CREATE INDEX oxide_changes_key ON oxide_changes (space, key)",
+};
+
 /** The tables of the revision schema. */
 export const REVISION_TABLES_SQL: readonly string[] = [
   `CREATE TABLE oxide_changes (
@@ -169,7 +174,7 @@ export const REVISION_TABLES_SQL: readonly string[] = [
     updated_at,
     changed_at      INTEGER NOT NULL
 )`,
-  "CREATE INDEX oxide_changes_key ON oxide_changes (space, key)",
+  REVISION_INDEXES_SQL.oxide_changes_key!,
   `CREATE TABLE oxide_batch (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
     revision INTEGER NOT NULL,
@@ -244,3 +249,51 @@ export const REWRITE_BEGIN_SQL: string = `INSERT INTO oxide_batch (id, revision,
 
 /** Closes the batch, before `COMMIT`. */
 export const BATCH_END_SQL = "DELETE FROM oxide_batch";
+
+/** The newest log row of each key of `space`, as a filter on a log alias `log`. */
+function isNewest(space: string, log: string): string {
+  return `${log}.seq = (SELECT max(seq) FROM oxide_changes WHERE space = '${space}' AND key = ${log}.key)`;
+}
+
+/** The log rows that bring `space`'s log back in line with its table, inside an open batch (one revision). */
+function resync(space: SpaceColumns): string[] {
+  const { table, key } = space;
+  const name = space.space;
+  const logColumns = space.columns.map(([log]) => `${log}, `).join("");
+  const values = space.columns.map(([, column]) => `t.${column}, `).join("");
+  // The meta space logs no value and no updated_at: there, only a key's presence can be compared.
+  const meta = name === "meta";
+  const differs = [
+    ...space.columns.map(([log, column]) => `l.${log} IS NOT t.${column}`),
+    ...(meta ? [] : ["l.updated_at IS NOT t.updated_at"]),
+  ].map((test) => ` OR ${test}`).join("");
+  return [
+    // A key the log shows alive but the table no longer has: deleted while the delete trigger was missing.
+    `INSERT INTO oxide_changes (revision, space, key, type, version, create_revision, updated_at, changed_at)
+    SELECT b.revision, '${name}', l.key, 'delete', 0, l.create_revision, l.updated_at, ${NOW}
+    FROM oxide_changes l CROSS JOIN oxide_batch b
+    WHERE l.space = '${name}' AND l.type = 'put' AND ${isNewest(name, "l")}
+      AND NOT EXISTS (SELECT 1 FROM ${table} WHERE ${key} = l.key)`,
+    // A row the log does not show as it is: written while the insert or update trigger was missing.
+    `INSERT INTO oxide_changes
+      (revision, space, key, type, version, create_revision, ${logColumns}updated_at, changed_at)
+    SELECT b.revision, '${name}', t.${key}, 'put',
+      coalesce(CASE l.type WHEN 'put' THEN l.version + 1 END, 1),
+      coalesce(CASE l.type WHEN 'put' THEN l.create_revision END, b.revision),
+      ${values}${meta ? "NULL" : "t.updated_at"}, ${NOW}
+    FROM ${table} t CROSS JOIN oxide_batch b
+    LEFT JOIN oxide_changes l ON l.space = '${name}' AND l.key = t.${key} AND ${isNewest(name, "l")}
+    WHERE t.${key} IS NOT NULL AND (l.seq IS NULL OR l.type <> 'put'${differs})`,
+  ];
+}
+
+/**
+ * Logs, inside an open batch, every change the triggers missed while one was
+ * missing: a put for each row the log does not show as it is (its version
+ * moves on), a delete for each key the log shows alive that the table lacks.
+ * A log in line with its tables gets nothing.
+ */
+export const REVISION_RESYNC_SQL: readonly string[] = [...resync(CONFIG_SPACE), ...resync(MODULES_SPACE)];
+
+/** {@linkcode REVISION_RESYNC_SQL} for the meta space (registry migration 3): presence only, as its log has no values. */
+export const META_RESYNC_SQL: readonly string[] = resync(META_SPACE);
