@@ -218,7 +218,7 @@ export class Batch {
   }
 
   #add(write: BatchWrite, options: WriteOptions | undefined): this {
-    const ifVersion = ifVersionOf(options);
+    const ifVersion = ifVersionOf(`batch().${write.kind}()`, options);
     this.#writes.push(ifVersion === undefined ? write : { ...write, ifVersion });
     return this;
   }

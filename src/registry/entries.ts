@@ -157,25 +157,71 @@ export function toPage<T>(items: T[], cursor: string | undefined, revision: numb
   return items as Page<T>;
 }
 
-/** A cursor: the last key of a page and the revision of the listing, as opaque text. */
-export function encodeCursor(lastKey: string, revision: number): string {
-  return new TextEncoder().encode(JSON.stringify([revision, lastKey])).toBase64({ alphabet: "base64url" });
+/** What a cursor was made for: the listing it continues. A cursor passed to another listing is refused. */
+export interface CursorScope {
+  /** `"config"` or `"modules"`. */
+  space: string;
+  /** The listing's prefix (`""`: none). */
+  prefix: string;
+  /** Whether the listing is in descending key order. */
+  reverse: boolean;
 }
 
-/** The last key and revision a cursor carries. */
-export function decodeCursor(cursor: unknown): { after: string; revision: number } {
+/** A cursor: the last key of a page, the revision of the listing and what it lists, as opaque text. */
+export function encodeCursor(lastKey: string, revision: number, scope: CursorScope): string {
+  const fields = [revision, lastKey, scope.space, scope.prefix, scope.reverse];
+  return new TextEncoder().encode(JSON.stringify(fields)).toBase64({ alphabet: "base64url" });
+}
+
+/**
+ * The last key and revision a cursor carries, checked against the listing it is passed to.
+ *
+ * @throws {RegistryError} when it is not a cursor a listing returned, or one of another listing (space, prefix or
+ * order).
+ */
+export function decodeCursor(cursor: unknown, scope: CursorScope): { after: string; revision: number } {
   if (typeof cursor !== "string") throw new TypeError(`cursor must be a string, got ${describe(cursor)}`);
+  let fields: unknown;
   try {
-    const [revision, after] = JSON.parse(new TextDecoder().decode(Uint8Array.fromBase64(cursor, {
-      alphabet: "base64url",
-    }))) as unknown[];
-    if (typeof after === "string" && Number.isSafeInteger(revision) && (revision as number) >= 0) {
-      return { after, revision: revision as number };
-    }
+    fields = JSON.parse(new TextDecoder().decode(Uint8Array.fromBase64(cursor, { alphabet: "base64url" })));
   } catch {
     // Reported below.
   }
-  throw new RegistryError(`cursor ${describe(cursor)} is not one a listing returned`);
+  const [revision, after, space, prefix, reverse] = Array.isArray(fields) ? fields : [];
+  if (
+    typeof after !== "string" || !Number.isSafeInteger(revision) || (revision as number) < 0 ||
+    typeof space !== "string" || typeof prefix !== "string" || typeof reverse !== "boolean"
+  ) {
+    throw new RegistryError(`cursor ${describe(cursor)} is not one a listing returned`);
+  }
+  if (space !== scope.space || prefix !== scope.prefix || reverse !== scope.reverse) {
+    const listing = (s: CursorScope) =>
+      `${s.space}${s.prefix === "" ? "" : ` with prefix ${describe(s.prefix)}`} in ${
+        s.reverse ? "descending" : "ascending"
+      } order`;
+    throw new RegistryError(
+      `this cursor continues a listing of ${listing({ space, prefix, reverse })}, not of ${
+        listing(scope)
+      }: pass the same prefix and reverse as for its first page`,
+    );
+  }
+  return { after, revision: revision as number };
+}
+
+/**
+ * Refuses an option name `options` should not have (a typo such as `ifVersoin` would otherwise be ignored, and turn a
+ * compare-and-set into a plain write).
+ *
+ * @throws {TypeError} naming the unknown option and the known ones.
+ */
+export function checkOptionNames(what: string, options: object, known: readonly string[]): void {
+  for (const name of Object.keys(options)) {
+    if (!known.includes(name)) {
+      throw new TypeError(
+        `unknown option ${describe(name)} in the options of ${what} (known: ${known.map((k) => `'${k}'`).join(", ")})`,
+      );
+    }
+  }
 }
 
 /** Checks `ifVersion` and `limit`-like counts: a non-negative safe integer. */
@@ -186,11 +232,12 @@ export function checkCount(what: string, value: unknown, min = 0): number {
   return value;
 }
 
-/** The `ifVersion` of write options, checked; `undefined` when absent. */
-export function ifVersionOf(options: WriteOptions | undefined): number | undefined {
+/** The `ifVersion` of the write options of `what` (for the message), checked; `undefined` when absent. */
+export function ifVersionOf(what: string, options: WriteOptions | undefined): number | undefined {
   if (options === undefined) return undefined;
   if (typeof options !== "object" || options === null) {
     throw new TypeError(`options must be an object, got ${describe(options)}`);
   }
+  checkOptionNames(what, options, ["ifVersion"]);
   return options.ifVersion === undefined ? undefined : checkCount("ifVersion", options.ifVersion);
 }

@@ -53,6 +53,7 @@ import { parseConfig, parsePlainConfig, rowToModuleRecord, storedText } from "./
 import { checkOptions, checkState } from "./_validate.ts";
 import {
   checkCount,
+  checkOptionNames,
   type ConfigEntry,
   decodeCursor,
   DEFAULT_UPDATE_TRIES,
@@ -540,7 +541,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     try {
       using _call = this.#begin();
       const fields = moduleFields(metadata, state);
-      const ifVersion = ifVersionOf(options);
+      const ifVersion = ifVersionOf("upsertModule()", options);
       const id = metadata.id;
       return this.#write(
         "modules",
@@ -581,7 +582,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
       this.#checkOpen();
       const key = checkText("module id", id);
       const stateText = checkState(state);
-      const ifVersion = ifVersionOf(options);
+      const ifVersion = ifVersionOf("setModuleState()", options);
       return this.#write("modules", key, ifVersion, { op: "setState", space: "modules", key, state: stateText }, (
         changed,
       ) => changed ? RESOLVED : Promise.reject(new UnknownModuleError(key)));
@@ -614,7 +615,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     try {
       this.#checkOpen();
       const key = checkText("module id", id);
-      const ifVersion = ifVersionOf(options);
+      const ifVersion = ifVersionOf("deleteModule()", options);
       return this.#write(
         "modules",
         key,
@@ -713,7 +714,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
             { cause: failures[0] },
           );
         }
-        return pageOf(records, result);
+        return pageOf(records, result, request);
       });
     } catch (error) {
       return Promise.reject(error);
@@ -755,7 +756,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     try {
       this.#checkOpen();
       checkText("config key", key);
-      const ifVersion = options === undefined ? undefined : ifVersionOf(options);
+      const ifVersion = options === undefined ? undefined : ifVersionOf("setConfig()", options);
       // A keyless write into a sealed registry would store the value in plain text.
       const sealed = this.#sealedForKeylessWrite();
       if (sealed !== undefined) throw new KeyRequiredError(key, sealed, "write");
@@ -896,7 +897,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
       return settle(this.#store.range(request), async (result) => {
         const entries: ConfigEntry<T>[] = [];
         for (const entry of result.entries) entries.push(await this.#decode<T>(entry));
-        return pageOf(entries, result);
+        return pageOf(entries, result, request);
       });
     } catch (error) {
       return Promise.reject(error);
@@ -926,7 +927,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     try {
       this.#checkOpen();
       checkText("config key", key);
-      const ifVersion = ifVersionOf(options);
+      const ifVersion = ifVersionOf("deleteConfig()", options);
       return this.#write(
         "config",
         key,
@@ -969,6 +970,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     options: UpdateOptions = {},
   ): Promise<ConfigEntry<T> | undefined> {
     checkOptions(options);
+    checkOptionNames("update()", options, ["tries"]);
     if (typeof fn !== "function") throw new TypeError(`update() needs a function, got ${describe(fn)}`);
     const tries = options.tries === undefined ? DEFAULT_UPDATE_TRIES : checkCount("tries", options.tries, 1);
     let conflict: ConflictError | undefined;
@@ -1084,7 +1086,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   async #setSealed(sealing: Sealing, key: string, value: unknown, options: WriteOptions | undefined): Promise<void> {
     using _call = this.#begin();
     checkText("config key", key);
-    const ifVersion = ifVersionOf(options);
+    const ifVersion = ifVersionOf("setConfig()", options);
     const json = checkValueSize(key, encodeJson(value));
     this.#refuseInTransaction("setConfig");
     if (ifVersion === undefined) return await sealing.write(key, json, nowTimestamp());
@@ -1857,6 +1859,11 @@ function rangeRequest<S extends "config" | "modules">(
   space: S,
   options: ListConfigOptions | ListModulesOptions,
 ): RangeRequest & { readonly space: S } {
+  checkOptionNames(
+    space === "config" ? "listConfig()" : "listModules()",
+    options,
+    space === "config" ? ["prefix", "limit", "cursor", "reverse"] : ["prefix", "limit", "cursor", "invalid"],
+  );
   const { prefix, limit, cursor } = options;
   const reverse = (options as ListConfigOptions).reverse;
   if (prefix !== undefined) checkText("prefix", prefix);
@@ -1864,7 +1871,9 @@ function rangeRequest<S extends "config" | "modules">(
   if (reverse !== undefined && typeof reverse !== "boolean") {
     throw new TypeError(`reverse must be a boolean, got ${describe(reverse)}`);
   }
-  const page = cursor === undefined ? undefined : decodeCursor(cursor);
+  const page = cursor === undefined
+    ? undefined
+    : decodeCursor(cursor, { space, prefix: prefix ?? "", reverse: reverse ?? false });
   return {
     space,
     prefix: prefix ?? "",
@@ -1875,11 +1884,12 @@ function rangeRequest<S extends "config" | "modules">(
 }
 
 /** A page of `items` from a range: a cursor when more keys follow. */
-function pageOf<T>(items: T[], result: RangeResult): Page<T> {
+function pageOf<T>(items: T[], result: RangeResult, request: RangeRequest): Page<T> {
   const last = result.entries.at(-1);
+  const scope = { space: request.space, prefix: request.prefix ?? "", reverse: request.reverse ?? false };
   return toPage(
     items,
-    result.more && last !== undefined ? encodeCursor(last.key, result.revision) : undefined,
+    result.more && last !== undefined ? encodeCursor(last.key, result.revision, scope) : undefined,
     result.revision,
   );
 }
