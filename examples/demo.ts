@@ -44,10 +44,7 @@ printTable(
 );
 
 console.log("\nconfig:");
-const keys = reg.db.prepare("SELECT key FROM config ORDER BY key").all().map((row) => String(row.key));
-const values: string[][] = [];
-for (const key of keys) values.push([key, JSON.stringify(await reg.getConfig(key))]);
-printTable(["key", "value"], values);
+printTable(["key", "value"], (await reg.listConfig()).map((entry) => [entry.key, JSON.stringify(entry.value)]));
 
 function printTable(header: string[], rows: string[][]): void {
   const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]!.length)));

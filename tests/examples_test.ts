@@ -232,3 +232,11 @@ async function systemLibrary(): Promise<string> {
   }
   throw new Error("no libsqlite3.so.0 found in the usual folders");
 }
+
+Deno.test("the examples read the registry through its API, never with SQL on its own tables", async () => {
+  for await (const entry of Deno.readDir(new URL("examples/", ROOT))) {
+    if (!entry.name.endsWith(".ts")) continue;
+    const source = await Deno.readTextFile(new URL(`examples/${entry.name}`, ROOT));
+    assert.doesNotMatch(source, /\b(FROM|INTO|UPDATE)\s+(config|modules|oxide_\w+)\b/i, entry.name);
+  }
+});
