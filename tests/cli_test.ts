@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { DecisionLog, newDecision, StateRegistry } from "@oxide/registry";
 import { OXIDE_K_SCHEMA, rawSqlite, tempDir } from "./_helpers.ts";
-import { cliCommandLine, type CliResult, runCli, type RunCliOptions } from "./_cli.ts";
+import { CLI, cliCommandLine, cliFlags, type CliResult, runCli, type RunCliOptions } from "./_cli.ts";
 import { Worker } from "./_subprocess.ts";
 import { COMMANDS } from "../src/cli/commands.ts";
 import { relativeTime } from "../src/cli/_format.ts";
@@ -529,4 +529,149 @@ Deno.test("relative times read as people say them", () => {
     "in 3 min",
   ]);
   assert.equal(ago(400 * 86_400), "2025-10-27");
+});
+
+Deno.test("config history: a table newest first, --json, --limit, a missing key", async () => {
+  await using dir = await tempDir();
+  const cli = (...args: string[]) => runCli(dir.path, ["--db", "r.db", ...args]);
+  ok(await cli("config", "set", "log.level", '"info"'));
+  ok(await cli("config", "set", "log.level", '"debug"'));
+  ok(await cli("config", "set", "other", "1"));
+  ok(await cli("config", "set", "log.level", '"trace"'));
+  const text = ok(await cli("config", "history", "log.level"));
+  assert.match(
+    text,
+    /^VERSION +REVISION +UPDATED +VALUE\n3 +4 +(?:just now|\d+ s ago|\d+ min ago) +"trace"\n2 +2 +\S.* +"debug"\n1 +1 +\S.* +"info"\n$/,
+  );
+  const versions = JSON.parse(ok(await cli("config", "history", "log.level", "--json")));
+  assert.deepEqual(
+    versions.map((v: { version: number; revision: number; value: unknown }) => [v.version, v.revision, v.value]),
+    [[3, 4, "trace"], [2, 2, "debug"], [1, 1, "info"]],
+  );
+  assert.ok(
+    versions.every((v: { key: string; updatedAt: string }) =>
+      v.key === "log.level" && !Number.isNaN(Date.parse(v.updatedAt))
+    ),
+  );
+  const limited = JSON.parse(ok(await cli("config", "history", "log.level", "--limit", "1", "--json")));
+  assert.deepEqual(limited.map((v: { value: unknown }) => v.value), ["trace"]);
+  fails(await cli("config", "history", "ghost"), 1, /configuration key not found: ghost/);
+  fails(await cli("config", "history", "log.level", "--limit", "x"), 2, /--limit must be a non-negative integer/);
+});
+
+/** Starts `watch` as a subprocess with the task's permissions; reads its stdout line by line. */
+function startWatch(folder: string, args: string[]) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...cliFlags(folder), CLI, "--db", "r.db", "watch", ...args],
+    cwd: folder,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const stderr = new Response(child.stderr).text();
+  let buffered = "";
+  const line = async (): Promise<string | undefined> => {
+    while (!buffered.includes("\n")) {
+      const next = await reader.read();
+      if (next.done) return undefined;
+      buffered += next.value;
+    }
+    const end = buffered.indexOf("\n");
+    const text = buffered.slice(0, end);
+    buffered = buffered.slice(end + 1);
+    return text;
+  };
+  return {
+    child,
+    line,
+    /** Waits for the exit; returns the code, stderr and the lines not read yet. */
+    async finish(): Promise<{ code: number; stderr: string; rest: string[] }> {
+      const rest: string[] = [];
+      for (let text = await line(); text !== undefined; text = await line()) rest.push(text);
+      return { code: (await child.status).code, stderr: await stderr, rest };
+    },
+  };
+}
+
+Deno.test("watch: a subprocess prints each write as one JSON line, resumes with --from, ends cleanly on SIGINT", async () => {
+  await using dir = await tempDir();
+  const cli = (...args: string[]) => runCli(dir.path, ["--db", "r.db", ...args]);
+  ok(await cli("config", "set", "kernel.greeting", '"Hello"'));
+  const watch = startWatch(dir.path, ["kernel.", "--json", "--from", "1"]);
+  let ended = false;
+  try {
+    // --from 1 replays the first write; then the watch follows writes made here, in this process.
+    const first = JSON.parse((await watch.line())!);
+    assert.deepEqual({ ...first, updatedAt: undefined }, {
+      space: "config",
+      type: "put",
+      key: "kernel.greeting",
+      revision: 1,
+      version: 1,
+      value: "Hello",
+      updatedAt: undefined,
+    });
+    assert.ok(!Number.isNaN(Date.parse(first.updatedAt)));
+    {
+      await using reg = await StateRegistry.connect(`${dir.path}/r.db`);
+      await reg.setConfig("other", 1); // Not under the prefix.
+      await reg.setConfig("kernel.greeting", "Hello, agent.");
+      await reg.deleteConfig("kernel.greeting");
+    }
+    const put = JSON.parse((await watch.line())!);
+    assert.deepEqual([put.type, put.key, put.revision, put.version, put.value], [
+      "put",
+      "kernel.greeting",
+      3,
+      2,
+      "Hello, agent.",
+    ]);
+    assert.deepEqual(JSON.parse((await watch.line())!), {
+      space: "config",
+      type: "delete",
+      key: "kernel.greeting",
+      revision: 4,
+      version: 0,
+      updatedAt: null,
+    });
+    watch.child.kill("SIGINT");
+    const end = await watch.finish();
+    ended = true;
+    assert.deepEqual(end, { code: 0, stderr: "", rest: [] });
+  } finally {
+    if (!ended) {
+      watch.child.kill("SIGKILL");
+      await watch.finish();
+    }
+  }
+});
+
+Deno.test("watch: human lines, and a compacted --from exits 1 with the CompactedError message", async () => {
+  await using dir = await tempDir();
+  const cli = (...args: string[]) => runCli(dir.path, ["--db", "r.db", ...args]);
+  for (const n of [1, 2, 3, 4]) ok(await cli("config", "set", "n", String(n)));
+  {
+    await using reg = await StateRegistry.connect(`${dir.path}/r.db`);
+    await reg.compact(3);
+  }
+  const compacted = await cli("watch", "--from", "2");
+  fails(compacted, 1, /^oxide-registry: required revision 2 has been compacted: the oldest available revision is 3\n$/);
+  fails(await cli("watch", "--from", "0"), 2, /--from must be a positive integer revision/);
+
+  const watch = startWatch(dir.path, ["--from", "3"]);
+  let ended = false;
+  try {
+    assert.equal(await watch.line(), "3 put config n 3");
+    assert.equal(await watch.line(), "4 put config n 4");
+    watch.child.kill("SIGINT");
+    const end = await watch.finish();
+    ended = true;
+    assert.deepEqual(end, { code: 0, stderr: "", rest: [] });
+  } finally {
+    if (!ended) {
+      watch.child.kill("SIGKILL");
+      await watch.finish();
+    }
+  }
 });

@@ -440,6 +440,157 @@ const configGet: Command = {
     }),
 };
 
+const configHistory: Command = {
+  name: ["config", "history"],
+  args: ["KEY"],
+  summary: "the kept versions of a config key, newest first",
+  details: `Sealed values are shown when ${KEY_ENV_VAR} is set, else as (sealed). Restore one in code with
+reg.restoreConfig(key, revision).`,
+  options: { limit: { type: "string" } },
+  optionHelp: { limit: "at most N versions (default: all that retention kept)" },
+  run: (ctx) => {
+    const limitText = ctx.options.limit as string | undefined;
+    const limit = limitText === undefined ? undefined : Number(limitText);
+    if (limit !== undefined && (!/^\d+$/.test(limitText!) || !Number.isSafeInteger(limit))) {
+      throw new UsageError(`--limit must be a non-negative integer, got '${limitText}'`, configHistory);
+    }
+    return withRegistry(ctx, "optional-key", async (reg) => {
+      const key = ctx.args[0]!;
+      const versions = await reg.configHistory(key, { limit });
+      if (versions.length === 0 && limit !== 0) throw new ConfigNotFoundError(key);
+      const sealedShut = (v: { sealed: boolean; value: unknown; error?: unknown }) =>
+        v.sealed && v.value === undefined && reg.sealing === undefined;
+      if (ctx.json) {
+        ctx.io.out(
+          `[${
+            versions.map((v) =>
+              `\n  {"key":${JSON.stringify(v.key)},"version":${v.version},"revision":${v.revision},` +
+              `"createRevision":${v.createRevision},` +
+              `${
+                sealedShut(v)
+                  ? '"sealed":true'
+                  : v.error !== undefined
+                  ? `"error":${JSON.stringify(v.error.message)}`
+                  : `"value":${encodeJson(v.value)}`
+              },` +
+              `"updatedAt":${JSON.stringify(v.updatedAt?.toISOString() ?? null)}}`
+            ).join(",")
+          }${versions.length > 0 ? "\n" : ""}]\n`,
+        );
+        return 0;
+      }
+      const now = ctx.io.now();
+      ctx.io.out(table(
+        ["VERSION", "REVISION", "UPDATED", "VALUE"],
+        versions.map((v) => [
+          String(v.version),
+          String(v.revision),
+          v.updatedAt === undefined ? "" : relativeTime(v.updatedAt, now),
+          sealedShut(v)
+            ? ctx.style.dim("(sealed)")
+            : v.error !== undefined
+            ? ctx.style.red(`(unreadable: ${v.error.message})`)
+            : shortJson(v.value),
+        ]),
+        ctx.style,
+      ));
+      return 0;
+    });
+  },
+};
+
+const watchCommand: Command = {
+  name: ["watch"],
+  args: ["[PREFIX]"],
+  summary: "print changes to config keys (starting with PREFIX) as they happen, until interrupted",
+  details: `One line per change; with --json one JSON object per line. Ctrl-C (SIGINT) or SIGTERM ends it (exit 0).
+Resume after a restart with --from (the last revision seen plus 1).`,
+  options: { modules: { type: "boolean" }, from: { type: "string" } },
+  optionHelp: {
+    modules: "follow module records too (their ids are matched against PREFIX)",
+    from: "deliver changes from this revision on (default: only new ones)",
+  },
+  run: (ctx) => {
+    const fromText = ctx.options.from as string | undefined;
+    const fromRevision = fromText === undefined ? undefined : Number(fromText);
+    if (
+      fromRevision !== undefined &&
+      (!/^\d+$/.test(fromText!) || !Number.isSafeInteger(fromRevision) || fromRevision < 1)
+    ) {
+      throw new UsageError(`--from must be a positive integer revision, got '${fromText}'`, watchCommand);
+    }
+    return withRegistry(ctx, "optional-key", async (reg) => {
+      const controller = new AbortController();
+      const stop = () => controller.abort();
+      const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+      for (const signal of signals) Deno.addSignalListener(signal, stop);
+      try {
+        const prefix = ctx.args[0];
+        const events = reg.watch({
+          spaces: ctx.options.modules === true ? ["config", "modules"] : ["config"],
+          ...(prefix === undefined || prefix === "" ? {} : { prefix }),
+          fromRevision,
+          signal: controller.signal,
+        });
+        for await (const event of events) {
+          if (event.space === "config") {
+            const shut = event.sealed && event.value === undefined && event.error === undefined;
+            if (ctx.json) {
+              ctx.io.out(
+                `{"space":"config","type":"${event.type}","key":${JSON.stringify(event.key)},` +
+                  `"revision":${event.revision},"version":${event.version}` +
+                  (event.type === "delete"
+                    ? ""
+                    : shut
+                    ? ',"sealed":true'
+                    : event.error !== undefined
+                    ? `,"error":${JSON.stringify(event.error.message)}`
+                    : `,"value":${encodeJson(event.value)}`) +
+                  `,"updatedAt":${JSON.stringify(event.updatedAt?.toISOString() ?? null)}}\n`,
+              );
+            } else {
+              const what = event.type === "delete"
+                ? ""
+                : shut
+                ? ctx.style.dim("(sealed)")
+                : event.error !== undefined
+                ? ctx.style.red(`(unreadable: ${event.error.message})`)
+                : shortJson(event.value, 120);
+              ctx.io.out(
+                `${event.revision} ${event.type} config ${event.key}${what === "" ? "" : ` ${what}`}\n`,
+              );
+            }
+          } else if (ctx.json) {
+            ctx.io.out(
+              `${
+                JSON.stringify({
+                  space: "modules",
+                  type: event.type,
+                  id: event.id,
+                  revision: event.revision,
+                  version: event.version,
+                  ...(event.module === undefined ? {} : { module: moduleJson(event.module) }),
+                  ...(event.error === undefined ? {} : { error: event.error.message }),
+                })
+              }\n`,
+            );
+          } else {
+            const what = event.type === "delete"
+              ? ""
+              : event.module === undefined
+              ? ctx.style.red(`(unreadable: ${event.error?.message ?? "?"})`)
+              : `${event.module.version} ${stateText(ctx.style, event.module.state)}`;
+            ctx.io.out(`${event.revision} ${event.type} module ${event.id}${what === "" ? "" : ` ${what}`}\n`);
+          }
+        }
+      } finally {
+        for (const signal of signals) Deno.removeSignalListener(signal, stop);
+      }
+      return 0;
+    });
+  },
+};
+
 const configSet: Command = {
   name: ["config", "set"],
   args: ["KEY", "JSON"],
@@ -682,8 +833,10 @@ export const COMMANDS: readonly Command[] = [
   modulesRemove,
   configList,
   configGet,
+  configHistory,
   configSet,
   configDelete,
+  watchCommand,
   verify,
   backup,
   exportCommand,
