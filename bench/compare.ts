@@ -8,7 +8,7 @@
 // turn, so a noisy neighbour slows all of them alike; the tables show the median of the rounds and the spread
 // ((max - min) / median). Open times and peak memory are measured in fresh subprocesses (bench/_probe.ts).
 /// <reference lib="deno.unstable" />
-import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { DatabaseSync } from "node:sqlite";
 import { createCipheriv, randomBytes } from "node:crypto";
 import { cpus } from "node:os";
 import { encodeJson, type ModuleMetadata, StateRegistry } from "@oxide/registry";
@@ -93,20 +93,49 @@ function rawFfi(storage: Storage, revisions = true): Contender {
   if (storage === "file") db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${SYNCHRONOUS}`);
   db.exec("PRAGMA busy_timeout = 5000");
   db.exec(schemaSql(revisions));
-  const get = db.prepare(REGISTRY_SQL.getConfig);
-  const set = db.prepare(REGISTRY_SQL.setConfig);
-  const upsert = db.prepare(REGISTRY_SQL.upsertModule);
-  const list = db.prepare(REGISTRY_SQL.listModules);
-  const contender: Contender = {
-    name: revisions ? "raw FFI binding" : "raw FFI binding, no revision log",
+  return rawContender(revisions ? "raw FFI binding" : "raw FFI binding, no revision log", {
     family: revisions ? "raw-ffi" : "raw-ffi-norev",
     storage,
+    revisions,
+    prepare: (sql) => db.prepare(sql),
+    close: () => db.close(),
+  });
+}
+
+/** A prepared statement of either raw binding: all the raw contenders call. */
+interface RawStatement {
+  get(...params: never[]): unknown;
+  run(...params: never[]): unknown;
+  all(): unknown;
+}
+
+/** The raw contenders' shared workload on the registry's SQL, prepared once through `prepare`. */
+function rawContender(
+  name: string,
+  raw: {
+    family: Contender["family"];
+    storage: Storage;
+    revisions: boolean;
+    prepare(sql: string): RawStatement;
+    close(): void;
+  },
+): Contender {
+  // The binding's own parameter types differ; the workload passes strings only.
+  type Call = (...params: string[]) => unknown;
+  const get = raw.prepare(REGISTRY_SQL.getConfig);
+  const set = raw.prepare(REGISTRY_SQL.setConfig);
+  const upsert = raw.prepare(REGISTRY_SQL.upsertModule);
+  const list = raw.prepare(REGISTRY_SQL.listModules);
+  const contender: Contender = {
+    name,
+    family: raw.family,
+    storage: raw.storage,
     sync: true,
     ops: {
-      getConfig: (i) => get.get(KEY_NAMES[i % KEYS]!)!.value,
-      setConfig: (i) => set.run(KEY_NAMES[i % KEYS]!, JSON.stringify(value(i)), nowTimestamp()),
+      getConfig: (i) => ((get.get as Call)(KEY_NAMES[i % KEYS]!) as { value: unknown }).value,
+      setConfig: (i) => (set.run as Call)(KEY_NAMES[i % KEYS]!, JSON.stringify(value(i)), nowTimestamp()),
       upsertModule: (i) =>
-        upsert.run(
+        (upsert.run as Call)(
           MODULE_IDS[i % MODULES]!,
           META.name,
           META.version,
@@ -117,9 +146,9 @@ function rawFfi(storage: Storage, revisions = true): Contender {
         ),
       listModules: () => list.all(),
     },
-    close: () => db.close(),
+    close: raw.close,
   };
-  if (!revisions) {
+  if (!raw.revisions) {
     // Only the writes differ without the log.
     delete contender.ops.getConfig;
     delete contender.ops.listModules;
@@ -133,38 +162,13 @@ function rawNode(storage: Storage, revisions = true): Contender {
   const db = new DatabaseSync(filePath(`raw-node${revisions ? "" : "-norev"}`, storage), { timeout: 5000 });
   if (storage === "file") db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${SYNCHRONOUS}`);
   db.exec(schemaSql(revisions));
-  const [get, set, upsert, list] = (["getConfig", "setConfig", "upsertModule", "listModules"] as const).map((k) =>
-    db.prepare(REGISTRY_SQL[k])
-  ) as [StatementSync, StatementSync, StatementSync, StatementSync];
-  const contender: Contender = {
-    name: revisions ? "raw node:sqlite" : "raw node:sqlite, no revision log",
+  return rawContender(revisions ? "raw node:sqlite" : "raw node:sqlite, no revision log", {
     family: revisions ? "raw-node" : "raw-node-norev",
     storage,
-    sync: true,
-    ops: {
-      getConfig: (i) => get.get(KEY_NAMES[i % KEYS]!)!.value,
-      setConfig: (i) => set.run(KEY_NAMES[i % KEYS]!, JSON.stringify(value(i)), nowTimestamp()),
-      upsertModule: (i) =>
-        upsert.run(
-          MODULE_IDS[i % MODULES]!,
-          META.name,
-          META.version,
-          `"${META.kind}"`,
-          i % 2 === 0 ? '"stopped"' : '"running"',
-          META.description!,
-          nowTimestamp(),
-        ),
-      listModules: () => list.all(),
-    },
+    revisions,
+    prepare: (sql) => db.prepare(sql),
     close: () => db.close(),
-  };
-  if (!revisions) {
-    // Only the writes differ without the log.
-    delete contender.ops.getConfig;
-    delete contender.ops.listModules;
-  }
-  prefill(contender);
-  return contender;
+  });
 }
 
 /** Deno KV: the equivalent keys and records (KV serializes values itself), each write its own atomic commit. */
