@@ -21,6 +21,17 @@ import {
   unwrapDataKey,
   wrapDataKey,
 } from "../src/sealing/envelope.ts";
+import {
+  hasSyncTwin,
+  loadNodeCrypto,
+  nodeKey,
+  openAesGcm,
+  openWithNodeCrypto,
+  openWithWebCrypto,
+  sealAesGcm,
+  sealWithNodeCrypto,
+  sealWithWebCrypto,
+} from "../src/sealing/_aes_gcm.ts";
 
 const KEY_A = new Uint8Array(32).fill(0xa1);
 const KEY_B = new Uint8Array(32).fill(0xb2);
@@ -439,4 +450,63 @@ catch (e) { console.log(JSON.stringify({ name: e.name, message: e.message })); }
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("AES-GCM on node:crypto and on WebCrypto give the same bytes, and each opens the other's", async (t) => {
+  const raw = crypto.getRandomValues(new Uint8Array(32));
+  const webKey = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
+  const nodeKeyObject = await nodeKey(raw);
+  assert.ok(nodeKeyObject !== undefined, "node:crypto has AES-256-GCM on this Deno");
+  for (const length of [0, 1, 15, 16, 17, 300, 70_000]) {
+    for (const ad of [undefined, new TextEncoder().encode("oxide-seal\0v1\0value\0id\0api.token")]) {
+      await t.step(`${length} bytes, ${ad === undefined ? "no" : "with"} associated data`, async () => {
+        const nonce = crypto.getRandomValues(new Uint8Array(12));
+        const plain = new Uint8Array(length).map((_, i) => (i * 7919) & 0xff);
+        const byNode = sealWithNodeCrypto(nodeKeyObject, nonce, plain, ad);
+        const byWeb = await sealWithWebCrypto(webKey, nonce, plain, ad);
+        assert.deepEqual(byNode, byWeb);
+        assert.deepEqual(await openWithWebCrypto(webKey, nonce, byNode, ad), plain);
+        assert.deepEqual(openWithNodeCrypto(nodeKeyObject, nonce, byWeb, ad), plain);
+        // Both refuse an altered byte, another nonce and other associated data.
+        const altered = byWeb.slice();
+        altered[altered.length - 1]! ^= 1;
+        const otherNonce = nonce.slice();
+        otherNonce[0]! ^= 1;
+        const otherAd = new TextEncoder().encode("oxide-seal\0v1\0value\0id\0db.password");
+        for (const [bytes, n, a] of [[altered, nonce, ad], [byWeb, otherNonce, ad], [byWeb, nonce, otherAd]] as const) {
+          assert.throws(() => openWithNodeCrypto(nodeKeyObject, n, bytes, a));
+          await assert.rejects(openWithWebCrypto(webKey, n, bytes, a));
+        }
+      });
+    }
+  }
+  assert.throws(() => openWithNodeCrypto(nodeKeyObject, new Uint8Array(12), new Uint8Array(15)), /shorter than/);
+});
+
+Deno.test("keys made for sealing seal and open synchronously (node:crypto); a caller's CryptoKey stays on WebCrypto", async () => {
+  await loadNodeCrypto();
+  const kek = await deriveKek(KEY_A, { kdf: "raw" });
+  const { dataKey, wrapped } = await generateDataKey(kek);
+  const unwrapped = await unwrapDataKey(kek, wrapped);
+  const passphraseKey = await importOxideKKey("s3cr3t-key");
+  const rawKey = await importOxideKKey(KEY_B);
+  const callerKey = await crypto.subtle.importKey("raw", KEY_B, "AES-GCM", false, ["encrypt", "decrypt"]);
+  const nonce = new Uint8Array(12);
+  const plain = new TextEncoder().encode('"s3cr3t"');
+  for (const key of [dataKey.key, unwrapped.key, passphraseKey, rawKey]) {
+    assert.ok(hasSyncTwin(key));
+    const sealed = sealAesGcm(key, nonce, plain);
+    assert.ok(sealed instanceof Uint8Array, "sealed without a promise");
+    const opened = openAesGcm(key, nonce, sealed);
+    assert.ok(opened instanceof Uint8Array, "opened without a promise");
+    assert.deepEqual(opened, plain);
+  }
+  // The twins are the same keys: what one seals, the WebCrypto key of the other opens.
+  assert.equal(await openEnvelope(unwrapped, "api.token", await sealEnvelope(dataKey, "api.token", '"x"')), '"x"');
+  assert.equal(hasSyncTwin(callerKey), false);
+  const sealed = sealAesGcm(callerKey, nonce, plain);
+  assert.ok(sealed instanceof Promise);
+  assert.deepEqual(await sealed, sealAesGcm(rawKey, nonce, plain), "raw bytes and the caller's key of them agree");
+  assert.deepEqual(await openOxideK(callerKey, "k", await sealOxideK(rawKey, '"v"')), '"v"');
+  assert.deepEqual(await openOxideK(rawKey, "k", await sealOxideK(callerKey, '"v"')), '"v"');
 });

@@ -21,6 +21,7 @@
 import { CryptoError, SealedValueError, WrongKeyError } from "../errors.ts";
 import { concatBytes, fromBase64Url, fromUtf8, toBase64Url, utf8 } from "./_bytes.ts";
 import { checkRegistryKey, type RegistryKey } from "./key.ts";
+import { importAesGcmKey, openAesGcm, sealAesGcm } from "./_aes_gcm.ts";
 
 /** The format version written in each value's prefix and associated data. */
 export const ENVELOPE_VERSION = 1;
@@ -247,10 +248,7 @@ export async function generateDataKey(
       "encrypt",
       "decrypt",
     ]);
-    const key = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, [
-      "encrypt",
-      "decrypt",
-    ]);
+    const key = await importAesGcmKey(raw);
     return { dataKey: { keyId, key }, wrapped: await wrapDataKey(kek, keyId, exportable) };
   } finally {
     raw.fill(0);
@@ -292,27 +290,35 @@ export async function unwrapDataKey(
       `the stored data key '${wrapped.keyId}' (table oxide_sealing, field wrapped_key) is malformed: the sealing parameters were altered`,
     );
   }
+  let unwrapped: CryptoKey;
   try {
     const params: AesGcmParams = {
       name: "AES-GCM",
       iv: blob.subarray(0, NONCE_BYTES),
       additionalData: dataKeyAd(wrapped.keyId),
     };
-    const key = await crypto.subtle.unwrapKey(
+    // Unwrapped extractable for a moment, for its bytes: the key handed out is imported again (non-extractable unless
+    // asked) with its node:crypto twin, and the bytes are zeroed.
+    unwrapped = await crypto.subtle.unwrapKey(
       "raw",
       blob.subarray(NONCE_BYTES),
       kek,
       params,
       "AES-GCM",
-      extractable,
+      true,
       ["encrypt", "decrypt"],
     );
-    return { keyId: wrapped.keyId, key };
   } catch (error) {
     throw new WrongKeyError(
       "the key does not unwrap this registry's data key (or the stored data key was altered)",
       { cause: error },
     );
+  }
+  const raw = new Uint8Array(await crypto.subtle.exportKey("raw", unwrapped));
+  try {
+    return { keyId: wrapped.keyId, key: await importAesGcmKey(raw, extractable) };
+  } finally {
+    raw.fill(0);
   }
 }
 
@@ -374,13 +380,9 @@ export async function sealEnvelope(
 ): Promise<string> {
   const data = utf8(plaintext);
   const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
-  const sealed = await crypto.subtle.encrypt(
-    { name: "AES-GCM", iv: nonce, additionalData: valueAd(dataKey.keyId, configKey) },
-    dataKey.key,
-    data,
-  );
+  const sealed = await sealAesGcm(dataKey.key, nonce, data, valueAd(dataKey.keyId, configKey));
   data.fill(0);
-  return `${ENVELOPE_PREFIX}${dataKey.keyId}$${toBase64Url(concatBytes(nonce, new Uint8Array(sealed)), false)}`;
+  return `${ENVELOPE_PREFIX}${dataKey.keyId}$${toBase64Url(concatBytes(nonce, sealed), false)}`;
 }
 
 /**
@@ -457,16 +459,13 @@ export async function openEnvelope(
       `it names data key '${keyId}' but the registry's data key is '${dataKey.keyId}': it was restored from an older copy or copied from another registry`,
     );
   }
-  let plain: ArrayBuffer;
+  let plain: Uint8Array;
   try {
-    plain = await crypto.subtle.decrypt(
-      {
-        name: "AES-GCM",
-        iv: blob.subarray(0, NONCE_BYTES),
-        additionalData: valueAd(keyId, configKey),
-      },
+    plain = await openAesGcm(
       dataKey.key,
+      blob.subarray(0, NONCE_BYTES),
       blob.subarray(NONCE_BYTES),
+      valueAd(keyId, configKey),
     );
   } catch (error) {
     throw new SealedValueError(
@@ -476,7 +475,8 @@ export async function openEnvelope(
       { cause: error },
     );
   }
-  const text = fromUtf8(new Uint8Array(plain));
+  const text = fromUtf8(plain);
+  plain.fill(0);
   if (text === undefined) {
     throw new SealedValueError(configKey, "malformed", "its plaintext is not UTF-8");
   }
@@ -514,15 +514,12 @@ export async function sealedForKey(
   if (!blob || blob.length < NONCE_BYTES + TAG_BYTES) return undefined;
   for (const candidate of candidates) {
     try {
-      await crypto.subtle.decrypt(
-        {
-          name: "AES-GCM",
-          iv: blob.subarray(0, NONCE_BYTES),
-          additionalData: valueAd(dataKey.keyId, candidate),
-        },
+      (await openAesGcm(
         dataKey.key,
+        blob.subarray(0, NONCE_BYTES),
         blob.subarray(NONCE_BYTES),
-      );
+        valueAd(dataKey.keyId, candidate),
+      )).fill(0);
       return candidate;
     } catch {
       // Not this one.

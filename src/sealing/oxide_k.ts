@@ -15,6 +15,7 @@
 import { SealedValueError } from "../errors.ts";
 import { concatBytes, fromBase64Url, fromUtf8, toBase64Url, utf8 } from "./_bytes.ts";
 import { checkRegistryKey, type RegistryKey } from "./key.ts";
+import { importAesGcmKey, openAesGcm, sealAesGcm } from "./_aes_gcm.ts";
 
 /** Bytes of the random nonce in front of each sealed value. */
 export const OXIDE_K_NONCE_BYTES = 12;
@@ -50,10 +51,7 @@ export async function importOxideKKey(key: RegistryKey): Promise<CryptoKey> {
     ? new Uint8Array(await crypto.subtle.digest("SHA-256", utf8(key)))
     : Uint8Array.from(key);
   try {
-    return await crypto.subtle.importKey("raw", raw, "AES-GCM", false, [
-      "encrypt",
-      "decrypt",
-    ]);
+    return await importAesGcmKey(raw);
   } finally {
     raw.fill(0);
   }
@@ -83,13 +81,9 @@ export async function sealOxideK(
 ): Promise<string> {
   const data = utf8(plaintext);
   const nonce = crypto.getRandomValues(new Uint8Array(OXIDE_K_NONCE_BYTES));
-  const sealed = await crypto.subtle.encrypt(
-    { name: "AES-GCM", iv: nonce },
-    key,
-    data,
-  );
+  const sealed = await sealAesGcm(key, nonce, data);
   data.fill(0);
-  return toBase64Url(concatBytes(nonce, new Uint8Array(sealed)), true);
+  return toBase64Url(concatBytes(nonce, sealed), true);
 }
 
 /**
@@ -136,13 +130,9 @@ export async function openOxideK(
       `it is truncated: ${blob.length} bytes, shorter than a nonce and tag (oxide-k scheme)`,
     );
   }
-  let plain: ArrayBuffer;
+  let plain: Uint8Array;
   try {
-    plain = await crypto.subtle.decrypt(
-      { name: "AES-GCM", iv: blob.subarray(0, OXIDE_K_NONCE_BYTES) },
-      key,
-      blob.subarray(OXIDE_K_NONCE_BYTES),
-    );
+    plain = await openAesGcm(key, blob.subarray(0, OXIDE_K_NONCE_BYTES), blob.subarray(OXIDE_K_NONCE_BYTES));
   } catch (error) {
     throw new SealedValueError(
       configKey,
@@ -151,7 +141,8 @@ export async function openOxideK(
       { cause: error },
     );
   }
-  const text = fromUtf8(new Uint8Array(plain));
+  const text = fromUtf8(plain);
+  plain.fill(0);
   if (text === undefined) {
     throw new SealedValueError(
       configKey,
