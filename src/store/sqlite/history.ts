@@ -77,15 +77,15 @@ const SQL = {
   head: "SELECT revision FROM oxide_changes ORDER BY seq DESC LIMIT 1",
   // The first revision newer than the age limit, among the rows compaction could drop.
   firstNewerThan: "SELECT revision FROM oxide_changes WHERE revision >= ?1 AND changed_at >= ?2 ORDER BY seq LIMIT 1",
-  // ?1: the compaction revision, ?2: history versions kept per config key.
-  // ?1: the compaction revision. Keeps each live key's newest row (its current entry) and the log's newest row.
+  // ?1: the compaction revision. Keeps each live key's newest row (its current entry) and the log's newest row: a
+  // row goes when it is a delete or a newer row of its key exists (one index step per candidate row; a window over
+  // the whole log, as before, cost about 20 times more, paid by every write).
   compact: `DELETE FROM oxide_changes WHERE revision < ?1
   AND seq <> (SELECT max(seq) FROM oxide_changes)
-  AND seq NOT IN (
-    SELECT seq FROM (
-      SELECT seq, type, row_number() OVER (PARTITION BY space, key ORDER BY seq DESC) AS age FROM oxide_changes
-    ) WHERE age = 1 AND type = 'put'
-  )`,
+  AND (type <> 'put' OR EXISTS (
+    SELECT 1 FROM oxide_changes newer
+    WHERE newer.space = oxide_changes.space AND newer.key = oxide_changes.key AND newer.seq > oxide_changes.seq
+  ))`,
   setCompacted: "UPDATE oxide_revision SET compacted = ?1 WHERE id = 1 AND compacted < ?1",
 } as const;
 
