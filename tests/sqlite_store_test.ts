@@ -137,3 +137,46 @@ Deno.test("SQLite meta key 'sealing': version is the sealing generation + 1, so 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("SQLite txn with wantRevision false writes the same and reads no revision", async (t) => {
+  for (const engine of ["ffi", "node"] as const) {
+    await t.step(engine, async () => {
+      const store = await openSqliteStore(engine);
+      try {
+        const put = { op: "put", space: "config", key: "a", value: "1" } as const;
+        // Each shape the store runs: one statement, a compare in a transaction, the keyless writer's guard.
+        const requests = [
+          { compares: [], success: [put], updatedAt: "2026-01-01T00:00:00.000+00:00" },
+          {
+            compares: [{ space: "config", key: "a", target: "version", equals: 1 }] as const,
+            success: [put],
+            updatedAt: "2026-01-01T00:00:00.000+00:00",
+          },
+          {
+            compares: [{ space: "meta", key: "sealing", target: "version", equals: 0 }] as const,
+            success: [put],
+            updatedAt: "2026-01-01T00:00:00.000+00:00",
+          },
+        ];
+        let version = 0;
+        for (const request of requests) {
+          const result = await store.txn({ ...request, wantRevision: false });
+          assert.equal(result.succeeded, true);
+          assert.deepEqual(result.changed, [true]);
+          assert.throws(() => result.revision, /wantRevision: false/);
+          const entry = await store.get("config", "a");
+          assert.equal(entry?.version, ++version);
+          assert.equal(entry?.modRevision, await store.revision());
+        }
+        // A failed compare still says what the key holds.
+        const failed = await store.txn({ ...requests[1]!, wantRevision: false });
+        assert.equal(failed.succeeded, false);
+        assert.equal(failed.current?.[0]?.version, 3);
+        // Without the flag, the revision is there.
+        assert.equal((await store.txn(requests[0]!)).revision, await store.revision());
+      } finally {
+        await store.close();
+      }
+    });
+  }
+});

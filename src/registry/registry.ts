@@ -33,6 +33,7 @@ import type {
   RangeRequest,
   RangeResult,
   Store,
+  TxnRequest,
   TxnResult,
 } from "../store/store.ts";
 import { SqliteStore } from "../store/sqlite/store.ts";
@@ -539,7 +540,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    */
   upsertModule(metadata: ModuleMetadata, state: ModuleState, options?: WriteOptions): Promise<void> {
     try {
-      using _call = this.#begin();
+      this.#checkOpen();
       const fields = moduleFields(metadata, state);
       const ifVersion = ifVersionOf("upsertModule()", options);
       const id = metadata.id;
@@ -762,7 +763,12 @@ export class StateRegistry implements AsyncDisposable, Disposable {
       if (sealed !== undefined) throw new KeyRequiredError(key, sealed, "write");
       const put: Operation = { op: "put", space: "config", key, value: checkValueSize(key, encodeJson(value)) };
       if (ifVersion === undefined) {
-        const result = this.#store.txn({ compares: this.#plainGuard, success: [put], updatedAt: nowTimestamp() });
+        const result = this.#store.txn({
+          compares: this.#plainGuard,
+          success: [put],
+          updatedAt: nowTimestamp(),
+          wantRevision: false,
+        });
         if (result instanceof Promise) return result.then((r) => this.#checkPlainWrite(key, r));
         this.#checkPlainWrite(key, result);
         return RESOLVED;
@@ -1130,7 +1136,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     then: (changed: boolean) => Promise<R>,
     guard: readonly Compare[] = NO_COMPARES,
   ): Promise<R> {
-    const result = this.#store.txn(txnOf(space, key, ifVersion, operation, nowTimestamp(), guard));
+    const result = this.#store.txn(txnOf(space, key, ifVersion, operation, nowTimestamp(), guard, false));
     if (result instanceof Promise) {
       return result.then((r) => then(this.#applySync(r, space, key, ifVersion).changed[0] ?? false));
     }
@@ -1847,11 +1853,12 @@ function txnOf(
   operation: Operation,
   updatedAt: string,
   guard: readonly Compare[] = NO_COMPARES,
-) {
+  wantRevision = true,
+): TxnRequest {
   const compares: readonly Compare[] = ifVersion === undefined
     ? guard
     : [{ space, key, target: "version", equals: ifVersion }, ...guard];
-  return { compares, success: [operation], updatedAt };
+  return { compares, success: [operation], updatedAt, wantRevision };
 }
 
 /** The range of a listing's options, checked. */

@@ -138,6 +138,11 @@ export interface TxnRequest {
   readonly failure?: readonly Operation[] | undefined;
   /** `updated_at` text for every put in the transaction (one clock reading per transaction). */
   readonly updatedAt: string;
+  /**
+   * `false`: the caller does not read the result's `revision` (a write that returns nothing), so a backend that
+   * needs a query for it may skip that query; reading `revision` of such a result throws. Default `true`.
+   */
+  readonly wantRevision?: boolean | undefined;
 }
 
 /** What a transaction did. */

@@ -223,23 +223,22 @@ export class SqliteStore implements Store {
     // One write and no compare (or only the keyless writer's "not sealed" compare): one statement.
     if (success.length === 1 && failure.length === 0 && (this.#private || this.#db.inTransaction)) {
       const only = success[0]!;
-      if (compares.length === 0) {
-        const changed = this.#apply(only, request.updatedAt);
-        return { succeeded: true, revision: this.revision(), changed: [changed] };
-      }
+      if (compares.length === 0) return this.#result(request, true, [this.#apply(only, request.updatedAt)]);
     }
     if (
       success.length === 1 && compares.length === 1 && failure.length === 0 && isNotSealedCompare(compares[0]!) &&
       success[0]!.op === "put" && success[0]!.space === "config" && !this.#db.inTransaction
     ) {
-      return this.#db.transaction(() => {
-        const put = success[0] as { readonly key: string; readonly value: string };
-        // Checked inside the statement too, so no other process can seal between a check and the write.
+      const put = success[0] as { readonly key: string; readonly value: string };
+      const write = (): TxnResult => {
+        // Checked inside the statement, so no other process can seal between a check and the write.
         if (this.#sql.setConfigUnsealed.run(put.key, put.value, request.updatedAt).changes === 0) {
-          return { succeeded: false, revision: this.revision(), changed: [], current: [this.#metaEntry("sealing")] };
+          return this.#result(request, false, [], [this.#metaEntry("sealing")]);
         }
-        return { succeeded: true, revision: this.revision(), changed: [true] };
-      });
+        return this.#result(request, true, [true]);
+      };
+      // The statement is a transaction of its own; a revision read after it needs one around both.
+      return request.wantRevision === false ? write() : this.#db.transaction(write);
     }
     if (
       success.length === 1 && compares.length === 1 && failure.length === 0 && isSealingCompare(compares[0]!) &&
@@ -251,9 +250,9 @@ export class SqliteStore implements Store {
       // between the check and the write. A private database needs no transaction for an exact revision.
       const write = (): TxnResult => {
         if (this.#db.prepare(SEALED_PUT_SQL).run(put.key, put.value, request.updatedAt, generation).changes === 0) {
-          return { succeeded: false, revision: this.revision(), changed: [], current: [this.#metaEntry("sealing")] };
+          return this.#result(request, false, [], [this.#metaEntry("sealing")]);
         }
-        return { succeeded: true, revision: this.revision(), changed: [true] };
+        return this.#result(request, true, [true]);
       };
       return this.#private ? write() : this.#db.transaction(write);
     }
@@ -261,13 +260,11 @@ export class SqliteStore implements Store {
       const current = compares.map((compare) => this.get(compare.space, compare.key));
       const succeeded = compares.every((compare, i) => holds(compare, current[i]));
       const operations = succeeded ? success : failure;
-      if (operations.length === 0) {
-        return { succeeded, revision: this.revision(), changed: [], ...(succeeded ? {} : { current }) };
-      }
+      if (operations.length === 0) return this.#result(request, succeeded, [], succeeded ? undefined : current);
       if (operations.length === 1) {
         // One write: its trigger takes the next revision by itself, no batch marker needed.
         const changed = [this.#apply(operations[0]!, request.updatedAt)];
-        return { succeeded, revision: this.revision(), changed, ...(succeeded ? {} : { current }) };
+        return this.#result(request, succeeded, changed, succeeded ? undefined : current);
       }
       this.#sql.batchBegin.run();
       const revision = Number(this.#sql.batchRevision.get()!.revision);
@@ -280,6 +277,18 @@ export class SqliteStore implements Store {
         ...(succeeded ? {} : { current }),
       };
     });
+  }
+
+  /** A transaction's result; its revision read only when the caller wants it (`wantRevision`). */
+  #result(
+    request: TxnRequest,
+    succeeded: boolean,
+    changed: readonly boolean[],
+    current?: readonly (Entry | undefined)[],
+  ): TxnResult {
+    if (request.wantRevision === false) return new UnreadRevisionResult(succeeded, changed, current);
+    const revision = this.revision();
+    return current === undefined ? { succeeded, revision, changed } : { succeeded, revision, changed, current };
   }
 
   /** Past entries of a config key or module. The meta space keeps no past values on SQLite: always empty there. */
@@ -383,6 +392,23 @@ export class SqliteStore implements Store {
     }
     const row = this.#meta?.entry.get(key);
     return row === undefined ? undefined : liveEntry("meta", row);
+  }
+}
+
+/** The result of a transaction run with `wantRevision: false`: no query ran for its revision. */
+class UnreadRevisionResult implements TxnResult {
+  readonly succeeded: boolean;
+  readonly changed: readonly boolean[];
+  readonly current?: readonly (Entry | undefined)[];
+
+  constructor(succeeded: boolean, changed: readonly boolean[], current: readonly (Entry | undefined)[] | undefined) {
+    this.succeeded = succeeded;
+    this.changed = changed;
+    if (current !== undefined) this.current = current;
+  }
+
+  get revision(): number {
+    throw new Error("this transaction ran with wantRevision: false, so its revision was not read");
   }
 }
 
