@@ -67,9 +67,51 @@ export function encodeJson(value: unknown): string {
       if (Number.isFinite(value) && !isUnsafeInteger(value)) return JSON.stringify(value);
   }
   if (value === null) return "null";
+  // The common value (plain objects and arrays of strings, finite numbers, booleans and null) needs one quick walk
+  // and JSON.stringify; anything else takes the careful walk below, which names what it refuses.
+  if (typeof value === "object" && isPlainJson(value, 0)) return JSON.stringify(value);
   const seen = { raw: false };
   checkJson(value, [], [], seen);
   return seen.raw ? JSON.stringify(value, exactIntegerText) : JSON.stringify(value);
+}
+
+/**
+ * Whether `value` (an object `depth` objects deep) is JSON that `JSON.stringify` writes exactly as serde_json reads
+ * it: plain objects and arrays, well-formed strings and keys, safe or fractional finite numbers, booleans and null,
+ * nested less than {@linkcode MAX_JSON_DEPTH} deep. `false` for anything else (a bigint, an unsafe integer, a hole,
+ * a cycle, which ends at the depth limit): {@linkcode checkJson} then decides, and names the problem.
+ */
+function isPlainJson(value: object, depth: number): boolean {
+  if (depth >= MAX_JSON_DEPTH) return false;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      // A hole reads as undefined: refused here, named by the careful walk.
+      if (!isPlainJsonItem(value[i], depth)) return false;
+    }
+    return true;
+  }
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) return false;
+  // for-in allocates no key array; an inherited enumerable property (JSON.stringify skips it) is only looked at more.
+  for (const key in value) {
+    if (!key.isWellFormed() || !isPlainJsonItem((value as Record<string, unknown>)[key], depth)) return false;
+  }
+  return true;
+}
+
+function isPlainJsonItem(item: unknown, depth: number): boolean {
+  switch (typeof item) {
+    case "string":
+      return item.isWellFormed();
+    case "number":
+      return Number.isFinite(item) && !isUnsafeInteger(item);
+    case "boolean":
+      return true;
+    case "object":
+      return item === null || isPlainJson(item, depth + 1);
+    default:
+      return false;
+  }
 }
 
 /**

@@ -350,6 +350,13 @@ engineTest("values JSON cannot carry faithfully are refused and nothing is writt
     ["Date", new Date(0), /Date at \$ is not a plain object/],
     ["Map", new Map(), /Map at \$/],
     ["class instance", new (class Point {})(), /Point at \$/],
+    // Inside plain values, where the quick walk of the common case must hand over to the careful one.
+    ["lone surrogate in a nested property name", { a: [{ "\uD800": 1 }] }, /property name at \$\.a\[0\]\./],
+    ["nested Date", { a: [1, new Date(0)] }, /Date at \$\.a\[1\] is not a plain object/],
+    ["toJSON method", { toJSON: () => 1 }, /function at \$\.toJSON has no JSON form/],
+    ["nested hole", { a: { b: sparse } }, /the array at \$\.a\.b has a hole at index 1/],
+    ["nested NaN", [{ a: NaN }], /NaN at \$\[0\]\.a is not a finite number/],
+    ["nested cycle", { list: [cyclic] }, /refers to itself/],
   ];
   for (const [what, value, message] of cases) {
     const err = await reg.setConfig("k", value).catch((e) => e);
