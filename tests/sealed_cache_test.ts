@@ -4,6 +4,7 @@
 // bounded and emptied when this handle re-seals or closes.
 import assert from "node:assert/strict";
 import { SealedValueError, StateRegistry } from "@oxide/registry";
+import { SqliteStore } from "../src/store/sqlite/store.ts";
 import { openSealing, Sealing } from "../src/sealing/sealing.ts";
 import { openEngine } from "../src/sqlite/open.ts";
 import { migrateRegistry } from "../src/schema.ts";
@@ -71,7 +72,7 @@ engineTest("a cached sealed value that was moved or altered in the file fails to
 engineTest("the read cache is bounded and emptied when this handle re-seals", async (engine) => {
   using db = openEngine(":memory:", { engine });
   migrateRegistry(db);
-  const sealing = await openSealing(db, RAW_KEY, { readCache: 2 });
+  const sealing = await openSealing(new SqliteStore(db), RAW_KEY, { readCache: 2 });
   const stored = new Map<string, string>();
   for (const key of ["a", "b", "c"]) {
     await sealing.write(key, JSON.stringify(key), "2026-01-01T00:00:00+00:00");
@@ -91,7 +92,7 @@ engineTest("the read cache is bounded and emptied when this handle re-seals", as
 engineTest("readCache: 0 keeps no plaintext; a readCache that is not a count is refused", async (engine) => {
   using db = openEngine(":memory:", { engine });
   migrateRegistry(db);
-  const sealing = await openSealing(db, RAW_KEY, { readCache: 0 });
+  const sealing = await openSealing(new SqliteStore(db), RAW_KEY, { readCache: 0 });
   await sealing.write("a", '"a"', "2026-01-01T00:00:00+00:00");
   const stored = String(db.prepare("SELECT value FROM config WHERE key = 'a'").get()?.value);
   assert.equal(await sealing.open("a", stored), '"a"');

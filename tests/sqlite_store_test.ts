@@ -52,7 +52,7 @@ for (const engine of ["ffi", "node"] as const) {
   });
 }
 
-Deno.test("SQLite meta space: table oxide_meta, its log rows hold no value, and 'sealing' is not written through it", async () => {
+Deno.test("SQLite meta space: table oxide_meta, its log rows hold no value, and 'sealing' is the oxide_sealing table", async () => {
   const dir = await Deno.makeTempDir({ prefix: "oxide-store-" });
   try {
     const db = openEngine(`${dir}/registry.db`, { engine: "node" }, checkRegistryShape);
@@ -71,7 +71,8 @@ Deno.test("SQLite meta space: table oxide_meta, its log rows hold no value, and 
         "logged for its revision and version, without a copy of the value",
       );
       assert.deepEqual(store.history("meta", "params"), [], "no past values of meta keys on SQLite");
-      // The meta key "sealing" is the oxide_sealing table: a write of it fails, and its transaction writes nothing.
+      // The meta key "sealing" is the oxide_sealing table: parameters it cannot hold fail the write (no scheme), and
+      // its transaction writes nothing, not even the table.
       assert.throws(
         () =>
           store.txn({
@@ -82,7 +83,8 @@ Deno.test("SQLite meta space: table oxide_meta, its log rows hold no value, and 
             ],
             updatedAt: "t",
           }),
-        (error) => error instanceof RegistryError && /oxide_sealing table on SQLite/.test(error.message),
+        (error) =>
+          error instanceof RegistryError && /NOT NULL constraint failed: oxide_sealing\.scheme/.test(error.message),
       );
       assert.equal(store.get("config", "a"), undefined, "rolled back");
       assert.equal(store.get("meta", "sealing"), undefined, "not sealed: no oxide_sealing table");
@@ -126,13 +128,14 @@ Deno.test("SQLite meta key 'sealing': version is the sealing generation + 1, so 
       });
     assert.equal(guarded(1).succeeded, true);
     await reg.rotateDataKey();
-    assert.equal(reg.sealing?.generation, 1);
-    assert.equal(store.get("meta", "sealing")?.version, 2, "a change of keys moves the version");
+    // A rotation is two changes of keys: the new data key stored as pending, then made active.
+    assert.equal(reg.sealing?.generation, 2);
+    assert.equal(store.get("meta", "sealing")?.version, 3, "a change of keys moves the version");
     const stale = guarded(1);
     assert.equal(stale.succeeded, false, "a compare on the old generation fails");
-    assert.equal(stale.current?.[0]?.version, 2);
+    assert.equal(stale.current?.[0]?.version, 3);
     assert.equal(store.get("modules", "m1")?.version, 1, "the earlier write is there, the stale one wrote nothing");
-    assert.equal(guarded(2).succeeded, true);
+    assert.equal(guarded(3).succeeded, true);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -359,9 +359,26 @@ export async function importRegistry(
       options.onProgress?.(++done, total);
       return [entry.key, entry.json!] as const;
     });
-    await sealing.writeMany(values, (stored) => {
-      result = writeAll(stored);
-    });
+    await sealing.writeMany(values, (stored, guard) =>
+      db.transaction(() => {
+        // The sealing layer's guard, checked in this transaction: the keys the values were sealed under are current.
+        const row = db.prepare("SELECT generation FROM oxide_sealing WHERE id = 1").get();
+        const version = typeof row?.generation === "number" ? row.generation + 1 : 0;
+        const current = [{
+          space: "meta" as const,
+          key: "sealing",
+          value: "",
+          updatedAt: "",
+          version,
+          createRevision: 0,
+          modRevision: 0,
+        }];
+        if (guard.target !== "version" || version !== guard.equals) {
+          return { succeeded: false, revision: 0, changed: [], current };
+        }
+        result = writeAll(stored);
+        return { succeeded: true, revision: 0, changed: [] };
+      }));
     return result!;
   }
   const result = db.transaction(() => writeAll(new Map()));

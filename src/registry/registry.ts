@@ -349,16 +349,18 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     if (typeof path !== "string" || path === "") {
       throw new TypeError(`openEncrypted() needs a file path or ":memory:", got ${describe(path)}`);
     }
-    if (isEtcdAddress(path)) {
-      throw new RegistryError(
-        `openEncrypted() is SQLite-only for now: sealing keeps its state in the registry file; ${path} is etcd`,
-      );
-    }
     const registry = await StateRegistry.#open(path, options);
     try {
-      registry.#sealing = await openSealing(registry.#db!, key, options, registry.#store);
+      const db = registry.#db;
+      // SQLite: freed pages (old ciphertexts, old wrapped keys) are zeroed, and the WAL's old page images dropped
+      // after each re-sealing.
+      db?.exec("PRAGMA secure_delete = ON");
+      registry.#sealing = await openSealing(registry.#store, key, options, {
+        afterReseal: db === undefined ? undefined : () => void truncateWal(db),
+      });
     } catch (error) {
-      registry.#db!.close();
+      await registry.#store.close();
+      registry.#db?.close();
       throw error;
     }
     return registry;
@@ -1096,11 +1098,11 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     const json = checkValueSize(key, encodeJson(value));
     this.#refuseInTransaction("setConfig");
     if (ifVersion === undefined) return await sealing.write(key, json, nowTimestamp());
-    await sealing.writeMany([[key, json]], (stored) => {
+    const result = await sealing.writeMany([[key, json]], (stored, guard) => {
       const put: Operation = { op: "put", space: "config", key, value: stored.get(key)! };
-      const result = syncResult(this.#store.txn(txnOf("config", key, ifVersion, put, nowTimestamp())));
-      this.#applySync(result, "config", key, ifVersion);
+      return this.#store.txn(txnOf("config", key, ifVersion, put, nowTimestamp(), [guard]));
     });
+    this.#applySync(result, "config", key, ifVersion);
   }
 
   /** setConfig with `ifVersion`, for `update()`: the revision written. */
@@ -1109,13 +1111,11 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     if (this.#sealing !== undefined) {
       using _call = this.#begin();
       this.#refuseInTransaction("update");
-      let revision = 0;
-      await this.#sealing.writeMany([[key, json]], (stored) => {
+      const result = await this.#sealing.writeMany([[key, json]], (stored, guard) => {
         const put: Operation = { op: "put", space: "config", key, value: stored.get(key)! };
-        const result = syncResult(this.#store.txn(txnOf("config", key, ifVersion, put, updatedAt)));
-        revision = this.#applySync(result, "config", key, ifVersion).revision;
+        return this.#store.txn(txnOf("config", key, ifVersion, put, updatedAt, [guard]));
       });
-      return revision;
+      return this.#applySync(result, "config", key, ifVersion).revision;
     }
     this.#checkOpen();
     const sealed = this.#sealedForKeylessWrite();
@@ -1196,13 +1196,14 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     };
     if (sealing !== undefined && values.length > 0) {
       this.#refuseInTransaction("batch().commit");
-      let committed: BatchResult | undefined;
-      await sealing.writeMany(values.map((v) => [v.key, v.json] as const), (stored) => {
+      let meanings: Parameters<typeof batchFailure>[1] = [];
+      const result = await sealing.writeMany(values.map((v) => [v.key, v.json] as const), (stored, sealed) => {
         const texts = values.map((v) => stored.get(v.key)!);
-        const { request, meanings } = batchRequest(checks, writes, texts, nowTimestamp(), guard);
-        committed = outcome(syncResult(this.#store.txn(request)), meanings);
+        const built = batchRequest(checks, writes, texts, nowTimestamp(), [sealed]);
+        meanings = built.meanings;
+        return this.#store.txn(built.request);
       });
-      return committed!;
+      return outcome(result, meanings);
     }
     const { request, meanings } = batchRequest(checks, writes, values.map((v) => v.json), nowTimestamp(), guard);
     return outcome(await this.#store.txn(request), meanings);
@@ -1820,13 +1821,18 @@ export class StateRegistry implements AsyncDisposable, Disposable {
 /** One resolved promise serves every synchronous call that returns nothing. */
 const RESOLVED: Promise<undefined> = Promise.resolve(undefined);
 
-/** A store answer that sealing's synchronous transaction can use. */
-function syncResult(result: Awaitable<TxnResult>): TxnResult {
-  if (result instanceof Promise) {
-    result.catch(() => {});
-    throw new RegistryError("sealed writes need a store that answers synchronously (SQLite)");
+/**
+ * Drops old page images (old ciphertexts, old wrapped keys, plain values) from the WAL after a re-sealing. Best
+ * effort: it works only when no other connection is reading.
+ */
+function truncateWal(db: Engine): boolean {
+  if (db.path === MEMORY_PATH) return true;
+  try {
+    // Its row says whether the checkpoint was blocked: busy = 1 when another connection is reading.
+    return db.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get()?.busy === 0;
+  } catch {
+    return false; // Locked: the WAL is reset by a later checkpoint.
   }
-  return result;
 }
 
 /** No compare: a write whatever the key holds. */

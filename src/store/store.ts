@@ -25,7 +25,10 @@ export type Awaitable<T> = T | Promise<T>;
 
 /**
  * The key spaces of a registry. `meta` holds the registry's own records: key `"sealing"` is the sealing
- * parameters (it exists once the registry is sealed, so a keyless writer compares its version with 0).
+ * parameters, a JSON object (it exists once the registry is sealed, so a keyless writer compares its version with 0;
+ * every change of keys is a put, so its version is the key generation + 1), and key `"sealing.seals"` counts the
+ * values sealed under the current data key (a JSON object, written without changing `"sealing"`). On SQLite both are
+ * the table `oxide_sealing` (see `src/store/sqlite/_sealing_sql.ts`); on etcd they are ordinary meta keys.
  */
 export type Space = "config" | "modules" | "meta";
 
@@ -128,7 +131,23 @@ export type Operation =
    * the compare `{ target: "version", equals: 0, result: "notEqual" }` to make the transaction depend on it.
    */
   | { readonly op: "setState"; readonly space: "modules"; readonly key: string; readonly state: string }
-  | { readonly op: "delete"; readonly space: Space; readonly key: string };
+  | { readonly op: "delete"; readonly space: Space; readonly key: string }
+  /**
+   * Replaces a config value's stored text by an equivalent one (the same plaintext, re-sealed), only where it still
+   * holds `from` (`changed` says whether it did), keeping its `updatedAt`. Without `revision`: the live value. With
+   * it: the past value that key's write at `revision` left in history (see {@linkcode Store.pastEntries}).
+   * SQLite rewrites in place (no new revision or version; the change log's copies of `from` for the key follow the
+   * live value). etcd cannot rewrite a live key in place: a live rewrite is a new version with the same value (its
+   * revision is the transaction's, watchers see a put); a past one rewrites the history record.
+   */
+  | {
+    readonly op: "rewrite";
+    readonly space: "config";
+    readonly key: string;
+    readonly value: string;
+    readonly from: string;
+    readonly revision?: number | undefined;
+  };
 
 /** A transaction: if every compare holds, apply `success`, else `failure` (etcd's Txn). One revision for all. */
 export interface TxnRequest {
@@ -170,6 +189,14 @@ export interface ChangeEvent<S extends Space = Space> {
   readonly previous?: Entry<S> | undefined;
 }
 
+/** A page of {@linkcode Store.pastEntries}. */
+export interface PastEntriesOptions {
+  /** The `cursor` of the previous page. */
+  readonly cursor?: string | undefined;
+  /** At most this many entries (default: the backend's page size). */
+  readonly limit?: number | undefined;
+}
+
 /** What a watch follows. */
 export interface WatchRequest {
   readonly spaces: readonly Space[];
@@ -184,7 +211,10 @@ export interface WatchRequest {
 
 /** A backend's limits, for checks before anything is sent (etcd: 128 operations, 1.5 MiB request). */
 export interface StoreLimits {
-  /** Most operations (compares plus writes) in one transaction; `Infinity` when unbounded. */
+  /**
+   * Most writes in one transaction; `Infinity` when unbounded. A `rewrite` counts as two (a backend may read and
+   * guard what it rewrites in the same transaction).
+   */
   readonly maxTxnOperations: number;
   /** Most bytes of keys plus values in one transaction; `Infinity` when unbounded. */
   readonly maxTxnBytes: number;
@@ -216,6 +246,16 @@ export interface Store extends Disposable {
 
   /** Past entries of one key, newest first, at most `limit` (as retention kept them). */
   history<S extends Space>(space: S, key: string, limit?: number): Awaitable<readonly Entry<S>[]>;
+  /**
+   * Every past value of the config space that history keeps, live keys' and deleted keys' alike, a page at a time:
+   * what a re-sealing must rewrite so that no history row stays under a retired key. Each entry's `modRevision` is
+   * the write that stored it (the `revision` of a `rewrite` operation). The order is the backend's; pass `cursor` of
+   * one page to get the next (`undefined`: the last page).
+   */
+  pastEntries(
+    space: "config",
+    options?: PastEntriesOptions,
+  ): Awaitable<{ readonly entries: readonly Entry<"config">[]; readonly cursor: string | undefined }>;
   /** Changes in revision order, none missed, none repeated, resumable from a revision. */
   watch(request: WatchRequest): AsyncIterableIterator<ChangeEvent>;
   /** Drops change-feed and history data below `revision`. */

@@ -120,6 +120,16 @@ function randomId(): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** A rewrite of a past value (a history record), as opposed to the live one. */
+function isPastRewrite(op: Operation): op is Extract<Operation, { op: "rewrite" }> & { readonly revision: number } {
+  return op.op === "rewrite" && op.revision !== undefined;
+}
+
+/** Tells past rewrites apart: one record per key and revision. */
+function pastId(op: Extract<Operation, { op: "rewrite" }>): string {
+  return `${op.space}\0${op.key}\0${op.revision}`;
+}
+
 /**
  * A {@linkcode Store} on an etcd v3 cluster.
  *
@@ -318,26 +328,41 @@ export class EtcdStore implements Store, AsyncDisposable {
     // them not changing since.
     const readKeys = [
       ...new Set([
-        ...[...request.success, ...failure].filter((op) => op.op !== "put").map((op) => this.#live(op.space, op.key)),
+        ...[...request.success, ...failure].filter((op) => op.op !== "put" && !isPastRewrite(op)).map((op) =>
+          this.#live(op.space, op.key)
+        ),
         ...request.compares.filter((c) => c.target === "value").map((c) => this.#live(c.space, c.key)),
       ]),
     ];
+    // A past value's rewrite reads the history record its write left (by the write's revision).
+    const pastReads = [...request.success, ...failure].filter(isPastRewrite).map((op) => ({
+      id: pastId(op),
+      prefix: this.#historyPrefix(op.space, op.key),
+      revision: op.revision,
+    }));
     const deadline = this.#client.deadline();
     for (let round = 0;; round++) {
       const snapshot = new Map<string, RawKv | undefined>();
-      if (readKeys.length > 0) {
-        const answer = await this.#readTxn(readKeys, deadline);
+      const past = new Map<string, RawKv | undefined>();
+      if (readKeys.length > 0 || pastReads.length > 0) {
+        const answer = await this.#readTxn(readKeys, deadline, pastReads);
         readKeys.forEach((key, i) => snapshot.set(key, answer[i]));
+        pastReads.forEach((read, i) => past.set(read.id, answer[readKeys.length + i]));
       }
       const id = randomId();
       const receiptKey = b64(this.#receipt(id));
-      const sPlan = this.#plan(request.success, request.updatedAt, snapshot, id);
-      const fPlan = this.#plan(failure, request.updatedAt, snapshot, id);
-      const guards = [...snapshot].map(([key, kv]) =>
-        kv
-          ? { target: "MOD", key: b64(key), result: "EQUAL", mod_revision: kv.mod_revision }
-          : { target: "VERSION", key: b64(key), result: "EQUAL", version: "0" }
-      );
+      const sPlan = this.#plan(request.success, request.updatedAt, snapshot, id, past);
+      const fPlan = this.#plan(failure, request.updatedAt, snapshot, id, past);
+      const guards = [
+        ...[...snapshot].map(([key, kv]) =>
+          kv
+            ? { target: "MOD", key: b64(key), result: "EQUAL", mod_revision: kv.mod_revision }
+            : { target: "VERSION", key: b64(key), result: "EQUAL", version: "0" }
+        ),
+        ...[...past.values()].flatMap((kv) =>
+          kv ? [{ target: "MOD", key: kv.key, result: "EQUAL", mod_revision: kv.mod_revision }] : []
+        ),
+      ];
       const receiptAbsent = { target: "VERSION", key: receiptKey, result: "EQUAL", version: "0" };
       const userCompares = request.compares.map((c) => this.#compare(c, snapshot, receiptKey));
       // On failure, the compared keys' entries as the compares saw them (TxnResult.current).
@@ -422,7 +447,7 @@ export class EtcdStore implements Store, AsyncDisposable {
     const seen = new Set<string>();
     for (const op of ops) {
       if (!SPACES.includes(op.space)) throw new TypeError(`Unknown space "${op.space}"`);
-      const k = `${op.space}\0${op.key}`;
+      const k = isPastRewrite(op) ? pastId(op) : `${op.space}\0${op.key}`;
       if (seen.has(k)) {
         throw new RegistryError(`an etcd transaction cannot write ${op.space} key "${op.key}" twice`);
       }
@@ -502,7 +527,13 @@ export class EtcdStore implements Store, AsyncDisposable {
     }
   }
 
-  #plan(ops: readonly Operation[], updatedAt: string, snapshot: Map<string, RawKv | undefined>, id: string): Plan {
+  #plan(
+    ops: readonly Operation[],
+    updatedAt: string,
+    snapshot: Map<string, RawKv | undefined>,
+    id: string,
+    past: Map<string, RawKv | undefined> = new Map(),
+  ): Plan {
     const out: Record<string, unknown>[] = [];
     const changed: boolean[] = [];
     let bytes = 0;
@@ -515,6 +546,37 @@ export class EtcdStore implements Store, AsyncDisposable {
     };
     for (const op of ops) {
       const live = this.#live(op.space, op.key);
+      if (op.op === "rewrite") {
+        if (op.revision !== undefined) {
+          // A past value: its history record, rewritten in place (it keeps its create revision, so its order).
+          const kv = past.get(pastId(op));
+          const data = kv === undefined ? undefined : JSON.parse(unb64(kv.value)) as { t?: string; x?: string };
+          const was = data?.t === "p" && data.x !== undefined ? decodeValue("config", data.x) : undefined;
+          if (kv === undefined || was === undefined || was.value !== op.from) {
+            changed.push(false);
+            continue;
+          }
+          const text = JSON.stringify({ t: "p", x: encodeValue("config", op.value, was.updatedAt) });
+          bytes += kv.key.length + text.length;
+          out.push({ request_put: { key: kv.key, value: b64(text) } });
+          changed.push(true);
+          continue;
+        }
+        // The live value: etcd cannot rewrite a key in place, so it is a new version with the same value (and its
+        // history record), keeping the value's updated_at.
+        const kv = snapshot.get(live);
+        const was = kv === undefined ? undefined : decodeValue("config", unb64(kv.value));
+        if (was === undefined || was.value !== op.from) {
+          changed.push(false);
+          continue;
+        }
+        const text = encodeValue("config", op.value, was.updatedAt);
+        bytes += live.length + text.length;
+        out.push({ request_put: { key: b64(live), value: b64(text) } });
+        record(op, { t: "p", x: text });
+        changed.push(true);
+        continue;
+      }
       if (op.op === "put") {
         const text = encodeValue(op.space, op.value, op.space === "meta" ? "" : updatedAt);
         bytes += live.length + text.length;
@@ -548,13 +610,29 @@ export class EtcdStore implements Store, AsyncDisposable {
   }
 
   /** Reads several keys at one revision (a read-only etcd txn). */
-  async #readTxn(keys: readonly string[], deadline: number): Promise<(RawKv | undefined)[]> {
+  async #readTxn(
+    keys: readonly string[],
+    deadline: number,
+    past: readonly { readonly prefix: string; readonly revision: number }[] = [],
+  ): Promise<(RawKv | undefined)[]> {
     try {
       const answer = await this.#client.call<TxnAnswer>("/v3/kv/txn", {
         compare: [],
-        success: keys.map((k) => ({ request_range: { key: b64(k) } })),
+        success: [
+          ...keys.map((k) => ({ request_range: { key: b64(k) } })),
+          // The history record a write at `revision` left: created by that revision, under the key's prefix.
+          ...past.map((p) => ({
+            request_range: {
+              key: b64(p.prefix),
+              range_end: prefixEnd(p.prefix),
+              min_create_revision: String(p.revision),
+              max_create_revision: String(p.revision),
+              limit: 1,
+            },
+          })),
+        ],
       }, { write: false, deadline });
-      return keys.map((_, i) => answer.responses?.[i]?.response_range?.kvs?.[0]);
+      return [...keys, ...past].map((_, i) => answer.responses?.[i]?.response_range?.kvs?.[0]);
     } catch (err) {
       this.#fail(err, "etcd read");
     }
@@ -615,6 +693,41 @@ export class EtcdStore implements Store, AsyncDisposable {
   }
 
   // ---- history, watch, compaction -------------------------------------------------------------------------------
+
+  async pastEntries(
+    space: "config",
+    options: { readonly cursor?: string | undefined; readonly limit?: number | undefined } = {},
+  ): Promise<{ readonly entries: readonly Entry<"config">[]; readonly cursor: string | undefined }> {
+    this.#check();
+    const prefix = `${this.#root}h/${SPACE_CODE[space]}/`;
+    const limit = options.limit ?? 500;
+    let answer: RangeAnswer;
+    try {
+      answer = await this.#client.call<RangeAnswer>("/v3/kv/range", {
+        key: b64(options.cursor === undefined ? prefix : `${options.cursor}\0`),
+        range_end: prefixEnd(prefix),
+        limit,
+      }, { write: false });
+    } catch (err) {
+      this.#fail(err, `etcd history of ${space}`);
+    }
+    const kvs = answer.kvs ?? [];
+    const entries: Entry<"config">[] = [];
+    for (const kv of kvs) {
+      const full = unb64(kv.key);
+      const rest = full.slice(prefix.length);
+      const slash = rest.indexOf("/");
+      const bytes = encoder.encode(rest.slice(slash + 1));
+      const key = new TextDecoder().decode(bytes.subarray(0, Number(rest.slice(0, slash))));
+      const data = JSON.parse(unb64(kv.value)) as { t?: string; x?: string };
+      if (data.t !== "p" || data.x === undefined) continue;
+      const { value, updatedAt } = decodeValue("config", data.x);
+      const revision = num(kv.create_revision);
+      entries.push({ space, key, value, updatedAt, version: 0, createRevision: 0, modRevision: revision });
+    }
+    const last = kvs.at(-1);
+    return { entries, cursor: answer.more === true && last !== undefined ? unb64(last.key) : undefined };
+  }
 
   async history<S extends Space>(space: S, key: string, limit = 100): Promise<readonly Entry<S>[]> {
     this.#check();

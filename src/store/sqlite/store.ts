@@ -29,7 +29,8 @@ import type {
   WatchRequest,
 } from "../store.ts";
 import type { Store } from "../store.ts";
-import { BATCH_BEGIN_SQL, BATCH_END_SQL, CURRENT_REVISION_SQL } from "./_revision_sql.ts";
+import { BATCH_BEGIN_SQL, BATCH_END_SQL, CURRENT_REVISION_SQL, REWRITE_BEGIN_SQL } from "./_revision_sql.ts";
+import { readSealing, readSeals, SEALING_KEY, SEALS_KEY, writeSealing, writeSeals } from "./_sealing_sql.ts";
 import { SqliteChangeFeed } from "./feed.ts";
 import type { RetentionOptions } from "./history.ts";
 
@@ -86,9 +87,6 @@ const META_SQL = {
   delete: "DELETE FROM oxide_meta WHERE key = ?1",
 } as const;
 
-/** The sealing generation, the version of the meta key `"sealing"` on SQLite (minus one). */
-const SEALING_GENERATION_SQL = "SELECT generation FROM oxide_sealing WHERE id = 1";
-
 /**
  * A config put guarded by the sealing generation, in one statement: it changes no row when another process changed
  * the keys (the generation moved on). Prepared when first used: the table exists only in a sealed registry.
@@ -99,8 +97,18 @@ ON CONFLICT(key) DO UPDATE SET
     value      = excluded.value,
     updated_at = excluded.updated_at`;
 
-/** The meta key that is the `oxide_sealing` table on SQLite (written by the sealing layer, not through the store). */
-const SEALING_KEY = "sealing";
+/** Re-sealing: a live value rewritten in place, with the change log's copies of its old text; a past value. */
+const REWRITE_SQL = {
+  live: "UPDATE config SET value = ?1 WHERE key = ?2 AND value = ?3",
+  logged: "UPDATE oxide_changes SET value = ?1 WHERE space = 'config' AND key = ?2 AND value = ?3",
+  past: `UPDATE oxide_changes SET value = ?1
+    WHERE space = 'config' AND key = ?2 AND revision = ?3 AND type = 'put' AND value = ?4`,
+  pastPage: `SELECT seq, key, value, revision, version, create_revision, updated_at FROM oxide_changes
+    WHERE space = 'config' AND type = 'put' AND seq > ?1 ORDER BY seq LIMIT ?2`,
+} as const;
+
+/** Rows of a {@linkcode SqliteStore.pastEntries} page when the caller names no limit. */
+const PAST_PAGE = 1000;
 
 /** The limits of a SQLite registry: SQLite's own (1 GB strings by default), no per-transaction cap. */
 const LIMITS: StoreLimits = { maxTxnOperations: Infinity, maxTxnBytes: Infinity, maxValueBytes: 1_000_000_000 };
@@ -220,6 +228,7 @@ export class SqliteStore implements Store {
   #txn(request: TxnRequest): TxnResult {
     const { compares, success } = request;
     const failure = request.failure ?? [];
+    if ([...success, ...failure].some((op) => op.op === "rewrite")) return this.#rewriteTxn(request);
     // One write and no compare (or only the keyless writer's "not sealed" compare): one statement.
     if (success.length === 1 && failure.length === 0 && (this.#private || this.#db.inTransaction)) {
       const only = success[0]!;
@@ -291,6 +300,53 @@ export class SqliteStore implements Store {
     return current === undefined ? { succeeded, revision, changed } : { succeeded, revision, changed, current };
   }
 
+  /**
+   * A transaction with rewrites (re-sealing): a rewrite in place, so the triggers log nothing and no revision or
+   * version moves. Besides rewrites it may write only meta keys (the sealing parameters and counts), which are real
+   * changes and logged as such.
+   */
+  #rewriteTxn(request: TxnRequest): TxnResult {
+    const operations = [...request.success, ...(request.failure ?? [])];
+    if (operations.some((op) => op.op !== "rewrite" && op.space !== "meta")) {
+      throw new TypeError("a transaction with rewrites writes nothing else but meta keys");
+    }
+    return this.#db.transaction((): TxnResult => {
+      const current = request.compares.map((compare) => this.get(compare.space, compare.key));
+      const succeeded = request.compares.every((compare, i) => holds(compare, current[i]));
+      const ops = succeeded ? request.success : request.failure ?? [];
+      if (ops.length === 0) {
+        return { succeeded, revision: this.revision(), changed: [], ...(succeeded ? {} : { current }) };
+      }
+      this.#db.prepare(REWRITE_BEGIN_SQL).run();
+      const changed = ops.map((op) => {
+        if (op.op !== "rewrite") return this.#apply(op, request.updatedAt);
+        if (op.revision === undefined) {
+          if (this.#db.prepare(REWRITE_SQL.live).run(op.value, op.key, op.from).changes === 0) return false;
+          if (this.#versioned) this.#db.prepare(REWRITE_SQL.logged).run(op.value, op.key, op.from);
+          return true;
+        }
+        if (!this.#versioned) return false;
+        return this.#db.prepare(REWRITE_SQL.past).run(op.value, op.key, op.revision, op.from).changes > 0;
+      });
+      this.#sql.batchEnd.run();
+      return { succeeded, revision: this.revision(), changed, ...(succeeded ? {} : { current }) };
+    });
+  }
+
+  pastEntries(
+    _space: "config",
+    options: { readonly cursor?: string | undefined; readonly limit?: number | undefined } = {},
+  ): { readonly entries: readonly Entry<"config">[]; readonly cursor: string | undefined } {
+    if (!this.#versioned) return { entries: [], cursor: undefined };
+    const after = options.cursor === undefined ? 0 : Number(options.cursor);
+    if (!Number.isSafeInteger(after)) throw new TypeError(`not a cursor of pastEntries(): '${options.cursor}'`);
+    const limit = options.limit ?? PAST_PAGE;
+    const rows = this.#db.prepare(REWRITE_SQL.pastPage).all(after, limit);
+    const entries = rows.filter((row) => typeof row.value === "string").map((row) => logEntry("config", row));
+    const last = rows.at(-1);
+    return { entries, cursor: rows.length < limit || last === undefined ? undefined : String(last.seq) };
+  }
+
   /** Past entries of a config key or module. The meta space keeps no past values on SQLite: always empty there. */
   history<S extends Space>(space: S, key: string, limit = 0): readonly Entry<S>[] {
     if (space === "meta") return [];
@@ -341,7 +397,11 @@ export class SqliteStore implements Store {
           return sql.upsertModule.run(operation.key, m.name, m.version, m.kind, m.state, m.description, updatedAt)
             .changes > 0;
         }
+        if (operation.key === SEALING_KEY) return writeSealing(this.#db, operation.value);
+        if (operation.key === SEALS_KEY) return writeSeals(this.#db, operation.value);
         return this.#metaStatements(operation.key).put.run(operation.key, operation.value).changes > 0;
+      case "rewrite":
+        throw new TypeError("a rewrite runs in a transaction of rewrites"); // See #rewriteTxn.
       case "setState":
         return sql.setModuleState.run(operation.state, updatedAt, operation.key).changes > 0;
       case "delete":
@@ -353,9 +413,9 @@ export class SqliteStore implements Store {
 
   /** The meta space's statements, for a write of `key`. */
   #metaStatements(key: string): { readonly [K in keyof typeof META_SQL]: Statement } {
-    if (key === SEALING_KEY) {
+    if (key === SEALING_KEY || key === SEALS_KEY) {
       throw new RegistryError(
-        `the meta key '${SEALING_KEY}' is the oxide_sealing table on SQLite: the sealing layer writes it, not the store`,
+        `the meta key '${key}' is the oxide_sealing table on SQLite: it cannot be deleted through the store`,
         { path: this.#db.path },
       );
     }
@@ -371,24 +431,32 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * A meta key's entry: table `oxide_meta`, except `"sealing"`, which exists once the `oxide_sealing` table does
-   * (its value is not read through the store). Its version is the sealing generation + 1 (creation is version 1,
-   * every change of keys or scheme one more), so a version compare on it is the sealing layer's generation check.
-   * A table without its row, or with a generation that is not a non-negative integer, is version 1: still sealed.
+   * A meta key's entry: table `oxide_meta`, except `"sealing"` and `"sealing.seals"`, which exist once the
+   * `oxide_sealing` table does (see `_sealing_sql.ts`). The version of `"sealing"` is the sealing generation + 1
+   * (creation is version 1, every change of keys or scheme one more), so a version compare on it is the sealing
+   * layer's generation check. A table without its row, or with a generation that is not a non-negative integer, is
+   * version 1: still sealed.
    */
   #metaEntry(key: string): Entry<"meta"> | undefined {
-    if (key === SEALING_KEY) {
+    if (key === SEALING_KEY || key === SEALS_KEY) {
       if (this.#sql.sealingExists.get() === undefined) return undefined;
+      let value = "";
       let version = 1;
       try {
-        const generation = this.#db.prepare(SEALING_GENERATION_SQL).get()?.generation;
-        if (typeof generation === "number" && Number.isSafeInteger(generation) && generation >= 0) {
-          version = generation + 1;
+        if (key === SEALS_KEY) {
+          value = readSeals(this.#db) ?? "";
+        } else {
+          const found = readSealing(this.#db);
+          value = found?.value ?? "";
+          const generation = found?.generation;
+          if (typeof generation === "number" && Number.isSafeInteger(generation) && generation >= 0) {
+            version = generation + 1;
+          }
         }
       } catch {
-        // A column dropped by hand: the sealing layer names the damage when it opens; here it is just sealed.
+        // A table altered by hand: the sealing layer names the damage when it opens; here it is just sealed.
       }
-      return { space: "meta", key, value: "", updatedAt: "", version, createRevision: 0, modRevision: 0 };
+      return { space: "meta", key, value, updatedAt: "", version, createRevision: 0, modRevision: 0 };
     }
     const row = this.#meta?.entry.get(key);
     return row === undefined ? undefined : liveEntry("meta", row);
