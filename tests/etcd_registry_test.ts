@@ -147,7 +147,7 @@ etcdTest("listing on etcd: prefix, pages with a cursor at one revision, reverse"
 });
 
 etcdTest(
-  "SQLite-only parts on etcd fail clearly: reg.db, the extension point, openEncrypted, backup, verify, export",
+  "SQLite-only parts on etcd fail clearly: reg.db, the extension point, backup, verify, export",
   "cluster",
   async () => {
     await using p = await pair();
@@ -157,7 +157,6 @@ etcdTest(
       migrations: [{ version: 1, name: "t", up: "CREATE TABLE notes (x)" }],
     });
     await assert.rejects(openExtension(p.a, notes), /reg\.db is SQLite-only: this registry is stored on etcd/);
-    await assert.rejects(StateRegistry.openEncrypted(p.address, "passphrase"), /openEncrypted\(\) is SQLite-only/);
     const sqliteOnly = /reg\.db is SQLite-only: this registry is stored on etcd/;
     assert.throws(() => p.a.engine, sqliteOnly);
     await assert.rejects(p.a.backup("./never-written.db"), sqliteOnly);

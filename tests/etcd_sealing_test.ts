@@ -17,6 +17,7 @@ import { tempDir } from "./_helpers.ts";
 
 const KEY = new Uint8Array(32).fill(0x3c);
 const PASSPHRASE = "correct horse battery staple";
+const SECOND_PASSPHRASE = "second passphrase";
 
 /** Every stored config value (live and history's past ones) of a namespace, with the key id it names. */
 async function storedKeyIds(
@@ -46,6 +47,12 @@ async function storedKeyIds(
     cursor = page.cursor;
   } while (cursor !== undefined);
   return { live, past, distinct: texts.size };
+}
+
+/** The oxide-k value key of a passphrase (SHA-256), imported by independent code. */
+async function oxideKKeyOf(passphrase: string): Promise<CryptoKey> {
+  const raw = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(passphrase));
+  return await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["decrypt"]);
 }
 
 /** The data key id an envelope value names, `"oxide-k"` for other sealed text, `"plain"` for JSON. */
@@ -98,7 +105,10 @@ etcdTest(
         // Without the key: reads and writes are refused, never plaintext or ciphertext.
         await using keyless = await StateRegistry.connect(address);
         await assert.rejects(keyless.getConfig("api.token"), KeyRequiredError);
-        await assert.rejects(keyless.setConfig("x", 1), KeyRequiredError);
+        await assert.rejects(
+          keyless.setConfig("x", 1),
+          (e) => e instanceof KeyRequiredError && e.message.includes(`(${scheme} scheme)`),
+        );
         assert.equal(await a.tryGetConfig("x"), undefined, "the keyless write wrote nothing");
         // The wrong key fails at open (envelope scheme: the wrapped data key; oxide-k: a stored value).
         await assert.rejects(StateRegistry.openEncrypted(address, "wrong passphrase", { scheme }), /wrong key/);
@@ -235,7 +245,7 @@ etcdTest("seals are counted per data key in the cluster; the data key rotates at
  */
 async function killHalfWay(
   address: string,
-  operation: "rotateDataKey" | "convertToEnvelope",
+  operation: "rotateDataKey" | "convertToEnvelope" | "rekey",
   killAt: number,
 ): Promise<string> {
   await using dir = await tempDir();
@@ -257,7 +267,9 @@ globalThis.fetch = (input, init) => {
 };
 const reg = await ${open};
 await Deno.stdout.write(new TextEncoder().encode("opened\\n"));
-await reg.${operation}(${operation === "convertToEnvelope" ? "key" : ""});
+await reg.${operation}(${
+      operation === "convertToEnvelope" ? "key" : operation === "rekey" ? JSON.stringify(SECOND_PASSPHRASE) : ""
+    });
 await Deno.stdout.write(new TextEncoder().encode("done\\n"));
 await reg.close();`,
   );
@@ -288,8 +300,11 @@ await reg.close();`,
     assert.ok(!out.includes("done"), "the re-sealing finished before it was killed");
     if (pendingKey === undefined) {
       if (!out.includes("opened")) continue;
-      const sealing = JSON.parse((await store.get("meta", "sealing"))!.value) as { pending?: { key_id?: string } };
-      pendingKey = sealing.pending?.key_id;
+      const sealing = JSON.parse((await store.get("meta", "sealing"))!.value) as {
+        pending?: { key_id?: string; operation?: string };
+      };
+      // An oxide-k rekey's new key has no id: its values are "oxide-k" as the old ones.
+      pendingKey = sealing.pending?.operation === undefined ? undefined : sealing.pending.key_id ?? "oxide-k";
       if (pendingKey === undefined) continue;
       out = "";
     }
@@ -347,5 +362,55 @@ etcdTest(
         await assertAllOpen(reopened, expected);
       });
     }
+  },
+);
+
+etcdTest(
+  "an oxide-k rekey() on etcd killed half-way: the old key opens every value, and running it again finishes",
+  "cluster",
+  async () => {
+    const address = addressOf(etcdEndpoints()!);
+    let expected: Map<string, unknown>;
+    {
+      await using reg = await StateRegistry.openEncrypted(address, PASSPHRASE, { scheme: "oxide-k" });
+      expected = await fill(reg, 200, 2);
+    }
+    await killHalfWay(address, "rekey", 150);
+    // Half-way: live values under each passphrase (decrypted by independent code).
+    const under = { old: 0, new: 0 };
+    {
+      await using store = await EtcdStore.open(address);
+      const keys = {
+        old: await oxideKKeyOf(PASSPHRASE),
+        new: await oxideKKeyOf(SECOND_PASSPHRASE),
+      };
+      const page = await store.range({ space: "config", prefix: "" });
+      for (const entry of page.entries) {
+        const blob = Uint8Array.fromBase64(entry.value, { alphabet: "base64url" });
+        for (const which of ["old", "new"] as const) {
+          const opened = await crypto.subtle.decrypt(
+            { name: "AES-GCM", iv: blob.subarray(0, 12) },
+            keys[which],
+            blob.subarray(12),
+          ).then(() => true, () => false);
+          if (opened) under[which]++;
+        }
+      }
+      assert.equal(under.old + under.new, page.entries.length, "each value opens under one of the two");
+    }
+    assert.ok(under.old > 0 && under.new > 0, `values under both passphrases: ${JSON.stringify(under)}`);
+    {
+      // Values are under both passphrases now; a handle with the old one opens all (the new key is sealed under it).
+      await using reg = await StateRegistry.openEncrypted(address, PASSPHRASE, { scheme: "oxide-k" });
+      assert.equal(reg.sealing?.pending, "rekey");
+      await assertAllOpen(reg, expected);
+      await assert.rejects(reg.rekey("a third passphrase"), /a rekey\(\) of .* to another key is under way/);
+      await reg.rekey(SECOND_PASSPHRASE);
+      assert.equal(reg.sealing?.pending, undefined);
+      await assertAllOpen(reg, expected);
+    }
+    await assert.rejects(StateRegistry.openEncrypted(address, PASSPHRASE, { scheme: "oxide-k" }), /wrong key/);
+    await using reopened = await StateRegistry.openEncrypted(address, SECOND_PASSPHRASE, { scheme: "oxide-k" });
+    await assertAllOpen(reopened, expected);
   },
 );

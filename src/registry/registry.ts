@@ -1152,7 +1152,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     if (guard !== undefined && guard.space === "meta") {
       throw new KeyRequiredError(
         key,
-        this.#db === undefined ? "unknown" : sealedScheme(this.#db) ?? "unknown",
+        this.#db === undefined ? schemeOf(guard) : sealedScheme(this.#db) ?? "unknown",
         "write",
       );
     }
@@ -1163,7 +1163,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     if (!result.succeeded) {
       throw new KeyRequiredError(
         key,
-        this.#db === undefined ? "unknown" : sealedScheme(this.#db) ?? "unknown",
+        this.#db === undefined ? schemeOf(result.current?.[0]) : sealedScheme(this.#db) ?? "unknown",
         "write",
       );
     }
@@ -1832,6 +1832,16 @@ function truncateWal(db: Engine): boolean {
     return db.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get()?.busy === 0;
   } catch {
     return false; // Locked: the WAL is reset by a later checkpoint.
+  }
+}
+
+/** The scheme the meta key "sealing" names (its value is the sealing parameters, a JSON object), for messages. */
+function schemeOf(entry: Entry | undefined): string {
+  try {
+    const scheme = (JSON.parse(String(entry?.value)) as { scheme?: unknown }).scheme;
+    return typeof scheme === "string" ? scheme : "unknown";
+  } catch {
+    return "unknown";
   }
 }
 
