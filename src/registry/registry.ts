@@ -1407,8 +1407,11 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   /**
    * Changes the registry's key. Envelope scheme: re-wraps the data key under
    * the new key (values are not rewritten; a new random PBKDF2 salt for a
-   * passphrase; `iterations` can be raised). oxide-k scheme: re-seals every
-   * value. Atomic: one transaction; on failure the old key still opens everything.
+   * passphrase; `iterations` can be raised), one transaction. oxide-k scheme:
+   * re-seals every value (history's too), resumable as
+   * {@linkcode StateRegistry.rotateDataKey} is: a failure or a crash
+   * part-way leaves every value readable with the old key, and running the
+   * same rekey again from a handle opened with it finishes.
    *
    * Other processes that hold the registry open keep reading and writing
    * (envelope scheme: the data key did not change) but cannot rekey or rotate
@@ -1444,13 +1447,18 @@ export class StateRegistry implements AsyncDisposable, Disposable {
   }
 
   /**
-   * Envelope scheme: re-seals every sealed value under a fresh random data key,
-   * in one transaction (all values move to the new key, or none do). Writes
-   * from this and other processes during the rotation are neither lost nor
-   * sealed under the old key.
+   * Envelope scheme: re-seals every sealed value, history's past values
+   * included, under a fresh random data key. The new key is stored as
+   * pending first, and values move in transactions of the store's limit (a
+   * file: one; etcd: about 30 values each), the last one making it active; a
+   * failure or a crash part-way leaves every value readable (under the old or
+   * the new key), `sealing.pending` says so, and calling this again finishes
+   * it. Writes from this and other processes during the rotation are neither
+   * lost nor sealed under the old key.
    *
    * @returns How many values were re-sealed.
-   * @throws {CryptoError} when the registry was opened without a key or uses the oxide-k scheme.
+   * @throws {CryptoError} when the registry was opened without a key or uses the oxide-k scheme, or another
+   * re-sealing (a conversion) is pending.
    * @throws {SealedValueError} when a stored value cannot be opened; nothing is written.
    *
    * @example
@@ -1472,8 +1480,9 @@ export class StateRegistry implements AsyncDisposable, Disposable {
 
   /**
    * Seals every config value stored plain: the way to seal an existing plain
-   * registry (open it with `openEncrypted`, then call this). One transaction;
-   * the old plain text is overwritten in the file (`secure_delete`) and the
+   * registry (open it with `openEncrypted`, then call this), history's past
+   * plain values included. On a file one transaction (etcd: several, each
+   * safe on its own); the old plain text is overwritten in the file (`secure_delete`) and the
    * WAL is truncated when no other connection is reading.
    *
    * @returns How many values were sealed.
@@ -1503,13 +1512,15 @@ export class StateRegistry implements AsyncDisposable, Disposable {
 
   /**
    * Converts an oxide-k scheme registry to the envelope scheme: every value is
-   * re-sealed (plain ones sealed) under a fresh data key wrapped by `key`, in
-   * one transaction. A Rust oxide-k kernel cannot read the registry afterwards.
+   * re-sealed (plain ones sealed) under a fresh data key wrapped by `key`,
+   * resumable as {@linkcode StateRegistry.rotateDataKey} is (run it again with
+   * the same key). A Rust oxide-k kernel cannot read the registry afterwards.
    *
    * @param key The envelope scheme's key: the same passphrase, or a new key.
    * @param options `iterations` for a passphrase.
    * @returns How many values were converted.
-   * @throws {CryptoError} when the registry was opened without a key or already uses the envelope scheme.
+   * @throws {CryptoError} when the registry was opened without a key or already uses the envelope scheme, or a
+   * stopped conversion with another key is pending.
    * @throws {SealedValueError} when a stored value cannot be opened; nothing is written.
    *
    * @example
