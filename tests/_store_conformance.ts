@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { KernelError } from "../src/errors.ts";
+import { CompactedError, KernelError } from "../src/errors.ts";
 import type { ChangeEvent, ModuleFields, Operation, Store } from "../src/store/store.ts";
 
 /** Parts of the interface a backend may not have yet (its tests are then skipped, with the reason printed). */
@@ -597,14 +597,17 @@ export function storeConformance(f: StoreFactory): void {
         assert.ok(await s.compactedRevision() >= r2.revision);
         const err = await Promise.resolve().then(() => s.range({ space: "config", prefix: "", revision: r1.revision }))
           .catch((e) => e);
-        assert.ok(err instanceof KernelError, String(err));
-        assert.match(err.message, /compacted/);
+        assert.ok(err instanceof CompactedError, String(err));
+        assert.equal(err.revision, r1.revision);
+        assert.equal(err.compactedRevision, await s.compactedRevision());
         const h = await s.history("config", "c");
         assert.equal(h[0]?.value, "2");
         assert.ok(!h.some((e) => e.modRevision < r2.revision), "history below the compacted revision is gone");
         const werr = await take(s.watch({ spaces: ["config"], fromRevision: r1.revision }), 1).catch((e) => e);
-        assert.ok(werr instanceof KernelError, String(werr));
-        assert.match(werr.message, /compacted/);
+        assert.ok(werr instanceof CompactedError, String(werr));
+        assert.equal(werr.revision, r1.revision);
+        assert.equal(werr.compactedRevision, await s.compactedRevision());
+        assert.match(werr.message, /^required revision \d+ has been compacted: the oldest available revision is \d+$/);
         await s.close();
       },
     );

@@ -670,7 +670,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * @returns The records: a {@linkcode Page} (an array with `cursor` and `revision`).
    * @throws {SerializationError} when a row cannot be read and `invalid` is `"throw"`; the message names every
    * such row.
-   * @throws {RegistryError} when the cursor's revision was compacted away, or is not a cursor.
+   * @throws {CompactedError} when the cursor's revision was compacted away.
+   * @throws {RegistryError} when the cursor is not a cursor.
    *
    * @example
    * ```ts
@@ -880,7 +881,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * @returns The entries: a {@linkcode Page} (an array with `cursor` and `revision`).
    * @throws {SerializationError} when a stored value is not JSON.
    * @throws {KeyRequiredError} when a value is sealed and the registry was opened without a key.
-   * @throws {RegistryError} when the cursor's revision was compacted away, or is not a cursor.
+   * @throws {CompactedError} when the cursor's revision was compacted away.
+   * @throws {RegistryError} when the cursor is not a cursor.
    *
    * @example
    * ```ts

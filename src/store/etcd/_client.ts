@@ -139,6 +139,7 @@ export class EtcdClient {
   readonly #config: ResolvedEtcdConfig;
   readonly #http: Deno.HttpClient | undefined;
   #current = 0;
+  #seen = 0;
   #token: string | undefined;
   #authenticating: Promise<void> | undefined;
   #closed = false;
@@ -153,6 +154,11 @@ export class EtcdClient {
         ? Deno.createHttpClient({ ...base, cert: tls.cert, key: tls.key })
         : Deno.createHttpClient(base);
     }
+  }
+
+  /** The newest cluster revision an answer carried: every change at or below it committed before that answer. */
+  get revisionSeen(): number {
+    return this.#seen;
   }
 
   /** The endpoint calls currently go to. */
@@ -238,7 +244,12 @@ export class EtcdClient {
         clearTimeout(timer);
         this.#inflight.delete(controller);
       }
-      if (status === 200) return JSON.parse(answer) as T;
+      if (status === 200) {
+        const result = JSON.parse(answer) as T & { header?: RawHeader };
+        const revision = Number(result.header?.revision ?? 0);
+        if (revision > this.#seen) this.#seen = revision;
+        return result;
+      }
       let parsed: { error?: string; message?: string; code?: number } = {};
       try {
         parsed = JSON.parse(answer);

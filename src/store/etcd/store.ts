@@ -18,7 +18,7 @@
  * @module
  */
 
-import { RegistryError } from "../../errors.ts";
+import { CompactedError, RegistryError } from "../../errors.ts";
 import type {
   ChangeEvent,
   Compare,
@@ -288,6 +288,9 @@ export class EtcdStore implements Store, AsyncDisposable {
         ? { header: { revision: String(await this.revision()) }, kvs: [] }
         : await this.#client.call<RangeAnswer>("/v3/kv/range", body, { write: false });
     } catch (err) {
+      if (err instanceof EtcdCallError && err.failure === "compacted" && request.revision !== undefined) {
+        throw new CompactedError(request.revision, await this.compactedRevision());
+      }
       this.#fail(err, `etcd range of ${space}`);
     }
     const entries = (answer.kvs ?? []).map((kv) => this.#toEntry(space, kv, spacePrefix.length));
@@ -803,7 +806,10 @@ export class EtcdStore implements Store, AsyncDisposable {
       controller.abort();
     };
     if (request.signal?.aborted) controller.abort();
-    const generator = this.#watch(request, controller.signal);
+    // "Changes after the call": etcd picks a watch's start when its stream opens, after writes this handle may make
+    // before the first next(). Start after the newest revision this handle has seen instead (at least its open).
+    const from = request.fromRevision ?? this.#client.revisionSeen + 1;
+    const generator = this.#watch({ ...request, fromRevision: from }, controller.signal);
     const iterator: AsyncIterableIterator<ChangeEvent> = {
       next: async () => {
         try {
@@ -859,11 +865,8 @@ export class EtcdStore implements Store, AsyncDisposable {
           if (result["created"] === true && next === undefined) next = num(header?.revision) + 1;
           if (result["canceled"] === true) {
             const compact = num(result["compact_revision"] as string | undefined);
-            if (compact > 0) {
-              throw new RegistryError(
-                `watch from revision ${next}: that revision has been compacted (oldest kept: ${compact})`,
-              );
-            }
+            // etcd's ErrCompacted, as the SQLite store reports it: the revision asked for and the oldest kept.
+            if (compact > 0) throw new CompactedError(next ?? compact, compact);
             throw new EtcdCallError("unavailable", `etcd canceled the watch: ${String(result["cancel_reason"])}`);
           }
           const events = (result["events"] as readonly Record<string, unknown>[] | undefined) ?? [];

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { RegistryError } from "../../errors.ts";
+import { CompactedError, RegistryError } from "../../errors.ts";
 import { REGISTRY_SQL } from "../../schema.ts";
 import type { Engine, Row, SqlValue, Statement } from "../../sqlite/engine.ts";
 import { MEMORY_PATH } from "../../sqlite/open.ts";
@@ -199,10 +199,7 @@ export class SqliteStore implements Store {
       }
       const compacted = Number(this.#sql.compacted.get()?.compacted ?? 0);
       if (revision < current && revision < compacted) {
-        throw new RegistryError(
-          `revision ${revision} was compacted: the oldest revision available is ${compacted}`,
-          { path: this.#db.path },
-        );
+        throw new CompactedError(revision, compacted);
       }
       const { sql, params } = rangeQuery(space, request, revision === current ? undefined : revision, this.#versioned);
       const rows = this.#db.prepare(sql).all(...params);
