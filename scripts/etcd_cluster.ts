@@ -9,7 +9,7 @@
  * deno run -A scripts/etcd_cluster.ts start --members 3 --dir /tmp/c3 --detach   # prints env lines
  * deno run -A scripts/etcd_cluster.ts start --tls auth --dir /tmp/tls --detach   # https + user root
  * deno run -A scripts/etcd_cluster.ts start --tls mtls --dir /tmp/mtls --detach  # client certificates
- * deno run -A scripts/etcd_cluster.ts stop --dir /tmp/c3
+ * deno run -A scripts/etcd_cluster.ts stop --dir /tmp/c3   # by pid file; waits until each has exited
  * ```
  *
  * @module
@@ -291,14 +291,17 @@ export async function startCluster(options: StartClusterOptions = {}): Promise<E
       if (!m) throw new Error(`no member ${name}`);
       if (m.child) await m.child.status;
       const args = m.args.map((a) => a === "new" ? "existing" : a);
-      spawnMember({ ...m, args } as EtcdMember, detach);
-      const fresh = Number(Deno.readTextFileSync(`${m.dataDir}.pid`).trim());
-      m.pid = fresh;
+      const fresh: EtcdMember = { ...m, args };
+      spawnMember(fresh, detach);
+      // The new process is the member now: stop() must end it (it used to end only the killed one).
+      m.pid = fresh.pid;
+      m.child = detach ? undefined : fresh.child;
       await waitHealthy([m], http);
     },
     async stop() {
       await stopChildren(members.flatMap((m) => m.child ? [m.child] : []));
-      await stopPids(members.filter((m) => !m.child).map((m) => m.pid));
+      const left = await stopPids(members.filter((m) => !m.child).map((m) => m.pid));
+      if (left.length > 0) throw new Error(`etcd member(s) still running after SIGKILL: ${left.join(" ")}`);
       http?.close();
       if (!options.keep) await Deno.remove(dir, { recursive: true }).catch(() => {});
     },
@@ -359,32 +362,106 @@ export async function stopChildren(children: readonly Deno.ChildProcess[]): Prom
   }));
 }
 
-/** SIGTERMs each pid, waits up to 5 s, then SIGKILLs what is left (needs --allow-run for everything). */
-export async function stopPids(pids: readonly number[]): Promise<void> {
-  const alive = (pid: number) => {
+/**
+ * Whether process `pid` still runs. A zombie (exited, not yet reaped by its parent) does not. Deno.kill needs
+ * --allow-run for everything: without it this throws, and the caller must not read that as "gone".
+ */
+export function running(pid: number): boolean {
+  try {
+    Deno.kill(pid, "SIGCONT"); // harmless to a running etcd; fails with ESRCH once the pid is gone
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    if (err instanceof Deno.errors.NotCapable) {
+      throw new Error(`stopping etcd members by process id needs --allow-run (Deno.kill of pid ${pid})`, {
+        cause: err,
+      });
+    }
+    throw err;
+  }
+  const state = ps(pid, "stat");
+  return !(state?.startsWith("Z") || state?.startsWith("X"));
+}
+
+/**
+ * A field of `ps -o FIELD= -p PID` (Deno reads another process's /proc files only with --allow-all), or
+ * `undefined` when ps is missing or says nothing.
+ */
+function ps(pid: number, field: "stat" | "args"): string | undefined {
+  try {
+    const out = new Deno.Command("ps", { args: ["-o", `${field}=`, "-p", String(pid)], stdout: "piped", stderr: "null" })
+      .outputSync();
+    const text = new TextDecoder().decode(out.stdout).trim();
+    return out.success && text !== "" ? text : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function waitExit(pids: readonly number[], ms: number): Promise<number[]> {
+  const until = Date.now() + ms;
+  let left = pids.filter(running);
+  while (left.length > 0 && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 50));
+    left = left.filter(running);
+  }
+  return left;
+}
+
+/**
+ * SIGTERMs each pid, waits up to 5 s for them to exit, SIGKILLs what is left and waits for that too (needs
+ * --allow-run for everything).
+ *
+ * @returns The pids still running after all that (empty when every one exited).
+ * @throws {Error} when Deno may not signal processes (--allow-run missing), instead of reporting them stopped.
+ */
+export async function stopPids(pids: readonly number[]): Promise<number[]> {
+  const signal = (pid: number, sig: Deno.Signal) => {
     try {
-      Deno.kill(pid, "SIGCONT");
-      return true;
-    } catch {
-      return false;
+      Deno.kill(pid, sig);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err; // NotCapable: say so (running() words it)
     }
   };
-  for (const pid of pids) {
-    try {
-      Deno.kill(pid, "SIGTERM");
-    } catch {
-      // already gone
-    }
+  const alive = pids.filter(running);
+  for (const pid of alive) signal(pid, "SIGTERM");
+  const stubborn = await waitExit(alive, 5000);
+  for (const pid of stubborn) signal(pid, "SIGKILL");
+  return await waitExit(stubborn, 5000);
+}
+
+/** Whether `pid` is the etcd member `name` of this folder (not a process that got a dead member's pid). */
+function isMember(pid: number, name: string): boolean {
+  const command = ps(pid, "args");
+  if (command === undefined) return true; // No ps here: trust the pid file.
+  // etcd ... --data-dir <dir>/<name> ... (the folder's own path, as start gave it).
+  return new RegExp(`(^|\\s)--data-dir[ =]\\S*/${name}(\\s|$)`).test(command);
+}
+
+/** `stop --dir`: every member of a folder by its pid file, verified gone. Exit code 1 when one still runs. */
+async function stopFolder(dir: string): Promise<number> {
+  const members: { name: string; pid: number; file: string }[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    if (!e.name.endsWith(".pid")) continue;
+    const file = `${dir}/${e.name}`;
+    members.push({ name: e.name.slice(0, -4), pid: Number((await Deno.readTextFile(file)).trim()), file });
   }
-  const until = Date.now() + 5000;
-  while (pids.some(alive) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-  for (const pid of pids.filter(alive)) {
-    try {
-      Deno.kill(pid, "SIGKILL");
-    } catch {
-      // gone meanwhile
-    }
+  const mine = members.filter((m) => {
+    if (!Number.isSafeInteger(m.pid) || m.pid <= 0 || !running(m.pid)) return false;
+    if (isMember(m.pid, m.name)) return true;
+    console.error(`pid ${m.pid} of ${m.file} is no longer etcd member ${m.name} (it exited; the pid was reused)`);
+    return false;
+  });
+  const left = await stopPids(mine.map((m) => m.pid));
+  for (const m of members) if (!left.includes(m.pid)) await Deno.remove(m.file).catch(() => {});
+  if (left.length > 0) {
+    console.error(`etcd member(s) still running after SIGTERM and SIGKILL: ${left.join(" ")}`);
+    return 1;
   }
+  console.log(
+    `stopped ${mine.length} etcd member(s)${mine.length ? ": " + mine.map((m) => m.pid).join(" ") : ""}` +
+      (members.length > mine.length ? ` (${members.length - mine.length} had already exited)` : ""),
+  );
+  return 0;
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -409,13 +486,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === "stop") {
     if (!values.dir) throw new Error("stop needs --dir");
-    const pids: number[] = [];
-    for await (const e of Deno.readDir(values.dir)) {
-      if (e.name.endsWith(".pid")) pids.push(Number((await Deno.readTextFile(`${values.dir}/${e.name}`)).trim()));
-    }
-    await stopPids(pids);
-    console.log(`stopped ${pids.length} etcd member(s): ${pids.join(" ")}`);
-    return 0;
+    return await stopFolder(values.dir);
   }
   if (command === "dev" && values.dir) await Deno.remove(values.dir, { recursive: true }).catch(() => {});
   const opts: StartClusterOptions = {
