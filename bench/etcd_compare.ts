@@ -113,7 +113,10 @@ async function storeWatchLatency(store: EtcdStore, raw: Raw, ns: string, n: numb
 }
 
 async function run(members: number): Promise<string[]> {
-  const cluster = await startCluster({ members });
+  // Under ./data, so the task's --allow-read/--allow-write name one folder (a temporary one would need all of /tmp).
+  const dir = `./data/bench-etcd/${members}-members`;
+  await Deno.remove(dir, { recursive: true }).catch(() => {}); // a run that was killed may have left its members' data
+  const cluster = await startCluster({ members, dir });
   const rows: string[] = [];
   try {
     const raw = new Raw(cluster.endpoints);
