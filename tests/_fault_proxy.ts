@@ -11,7 +11,12 @@ export type FaultMode =
   /** Forward requests; cut the connection when the answer comes (the write applied, the client never knows). */
   | "drop-answers"
   /** Swallow requests and cut the connection (nothing applied, the client cannot know that either). */
-  | "drop-requests";
+  | "drop-requests"
+  /**
+   * Deliver each request twice: first a copy on a connection of its own (its answer thrown away), then the
+   * request itself, whose answer the client gets, as when a client resends a request after a broken connection.
+   */
+  | "deliver-twice";
 
 /** The proxy; `close()` ends the listener and every connection. */
 export class FaultProxy implements AsyncDisposable {
@@ -69,6 +74,10 @@ export class FaultProxy implements AsyncDisposable {
           if (n === null) break;
           if (direction === "answer" && this.mode === "drop-answers") return this.#cut(client, up);
           if (direction === "request" && this.mode === "drop-requests") return this.#cut(client, up);
+          if (direction === "request" && this.mode === "deliver-twice") {
+            this.cuts++;
+            await this.#deliverCopy(buf.slice(0, n), hostname, port);
+          }
           let off = 0;
           while (off < n) off += await to.write(buf.subarray(off, n));
         }
@@ -86,6 +95,18 @@ export class FaultProxy implements AsyncDisposable {
         }
         this.#conns.delete(c);
       }
+    }
+  }
+
+  /** Sends one request on a fresh upstream connection and waits for the start of its answer. */
+  async #deliverCopy(request: Uint8Array, hostname: string, port: number): Promise<void> {
+    const copy = await Deno.connect({ hostname, port });
+    try {
+      let off = 0;
+      while (off < request.length) off += await copy.write(request.subarray(off));
+      await copy.read(new Uint8Array(64 * 1024));
+    } finally {
+      copy.close();
     }
   }
 

@@ -194,6 +194,42 @@ etcdTest("a compare-and-set whose answer is lost is not reported as a false conf
   assert.equal(e?.version, 2);
 });
 
+etcdTest(
+  "a request etcd receives twice (resent on a fresh connection) applies once; the caller gets the first copy's outcome",
+  "cluster",
+  async (t) => {
+    await using h = await behindProxy(false);
+    await h.direct.txn({ compares: [], success: [put("cas", "1"), put("gone", "1")], updatedAt: NOW });
+    h.proxy.mode = "deliver-twice";
+    await t.step("a blind batch", async () => {
+      const r = await h.store.txn({ compares: [], success: [put("x", "1"), put("y", "1")], updatedAt: NOW });
+      assert.equal(r.succeeded, true);
+      assert.equal((await h.direct.get("config", "x"))?.version, 1);
+      assert.equal((await h.direct.get("config", "x"))?.modRevision, r.revision);
+    });
+    await t.step("a compare-and-set (no false conflict)", async () => {
+      const r = await h.store.txn({
+        compares: [{ space: "config", key: "cas", target: "version", equals: 1 }],
+        success: [put("cas", "2")],
+        updatedAt: NOW,
+      });
+      assert.equal(r.succeeded, true);
+      assert.equal((await h.direct.get("config", "cas"))?.version, 2);
+    });
+    await t.step("a delete (a transaction that reads first)", async () => {
+      const r = await h.store.txn({
+        compares: [],
+        success: [{ op: "delete", space: "config", key: "gone" }, put("after", "1")],
+        updatedAt: NOW,
+      });
+      assert.deepEqual([r.succeeded, r.changed], [true, [true, true]]);
+      assert.equal(await h.direct.get("config", "gone"), undefined);
+      assert.equal((await h.direct.get("config", "after"))?.version, 1, "applied once, not planned again");
+    });
+    assert.ok(h.proxy.cuts >= 3, "every request went twice");
+  },
+);
+
 etcdTest("a write whose request is lost is fenced, then run again: applied exactly once", "cluster", async () => {
   await using h = await behindProxy(true);
   h.proxy.mode = "drop-requests";

@@ -371,6 +371,9 @@ export class EtcdStore implements Store, AsyncDisposable {
       // On failure, the compared keys' entries as the compares saw them (TxnResult.current).
       const compareRanges = request.compares.map((c) => ({ request_range: { key: b64(this.#live(c.space, c.key)) } }));
       const receipt = (branch: string) => ({ request_put: { key: receiptKey, value: b64(branch) } });
+      // A failed compare answer may be for a copy of this very request that reached etcd after the first one had
+      // applied (a request can reach etcd twice when its connection breaks mid-call): read the receipt too.
+      const receiptRange = { request_range: { key: receiptKey } };
       const nested = guards.length > 0 || failure.length > 0;
       // A failure branch that writes nothing needs no receipt: run again, it decides the same way.
       const fOps = fPlan.ops.length > 0 ? [...fPlan.ops, receipt("f")] : [];
@@ -384,15 +387,19 @@ export class EtcdStore implements Store, AsyncDisposable {
               failure: [...compareRanges, ...fOps],
             },
           }],
-          failure: [],
+          failure: [receiptRange],
         }
-        : { compare: [receiptAbsent, ...userCompares], success: [...sPlan.ops, receipt("s")], failure: compareRanges };
+        : {
+          compare: [receiptAbsent, ...userCompares],
+          success: [...sPlan.ops, receipt("s")],
+          failure: [receiptRange, ...compareRanges],
+        };
       const text = JSON.stringify(body);
       this.#checkLimits(
         text,
         request,
         sPlan.ops.length + 1,
-        compareRanges.length + fOps.length,
+        compareRanges.length + fOps.length + 1,
         userCompares.length + guards.length + 1,
       );
       let answer: TxnAnswer;
@@ -413,6 +420,21 @@ export class EtcdStore implements Store, AsyncDisposable {
         };
       }
       const revision = num(answer.header?.revision);
+      const receiptKv = answer.succeeded === true ? undefined : answer.responses?.[0]?.response_range?.kvs?.[0];
+      if (receiptKv) {
+        // Applied by an earlier copy of this request: report that, never apply it again.
+        const branch = unb64(receiptKv.value);
+        const at = num(receiptKv.mod_revision);
+        this.#settled.applied++;
+        await this.#afterWrite(at);
+        if (branch === "s") return { succeeded: true, revision: at, changed: sPlan.changed };
+        return {
+          succeeded: false,
+          revision: at,
+          changed: fPlan.changed,
+          current: await this.#currentAt(request.compares, at),
+        };
+      }
       let outcome: TxnAnswer | undefined = answer;
       if (nested) {
         if (answer.succeeded !== true) {
@@ -428,8 +450,9 @@ export class EtcdStore implements Store, AsyncDisposable {
         return { succeeded: true, revision, changed: sPlan.changed };
       }
       if (fOps.length > 0) await this.#afterWrite(revision);
+      const skip = nested ? 0 : 1; // the flat failure branch reads the receipt first
       const current = request.compares.map((c, i) => {
-        const kv = outcome?.responses?.[i]?.response_range?.kvs?.[0];
+        const kv = outcome?.responses?.[i + skip]?.response_range?.kvs?.[0];
         return kv ? this.#toEntry(c.space, kv, this.#live(c.space, "").length) : undefined;
       });
       return { succeeded: false, revision, changed: fPlan.changed, current };
