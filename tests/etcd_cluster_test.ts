@@ -76,3 +76,32 @@ etcdTest(
     }
   },
 );
+
+etcdTest(
+  "deno task bench:etcd runs with exactly its task's permissions (read and write ./data only)",
+  "binary",
+  async () => {
+    const tasks = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url))).tasks;
+    const [deno, run, ...rest] = (tasks["bench:etcd"].command as string).split(" ");
+    assert.deepEqual([deno, run], ["deno", "run"]);
+    const flags = rest.filter((a) => a.startsWith("--"));
+    assert.ok(flags.includes("--allow-read=./data") && flags.includes("--allow-write=./data"), flags.join(" "));
+    assert.ok(!flags.some((f) => f === "--allow-read" || f === "--allow-write" || f === "-A"), flags.join(" "));
+    // From a folder of its own, so its ./data is not the project's.
+    const cwd = await Deno.makeTempDir({ prefix: "oxide-bench-etcd-" });
+    try {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--no-prompt", ...flags, new URL("../bench/etcd_compare.ts", import.meta.url).pathname, "8"],
+        cwd,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stdout = new TextDecoder().decode(out.stdout);
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      assert.match(stdout, /^\| members \| operation \| raw gateway \|/m);
+      assert.match(stdout, /^\| 3 \| watch latency/m);
+    } finally {
+      await Deno.remove(cwd, { recursive: true });
+    }
+  },
+);
