@@ -388,7 +388,11 @@ export function running(pid: number): boolean {
  */
 function ps(pid: number, field: "stat" | "args"): string | undefined {
   try {
-    const out = new Deno.Command("ps", { args: ["-o", `${field}=`, "-p", String(pid)], stdout: "piped", stderr: "null" })
+    const out = new Deno.Command("ps", {
+      args: ["-o", `${field}=`, "-p", String(pid)],
+      stdout: "piped",
+      stderr: "null",
+    })
       .outputSync();
     const text = new TextDecoder().decode(out.stdout).trim();
     return out.success && text !== "" ? text : undefined;
