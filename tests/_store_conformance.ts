@@ -524,6 +524,72 @@ export function storeConformance(f: StoreFactory): void {
     assert.deepEqual((await s.history("modules", "m")).map((e) => e.value.state), ['"running"', '"loaded"']);
   });
 
+  test("pastEntries() pages through past config values, of live and deleted keys, with each write's revision", async (s) => {
+    const r1 = await s.txn({ compares: [], success: [put("r", '"a1"')], updatedAt: NOW });
+    const r2 = await s.txn({ compares: [], success: [put("r", '"a2"')], updatedAt: NOW });
+    const g = await s.txn({ compares: [], success: [put("gone", '"g"')], updatedAt: NOW });
+    await s.txn({ compares: [], success: [{ op: "delete", space: "config", key: "gone" }], updatedAt: NOW });
+    const past = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const page = await s.pastEntries("config", { cursor, limit: 1 });
+      past.push(...page.entries);
+      cursor = page.cursor;
+      pages++;
+    } while (cursor !== undefined && pages < 50);
+    const found = new Map(past.map((e) => [`${e.key}=${e.value}`, e.modRevision]));
+    assert.equal(found.get('r="a1"'), r1.revision);
+    assert.equal(found.get('r="a2"'), r2.revision);
+    assert.equal(found.get('gone="g"'), g.revision, "a deleted key's past value");
+    assert.ok(pages >= 3, `one entry a page: ${pages} pages`);
+  });
+
+  test("rewrite: a config value replaced only where it still holds 'from', live or past, keeping updatedAt", async (s) => {
+    const r1 = await s.txn({ compares: [], success: [put("r", '"a1"')], updatedAt: NOW });
+    await s.txn({ compares: [], success: [put("r", '"a2"')], updatedAt: NOW });
+    const g = await s.txn({ compares: [], success: [put("gone", '"g"')], updatedAt: NOW });
+    await s.txn({ compares: [], success: [{ op: "delete", space: "config", key: "gone" }], updatedAt: NOW });
+    const rewrite = (key: string, from: string, value: string, revision?: number): Operation => ({
+      op: "rewrite",
+      space: "config",
+      key,
+      value,
+      from,
+      ...(revision === undefined ? {} : { revision }),
+    });
+    const stale = await s.txn({ compares: [], success: [rewrite("r", '"other"', '"A2"')], updatedAt: LATER });
+    assert.deepEqual(stale.changed, [false]);
+    assert.equal(await s.getValue("config", "r"), '"a2"', "a value that changed is left as it is");
+    const live = await s.txn({ compares: [], success: [rewrite("r", '"a2"', '"A2"')], updatedAt: LATER });
+    assert.deepEqual(live.changed, [true]);
+    const entry = await s.get("config", "r");
+    assert.equal(entry?.value, '"A2"');
+    assert.equal(entry?.updatedAt, NOW, "a rewrite keeps the value's updated_at");
+    const pastOnes = await s.txn({
+      compares: [],
+      success: [
+        rewrite("r", '"a1"', '"A1"', r1.revision),
+        rewrite("gone", '"g"', '"G"', g.revision),
+        rewrite("r", '"a1"', '"X"', g.revision), // No write of "r" at that revision.
+      ],
+      updatedAt: LATER,
+    });
+    assert.deepEqual(pastOnes.changed, [true, true, false]);
+    const history = (await s.history("config", "r")).map((e) => e.value);
+    assert.ok(history.includes('"A1"') && !history.includes('"a1"'), JSON.stringify(history));
+    assert.equal(await s.get("config", "gone"), undefined, "a past rewrite brings no deleted key back");
+    assert.deepEqual((await s.history("config", "gone")).map((e) => e.value), ['"G"']);
+    // The compare guards the rewrites as any write.
+    const guarded = await s.txn({
+      compares: [{ space: "config", key: "r", target: "version", equals: 99 }],
+      success: [rewrite("r", '"A2"', '"B2"')],
+      updatedAt: LATER,
+    });
+    assert.equal(guarded.succeeded, false);
+    assert.equal(await s.getValue("config", "r"), '"A2"');
+  });
+
   test("history() of a key does not include a key that extends its name", async (s) => {
     await s.txn({ compares: [], success: [put("x", "1"), put("x/y", "2"), put("xy", "3")], updatedAt: NOW });
     assert.deepEqual((await s.history("config", "x")).map((e) => e.value), ["1"]);

@@ -183,3 +183,38 @@ Deno.test("SQLite txn with wantRevision false writes the same and reads no revis
     });
   }
 });
+
+Deno.test("SQLite rewrite is in place: no new revision or version, and the change log's copies of the old text follow", async () => {
+  for (const engine of ["ffi", "node"] as const) {
+    using db = openEngine(":memory:", { engine });
+    migrateRegistry(db);
+    const store = new SqliteStore(db);
+    const updatedAt = "2026-12-01T10:00:00.000000000+00:00";
+    store.txn({ compares: [], success: [{ op: "put", space: "config", key: "k", value: '"old"' }], updatedAt });
+    const before = store.get("config", "k")!;
+    const revision = store.revision();
+    const result = store.txn({
+      compares: [],
+      success: [{ op: "rewrite", space: "config", key: "k", value: '"new"', from: '"old"' }],
+      updatedAt: "2026-12-01T11:00:00.000000000+00:00",
+    });
+    assert.deepEqual(result.changed, [true]);
+    assert.equal(store.revision(), revision, `${engine}: no revision taken`);
+    assert.deepEqual(store.get("config", "k"), { ...before, value: '"new"' }, "same version, revisions, updatedAt");
+    assert.deepEqual(store.history("config", "k").map((e) => e.value), ['"new"'], "the log's copy follows");
+    assert.throws(
+      () =>
+        store.txn({
+          compares: [],
+          success: [
+            { op: "rewrite", space: "config", key: "k", value: '"x"', from: '"new"' },
+            { op: "put", space: "config", key: "other", value: "1" },
+          ],
+          updatedAt,
+        }),
+      TypeError,
+      "a rewrite in place cannot share its transaction with a real write",
+    );
+    assert.equal(store.get("config", "other"), undefined);
+  }
+});
