@@ -68,8 +68,24 @@ export function nowTimestamp(): string {
  * ```
  */
 export function parseTimestamp(text: string): Date | undefined {
+  if (typeof text !== "string") return undefined;
+  // Rows written in one burst share their text (nowTimestamp() formats once per millisecond): a list reads them in
+  // key order, often one after another, so the last text read answers without a scan.
+  if (text === lastParsedText) return new Date(lastParsedTime);
+  const time = scanTimestamp(text);
+  if (time === undefined) return undefined;
+  lastParsedText = text;
+  lastParsedTime = time;
+  return new Date(time);
+}
+
+let lastParsedText = "";
+let lastParsedTime = NaN;
+
+/** The instant of an RFC 3339 timestamp in milliseconds since the epoch, or `undefined` when `text` is not one. */
+function scanTimestamp(text: string): number | undefined {
   // A hand-written scanner: this runs once per row read, and a regular expression costs several times more.
-  if (typeof text !== "string" || text.length < 20) return undefined;
+  if (text.length < 20) return undefined;
   const y = digits(text, 0, 4), mo = digits(text, 5, 2), d = digits(text, 8, 2);
   const h = digits(text, 11, 2), mi = digits(text, 14, 2), s = digits(text, 17, 2);
   const t = text.charCodeAt(10);
@@ -105,9 +121,11 @@ export function parseTimestamp(text: string): Date | undefined {
   }
   // A leap second (:60) is read as the last millisecond of its minute.
   const time = Date.UTC(y, mo - 1, d, h, mi, Math.min(s, 59), s === 60 ? 999 : ms) - offset * 60_000;
+  if (y >= 100) return Number.isNaN(time) ? undefined : time;
   const date = new Date(time);
-  if (y < 100) date.setUTCFullYear(date.getUTCFullYear() - 1900); // Date.UTC maps years 0-99 to 1900-1999.
-  return Number.isNaN(date.getTime()) ? undefined : date;
+  date.setUTCFullYear(date.getUTCFullYear() - 1900); // Date.UTC maps years 0-99 to 1900-1999.
+  const early = date.getTime();
+  return Number.isNaN(early) ? undefined : early;
 }
 
 const DASH = 0x2d;

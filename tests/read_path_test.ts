@@ -43,6 +43,69 @@ engineTest("all() returns every row exactly as get() does, across batches of gat
   }
 });
 
+engineTest("allArrays(), getArray() and value() read by column index exactly what all() and get() read", (engine) => {
+  using db = openEngine(":memory:", { engine });
+  db.exec(`CREATE TABLE t (id INTEGER PRIMARY KEY, ${COLUMNS.join(", ")})`);
+  const insert = db.prepare(`INSERT INTO t (id, ${COLUMNS.join(", ")}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+  db.transaction(() => {
+    for (let i = 0; i < 1000; i++) insert.run(i, ...rowValues(i, engine));
+  });
+  const every = db.prepare(`SELECT ${COLUMNS.join(", ")} FROM t ORDER BY id`);
+  const arrays = every.allArrays();
+  assert.equal(arrays.length, 1000);
+  const one = db.prepare(`SELECT ${COLUMNS.join(", ")} FROM t WHERE id = ?`);
+  for (let i = 0; i < 1000; i++) {
+    const expected = rowValues(i, engine);
+    assert.deepEqual(arrays[i], expected, `row ${i} from allArrays()`);
+    assert.deepEqual(one.getArray(i), expected, `row ${i} from getArray()`);
+    assert.deepEqual(one.value(i), expected[0], `row ${i} from value()`);
+  }
+  // The same statement serves both shapes, one after the other.
+  assert.deepEqual(every.all()[999], Object.fromEntries(COLUMNS.map((c, k) => [c, rowValues(999, engine)[k]!])));
+  assert.deepEqual(every.allArrays()[999], rowValues(999, engine));
+  for (let i = 0; i < 1000; i += 7) {
+    assert.deepEqual(db.prepare(`SELECT t5, n FROM t WHERE id = ?`).getArray(i), [
+      rowValues(i, engine)[4],
+      rowValues(i, engine)[5],
+    ]);
+  }
+});
+
+engineTest("value(), getArray() and allArrays() of no row, no column and duplicate column names", (engine) => {
+  using db = openEngine(":memory:", { engine });
+  db.exec("CREATE TABLE t (v)");
+  assert.equal(db.prepare("SELECT v FROM t").value(), undefined);
+  assert.equal(db.prepare("SELECT v FROM t").getArray(), undefined);
+  assert.deepEqual(db.prepare("SELECT v FROM t").allArrays(), []);
+  assert.equal(db.prepare("INSERT INTO t VALUES (NULL)").value(), undefined, "no result column");
+  assert.equal(db.prepare("SELECT v FROM t").value(), null, "SQL NULL is null, not undefined");
+  assert.deepEqual(db.prepare("SELECT 1 AS a, 'x' AS a, 2.5 AS a").getArray(), [1, "x", 2.5]);
+  assert.deepEqual(db.prepare("SELECT 1 AS a, 'x' AS a FROM t").allArrays(), [[1, "x"]]);
+  assert.deepEqual(db.prepare("SELECT *, 'x' AS v FROM t").allArrays(), [[null, "x"]], "a * statement too");
+  assert.equal(db.prepare("SELECT ?1 * 2").value(2n ** 40n), 2 ** 41);
+  assert.equal(db.prepare("SELECT ?1 * 2").value(2n ** 60n), 2n ** 61n);
+});
+
+engineTest("allArrays() and getArray() of a * statement follow a column another connection added", async (engine) => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/t.db`;
+    using db = openEngine(path, { engine });
+    db.exec("CREATE TABLE t (a); INSERT INTO t VALUES ('one')");
+    const every = db.prepare("SELECT * FROM t");
+    assert.deepEqual(every.allArrays(), [["one"]]);
+    {
+      using other = openEngine(path, { engine });
+      other.exec("ALTER TABLE t ADD COLUMN b DEFAULT 'two'");
+    }
+    assert.deepEqual(every.allArrays(), [["one", "two"]]);
+    assert.deepEqual(every.getArray(), ["one", "two"]);
+    assert.deepEqual(every.all(), [{ a: "one", b: "two" }]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 engineTest("all() of only non-ASCII text, and of only empty text, round-trips", (engine) => {
   using db = openEngine(":memory:", { engine });
   db.exec("CREATE TABLE t (a, b)");
@@ -63,6 +126,12 @@ engineTest("an error in the middle of all() leaves no gathered text behind for t
     "SELECT v, CASE WHEN i = 50 THEN abs(-9223372036854775807 - 1) ELSE i END AS n FROM t",
   );
   assert.throws(() => failing.all(), /integer overflow/);
+  assert.throws(() => failing.allArrays(), /integer overflow/);
+  assert.deepEqual(db.prepare("SELECT upper(v) AS v FROM t WHERE i < 3 ORDER BY i").allArrays(), [
+    ["VALUE-0"],
+    ["VALUE-1"],
+    ["VALUE-2"],
+  ]);
   assert.deepEqual(db.prepare("SELECT upper(v) AS v FROM t WHERE i < 3 ORDER BY i").all(), [
     { v: "VALUE-0" },
     { v: "VALUE-1" },
@@ -98,4 +167,19 @@ Deno.test("parseTimestamp() reads the milliseconds of 0 to 9 fraction digits and
       assert.equal(date === undefined ? undefined : date.getTime() - Date.UTC(2026, 10, 28, 9, 15, 2), ms);
     });
   }
+});
+
+Deno.test("parseTimestamp() answers each text on its own: a repeated text, a changed Date, a bad text after a good one", () => {
+  const text = "2026-11-28T09:15:02.123+00:00";
+  const first = parseTimestamp(text)!;
+  first.setTime(0); // The caller's Date is its own.
+  const again = parseTimestamp(text)!;
+  assert.notEqual(again, first);
+  assert.equal(again.toISOString(), "2026-11-28T09:15:02.123Z");
+  assert.equal(parseTimestamp(`${text.slice(0, 20)}124+00:00`)?.toISOString(), "2026-11-28T09:15:02.124Z");
+  assert.equal(parseTimestamp("2026-11-28T09:15:02.123+00:0"), undefined);
+  assert.equal(parseTimestamp(text)?.toISOString(), "2026-11-28T09:15:02.123Z");
+  assert.equal(parseTimestamp("0099-01-01T00:00:00Z")?.getUTCFullYear(), 99);
+  assert.equal(parseTimestamp("0099-01-01T00:00:00Z")?.getUTCFullYear(), 99);
+  assert.equal(parseTimestamp(text)?.getTime(), Date.UTC(2026, 10, 28, 9, 15, 2, 123));
 });

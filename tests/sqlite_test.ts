@@ -437,8 +437,9 @@ engineTest("a cached SELECT * follows another connection's schema change", async
   b.exec("ALTER TABLE t DROP COLUMN a");
   assert.deepEqual(select.get(), { b: "B", c: "C" }, "never labelled with a dropped column's name");
   b.exec("ALTER TABLE t ADD COLUMN d TEXT DEFAULT 'D'");
-  // node:sqlite keeps a statement's column count from its first run: an added column appears after a reopen only.
-  assert.deepEqual(select.all(), [engine === "ffi" ? { b: "B", c: "C", d: "D" } : { b: "B", c: "C" }]);
+  // node:sqlite sizes the first row read after the change in the old shape: the node engine reads a SELECT again.
+  assert.deepEqual(select.all(), [{ b: "B", c: "C", d: "D" }]);
+  assert.deepEqual(select.allArrays(), [["B", "C", "D"]]);
 });
 
 engineTest(

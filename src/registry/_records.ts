@@ -2,7 +2,7 @@
 import { OtherError, SerializationError } from "../errors.ts";
 import { decodeJson } from "../json.ts";
 import { MODULE_KINDS, MODULE_STATES, type ModuleKind, type ModuleRecord, type ModuleState } from "../module.ts";
-import type { Row } from "../sqlite/engine.ts";
+import type { ModuleFields } from "../store/store.ts";
 import { parseTimestamp } from "../time.ts";
 import { refuseSealedValue } from "../sealing/sealing.ts";
 import { describe } from "../_describe.ts";
@@ -35,36 +35,50 @@ export function parseConfig<T>(key: string, json: string): T {
   }
 }
 
-/** Builds a record from a `modules` row, checking it as oxide-k's deserializer would. */
-export function rowToModuleRecord(row: Row): Omit<ModuleRecord, "recordVersion" | "createRevision" | "modRevision"> {
+/**
+ * Builds a module record from a stored module's columns, checking them as oxide-k's deserializer would: one object
+ * per module, nothing else allocated on the way (beside the `Date`).
+ */
+export function moduleRecordOf(
+  id: unknown,
+  fields: ModuleFields,
+  updatedAtText: unknown,
+  recordVersion: number,
+  createRevision: number,
+  modRevision: number,
+): ModuleRecord {
   // SQLite lets another program store NULL, a number or a blob in a TEXT PRIMARY KEY; oxide-k cannot read them.
-  if (typeof row.id !== "string") {
-    throw new SerializationError(`a module row has an id that is not text: ${describe(row.id)}`);
+  if (typeof id !== "string") {
+    throw new SerializationError(`a module row has an id that is not text: ${describe(id)}`);
   }
-  const id = row.id;
-  const kind = decodeEnumText(id, "kind", row.kind, KIND_BY_TEXT);
-  const state = decodeEnumText(id, "state", row.state, STATE_BY_TEXT);
-  const updatedAt = typeof row.updated_at === "string" ? parseTimestamp(row.updated_at) : undefined;
+  const { name, version, description } = fields;
+  // The stored forms oxide-k writes are looked up; anything else takes the checking path.
+  const kind = KIND_BY_TEXT.get(fields.kind) ?? decodeEnumText(id, "kind", fields.kind, KIND_BY_TEXT);
+  const state = STATE_BY_TEXT.get(fields.state) ?? decodeEnumText(id, "state", fields.state, STATE_BY_TEXT);
+  const updatedAt = typeof updatedAtText === "string" ? parseTimestamp(updatedAtText) : undefined;
   if (updatedAt === undefined) {
     throw new OtherError(
-      `invalid updated_at: module '${id}' has ${describe(row.updated_at)}, not an RFC 3339 timestamp`,
+      `invalid updated_at: module '${id}' has ${describe(updatedAtText)}, not an RFC 3339 timestamp`,
     );
   }
-  if (typeof row.name !== "string") throw notText(id, "name", row.name);
-  if (typeof row.version !== "string") throw notText(id, "version", row.version);
-  if (row.description !== null && typeof row.description !== "string") {
+  if (typeof name !== "string") throw notText(id, "name", name);
+  if (typeof version !== "string") throw notText(id, "version", version);
+  if (description !== null && typeof description !== "string") {
     throw new SerializationError(
-      `module '${id}' has a description that is not text: ${describe(row.description)}`,
+      `module '${id}' has a description that is not text: ${describe(description)}`,
     );
   }
   return {
     id,
-    name: row.name as string,
-    version: row.version as string,
+    name,
+    version,
     kind,
     state,
-    description: row.description ?? undefined,
+    description: description ?? undefined,
     updatedAt,
+    recordVersion,
+    createRevision,
+    modRevision,
   };
 }
 

@@ -50,7 +50,7 @@ import {
   type SealingOptions,
 } from "../sealing/sealing.ts";
 import { describe } from "../_describe.ts";
-import { parseConfig, parsePlainConfig, rowToModuleRecord, storedText } from "./_records.ts";
+import { moduleRecordOf, parseConfig, parsePlainConfig, storedText } from "./_records.ts";
 import { checkOptions, checkState } from "./_validate.ts";
 import {
   checkCount,
@@ -1932,20 +1932,12 @@ function pageOf<T>(items: T[], result: RangeResult, request: RangeRequest): Page
 
 /** A module record from a store entry, checked as oxide-k's deserializer would, with its revision data. */
 function moduleRecord(entry: Entry<"modules">): ModuleRecord {
-  const fields = entry.value;
-  const record = rowToModuleRecord({
-    id: entry.key,
-    name: fields.name,
-    version: fields.version,
-    kind: fields.kind,
-    state: fields.state,
-    description: fields.description,
-    updated_at: entry.updatedAt,
-  });
-  return {
-    ...record,
-    recordVersion: entry.version,
-    createRevision: entry.createRevision,
-    modRevision: entry.modRevision,
-  };
+  return moduleRecordOf(
+    entry.key,
+    entry.value,
+    entry.updatedAt,
+    entry.version,
+    entry.createRevision,
+    entry.modRevision,
+  );
 }

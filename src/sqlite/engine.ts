@@ -96,6 +96,8 @@ export type EngineName = "ffi" | "node";
  * assert.equal(sum.sql, "SELECT ?1 + ?2 AS total");
  * assert.equal(sum.get(2, 3)?.total, 5);
  * assert.deepEqual(sum.all(1, 1), [{ total: 2 }]);
+ * assert.equal(sum.value(4, 5), 9); // The first column of the first row.
+ * assert.deepEqual(reg.db.prepare("SELECT 1 AS a, 'x' AS a").allArrays(), [[1, "x"]]); // Rows by column index.
  * assert.equal(reg.db.prepare("SELECT ?1 + ?2 AS total"), sum); // Prepared once, cached by SQL text.
  * ```
  */
@@ -123,6 +125,28 @@ export interface Statement {
    * @returns All rows, in the order SQLite yields them.
    */
   all(...params: SqlValue[]): Row[];
+  /**
+   * Runs the statement and returns the first column of its first row: the read of one value, with no row object.
+   *
+   * @param params Positional parameters.
+   * @returns The value (`null` for SQL NULL), or `undefined` when there is no row (or no column).
+   */
+  value(...params: SqlValue[]): SqlValue | undefined;
+  /**
+   * Runs the statement and returns its first row as an array, in column order (duplicate names kept apart).
+   *
+   * @param params Positional parameters.
+   * @returns The row's values, or `undefined` when there is none.
+   */
+  getArray(...params: SqlValue[]): SqlValue[] | undefined;
+  /**
+   * Runs the statement and returns every row as an array, in column order: what `all()` returns, without an object
+   * per row.
+   *
+   * @param params Positional parameters.
+   * @returns All rows, in the order SQLite yields them.
+   */
+  allArrays(...params: SqlValue[]): SqlValue[][];
 }
 
 /**

@@ -421,7 +421,63 @@ class FfiStatement implements Statement {
     }
   }
 
+  value(...params: SqlValue[]): SqlValue | undefined {
+    const handle = this.#start(params);
+    try {
+      const rc = this.#lib.sqlite3_step(handle);
+      if (rc === SQLITE_ROW) {
+        this.#syncColumns(handle);
+        if (this.#columns.length === 0) return undefined;
+        return readValue(this.#lib, handle, 0, this.#lib.sqlite3_column_type(handle, 0));
+      }
+      if (rc !== SQLITE_DONE) throw this.#engine.error(rc);
+      return undefined;
+    } finally {
+      this.#lib.sqlite3_reset(handle);
+    }
+  }
+
+  getArray(...params: SqlValue[]): SqlValue[] | undefined {
+    const handle = this.#start(params);
+    try {
+      const rc = this.#lib.sqlite3_step(handle);
+      if (rc === SQLITE_ROW) {
+        this.#syncColumns(handle);
+        const lib = this.#lib;
+        const width = this.#columns.length;
+        const row: SqlValue[] = new Array(width);
+        for (let i = 0; i < width; i++) row[i] = readValue(lib, handle, i, lib.sqlite3_column_type(handle, i));
+        return row;
+      }
+      if (rc !== SQLITE_DONE) throw this.#engine.error(rc);
+      return undefined;
+    } finally {
+      this.#lib.sqlite3_reset(handle);
+    }
+  }
+
   all(...params: SqlValue[]): Row[] {
+    const arrays = this.#arrays(params);
+    const columns = this.#columns;
+    // Each row starts as a copy of one template with every column (one shape for all rows, copied in one step), so
+    // filling it in changes no object's shape.
+    const template: Row = {};
+    for (let i = 0; i < columns.length; i++) template[columns[i]!] = null;
+    const rows: Row[] = new Array(arrays.length);
+    for (let r = 0; r < arrays.length; r++) {
+      const values = arrays[r]!;
+      const row: Row = { ...template };
+      for (let i = 0; i < columns.length; i++) row[columns[i]!] = values[i]!;
+      rows[r] = row;
+    }
+    return rows;
+  }
+
+  allArrays(...params: SqlValue[]): SqlValue[][] {
+    return this.#arrays(params);
+  }
+
+  #arrays(params: SqlValue[]): SqlValue[][] {
     const handle = this.#start(params);
     const text = this.#engine.textBuffer();
     try {
@@ -431,33 +487,36 @@ class FfiStatement implements Statement {
     }
   }
 
-  #allByColumn(handle: Deno.PointerObject): Row[] {
-    const rows: Row[] = [];
+  #allByColumn(handle: Deno.PointerObject): SqlValue[][] {
+    const lib = this.#lib;
+    const rows: SqlValue[][] = [];
     let rc;
     let first = true;
-    while ((rc = this.#lib.sqlite3_step(handle)) === SQLITE_ROW) {
+    while ((rc = lib.sqlite3_step(handle)) === SQLITE_ROW) {
       if (first) {
         this.#syncColumns(handle);
         first = false;
       }
-      rows.push(this.#row(handle));
+      const width = this.#columns.length;
+      const row: SqlValue[] = new Array(width);
+      for (let i = 0; i < width; i++) row[i] = readValue(lib, handle, i, lib.sqlite3_column_type(handle, i));
+      rows.push(row);
     }
     if (rc !== SQLITE_DONE) throw this.#engine.error(rc);
     return rows;
   }
 
   /**
-   * Every row, with the text of a batch of rows gathered in one `sqlite3_str` inside SQLite (one FFI call per
-   * column, no JS string per column) and read out with one call per batch, then cut into the columns' strings.
-   * Reading a string out of C memory is the costly step of a row read; this pays it once per batch.
+   * Every row as an array, with the text of a batch of rows gathered in one `sqlite3_str` inside SQLite (one FFI
+   * call per text column, no JS string per column) and read out with one call per batch, then cut into the columns'
+   * strings. Reading a string out of C memory is the costly step of a row read; this pays it once per batch.
    */
-  #allGathered(handle: Deno.PointerObject, text: NonNullable<Deno.PointerValue>): Row[] {
+  #allGathered(handle: Deno.PointerObject, text: NonNullable<Deno.PointerValue>): SqlValue[][] {
     const lib = this.#lib;
     const append = lib.sqlite3_str_append!;
-    /** Column values, row after row; a text cell holds its byte length until its batch is read out. */
-    const cells: SqlValue[] = [];
-    /** Indexes in `cells` of the text cells of the batch in `text`. */
-    const pending: number[] = [];
+    const rows: SqlValue[][] = [];
+    const pending = this.#pending;
+    let count = 0; // Text cells of the batch in `text`.
     let gathered = 0;
     let width = this.#columns.length;
     let rc;
@@ -469,65 +528,67 @@ class FfiStatement implements Statement {
           width = this.#columns.length;
           first = false;
         }
+        const row: SqlValue[] = new Array(width);
         for (let i = 0; i < width; i++) {
           const type = lib.sqlite3_column_type(handle, i);
           if (type === SQLITE_TEXT) {
             const pointer = lib.sqlite3_column_text(handle, i);
             const length = lib.sqlite3_column_bytes(handle, i);
             if (pointer === null || length === 0) {
-              cells.push("");
+              row[i] = "";
               continue;
             }
             append(text, pointer, length);
-            pending.push(cells.length);
-            cells.push(length);
+            if (count === pending.lengths.length) pending.grow();
+            pending.rows[count] = row;
+            pending.columns[count] = i;
+            pending.lengths[count++] = length;
             gathered += length;
           } else {
-            cells.push(readValue(lib, handle, i, type));
+            row[i] = readValue(lib, handle, i, type);
           }
         }
+        rows.push(row);
         if (gathered >= GATHER_BYTES) {
-          this.#readGathered(text, cells, pending, gathered);
-          pending.length = 0;
+          this.#readGathered(text, count, gathered);
+          count = 0;
           gathered = 0;
         }
       }
       if (rc !== SQLITE_DONE) throw this.#engine.error(rc);
-      if (gathered > 0) this.#readGathered(text, cells, pending, gathered);
+      if (gathered > 0) this.#readGathered(text, count, gathered);
     } finally {
+      pending.release(count);
       lib.sqlite3_str_reset!(text);
-    }
-    const columns = this.#columns;
-    const rows: Row[] = new Array(width === 0 ? 0 : cells.length / width);
-    for (let r = 0, at = 0; r < rows.length; r++) {
-      const row: Row = {};
-      for (let i = 0; i < width; i++) row[columns[i]!] = cells[at++]!;
-      rows[r] = row;
     }
     return rows;
   }
 
+  /** Where each text cell of the gathered batch goes, reused from call to call. */
+  readonly #pending = new PendingCells();
+
   /** Reads the gathered text out of `text` and puts each pending cell's string in its place. */
-  #readGathered(text: NonNullable<Deno.PointerValue>, cells: SqlValue[], pending: number[], gathered: number): void {
+  #readGathered(text: NonNullable<Deno.PointerValue>, count: number, gathered: number): void {
     const lib = this.#lib;
     if (lib.sqlite3_str_errcode!(text) !== SQLITE_OK) throw this.#engine.error(lib.sqlite3_str_errcode!(text));
     const pointer = lib.sqlite3_str_value!(text)!;
+    const { rows, columns, lengths } = this.#pending;
     // One string for the batch. ASCII without NUL (the usual case) reads in one call, and its byte offsets are its
     // character offsets; anything else is decoded cell by cell from the bytes.
     const all = Deno.UnsafePointerView.getCString(pointer);
     if (all.length === gathered) {
-      for (let k = 0, at = 0; k < pending.length; k++) {
-        const cell = pending[k]!;
-        const length = cells[cell] as number;
-        cells[cell] = all.substring(at, at + length);
+      for (let k = 0, at = 0; k < count; k++) {
+        const length = lengths[k]!;
+        rows[k]![columns[k]!] = all.substring(at, at + length);
+        rows[k] = undefined;
         at += length;
       }
     } else {
       const bytes = new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(pointer, gathered));
-      for (let k = 0, at = 0; k < pending.length; k++) {
-        const cell = pending[k]!;
-        const length = cells[cell] as number;
-        cells[cell] = decoder.decode(bytes.subarray(at, at + length));
+      for (let k = 0, at = 0; k < count; k++) {
+        const length = lengths[k]!;
+        rows[k]![columns[k]!] = decoder.decode(bytes.subarray(at, at + length));
+        rows[k] = undefined;
         at += length;
       }
     }
@@ -607,6 +668,38 @@ class FfiStatement implements Statement {
 
 /** Past this many bytes of gathered text, `all()` reads the batch out: the buffer stays small on long results. */
 const GATHER_BYTES = 1 << 20;
+
+const PENDING_CELLS = 1024;
+const MAX_KEPT_PENDING = 16_384;
+
+/** The text cells of a gathered batch: the row and column each goes to, and its byte length. */
+class PendingCells {
+  rows: (SqlValue[] | undefined)[] = new Array(PENDING_CELLS);
+  columns: Int32Array = new Int32Array(PENDING_CELLS);
+  lengths: Int32Array = new Int32Array(PENDING_CELLS);
+
+  /** After a result: keeps no row of it alive, and lets the space grown for a long one go. */
+  release(count: number): void {
+    if (this.lengths.length > MAX_KEPT_PENDING) {
+      this.rows = new Array(PENDING_CELLS);
+      this.columns = new Int32Array(PENDING_CELLS);
+      this.lengths = new Int32Array(PENDING_CELLS);
+    } else {
+      this.rows.fill(undefined, 0, count);
+    }
+  }
+
+  grow(): void {
+    const size = this.lengths.length * 2;
+    const columns = new Int32Array(size);
+    columns.set(this.columns);
+    const lengths = new Int32Array(size);
+    lengths.set(this.lengths);
+    this.columns = columns;
+    this.lengths = lengths;
+    this.rows.length = size;
+  }
+}
 
 function readValue(lib: Sqlite3, handle: Deno.PointerObject, column: number, type: number): SqlValue {
   switch (type) {

@@ -272,6 +272,10 @@ class NodeStatement implements Statement {
   }
 
   get(...params: SqlValue[]): Row | undefined {
+    if (this.#columns === undefined) {
+      const { rows, names } = this.#readStar(params, true);
+      return rows[0] === undefined ? undefined : arrayToRow(names, rows[0]);
+    }
     const bound = this.#params(params);
     let row;
     try {
@@ -279,13 +283,44 @@ class NodeStatement implements Statement {
     } catch (error) {
       throw nodeError(error, this.#engine.path);
     }
-    if (row === undefined) return undefined;
-    return this.#columns === undefined
-      ? normalizeRow(row as Row)
-      : arrayToRow(this.#columns, row as unknown as SqlValue[]);
+    return row === undefined ? undefined : arrayToRow(this.#columns, row as unknown as SqlValue[]);
+  }
+
+  value(...params: SqlValue[]): SqlValue | undefined {
+    const row = this.getArray(...params);
+    return row === undefined || row.length === 0 ? undefined : row[0];
+  }
+
+  getArray(...params: SqlValue[]): SqlValue[] | undefined {
+    if (this.#columns === undefined) return this.#readStar(params, true).rows[0];
+    const bound = this.#params(params);
+    let row;
+    try {
+      row = this.#inner.get(...bound);
+    } catch (error) {
+      throw nodeError(error, this.#engine.path);
+    }
+    return row === undefined ? undefined : normalizeArray(row as unknown as SqlValue[]);
+  }
+
+  allArrays(...params: SqlValue[]): SqlValue[][] {
+    if (this.#columns === undefined) return this.#readStar(params, false).rows;
+    const bound = this.#params(params);
+    let rows;
+    try {
+      rows = this.#inner.all(...bound);
+    } catch (error) {
+      throw nodeError(error, this.#engine.path);
+    }
+    for (let i = 0; i < rows.length; i++) normalizeArray(rows[i] as unknown as SqlValue[]);
+    return rows as unknown as SqlValue[][];
   }
 
   all(...params: SqlValue[]): Row[] {
+    if (this.#columns === undefined) {
+      const { rows, names } = this.#readStar(params, false);
+      return rows.map((row) => arrayToRow(names, row));
+    }
     const bound = this.#params(params);
     let rows;
     try {
@@ -294,10 +329,52 @@ class NodeStatement implements Statement {
       throw nodeError(error, this.#engine.path);
     }
     const columns = this.#columns;
-    if (columns === undefined) return (rows as Row[]).map(normalizeRow);
     const out: Row[] = new Array(rows.length);
     for (let i = 0; i < rows.length; i++) out[i] = arrayToRow(columns, rows[i] as unknown as SqlValue[]);
     return out;
+  }
+
+  /**
+   * Reads a statement with a `*` (its columns may change when another connection alters the schema) as arrays, with
+   * the column names of this very read. `node:sqlite` sizes a row before the first step, where SQLite re-prepares the
+   * statement for a changed schema: the first read after such a change comes back in the old shape. A `SELECT` is
+   * then read again (a read can be repeated; a write with `RETURNING *` is not).
+   */
+  #readStar(params: SqlValue[], first: boolean): { rows: SqlValue[][]; names: string[] } {
+    const bound = this.#params(params);
+    const inner = this.#inner as StatementSync & { setReturnArrays?: (enabled: boolean) => void };
+    const read = (): SqlValue[][] => {
+      let rows: unknown[];
+      try {
+        if (typeof inner.setReturnArrays !== "function") {
+          // An older node:sqlite without arrays: the objects' values, in column order.
+          const objects = first ? [inner.get(...bound)].filter((row) => row !== undefined) : inner.all(...bound);
+          return objects.map((row) => Object.values(row as Row));
+        }
+        inner.setReturnArrays(true);
+        try {
+          rows = first ? [inner.get(...bound)].filter((row) => row !== undefined) : inner.all(...bound);
+        } finally {
+          inner.setReturnArrays(false);
+        }
+      } catch (error) {
+        throw nodeError(error, this.#engine.path);
+      }
+      return rows as SqlValue[][];
+    };
+    let rows = read();
+    let names = inner.columns().map((column) => column.name);
+    if (rows.length > 0 && rows[0]!.length !== names.length && this.#rereadable) {
+      rows = read();
+      names = inner.columns().map((column) => column.name);
+    }
+    for (const row of rows) normalizeArray(row);
+    return { rows, names };
+  }
+
+  /** Whether the statement is a `SELECT` (reading it twice changes nothing). */
+  get #rereadable(): boolean {
+    return /^\s*SELECT\b/i.test(this.sql);
   }
 }
 
@@ -311,14 +388,13 @@ function arrayToRow(columns: readonly string[], values: SqlValue[]): Row {
   return row;
 }
 
-/** Integers come back as bigint (so none beyond 2^53 is lost); make the safe ones numbers, as the FFI engine does. */
-function normalizeRow(row: Row): Row {
-  const out: Row = {};
-  for (const key in row) {
-    const value = row[key]!;
-    out[key] = typeof value === "bigint" ? toNumberIfSafe(value) : value;
+/** A row read as an array, with safe integers as numbers, in place. */
+function normalizeArray(values: SqlValue[]): SqlValue[] {
+  for (let i = 0; i < values.length; i++) {
+    const value = values[i]!;
+    if (typeof value === "bigint") values[i] = toNumberIfSafe(value);
   }
-  return out;
+  return values;
 }
 
 function toNumberIfSafe(value: number | bigint): number | bigint {

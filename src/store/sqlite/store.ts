@@ -162,17 +162,18 @@ export class SqliteStore implements Store {
   }
 
   getValue<S extends Space>(space: S, key: string): SpaceValue[S] | undefined {
-    if (space === "config") return this.#sql.getConfig.get(key)?.value as SpaceValue[S] | undefined;
+    if (space === "config") return this.#sql.getConfig.value(key) as SpaceValue[S] | undefined;
     if (space === "modules") {
-      const row = this.#sql.getModule.get(key);
-      return row === undefined ? undefined : moduleFields(row) as SpaceValue[S];
+      // REGISTRY_SQL.getModule: id, name, version, kind, state, description, updated_at.
+      const row = this.#sql.getModule.getArray(key);
+      return row === undefined ? undefined : moduleFields(row, 1) as SpaceValue[S];
     }
     return this.get(space, key)?.value;
   }
 
   get<S extends Space>(space: S, key: string): Entry<S> | undefined {
     if (space === "meta") return this.#metaEntry(key) as Entry<S> | undefined;
-    const row = (space === "config" ? this.#sql.configEntry : this.#sql.moduleEntry).get(key);
+    const row = (space === "config" ? this.#sql.configEntry : this.#sql.moduleEntry).getArray(key);
     return row === undefined ? undefined : liveEntry(space, row) as unknown as Entry<S>;
   }
 
@@ -201,14 +202,19 @@ export class SqliteStore implements Store {
       if (revision < current && revision < compacted) {
         throw new CompactedError(revision, compacted);
       }
-      const { sql, params } = rangeQuery(space, request, revision === current ? undefined : revision, this.#versioned);
-      const rows = this.#db.prepare(sql).all(...params);
+      const live = revision === current;
+      const { sql, params } = rangeQuery(space, request, live ? undefined : revision, this.#versioned);
+      const statement = this.#db.prepare(sql);
+      const rows: (SqlValue[] | Row)[] = live ? statement.allArrays(...params) : statement.all(...params);
       const limit = request.limit ?? 0;
       const more = limit > 0 && rows.length > limit;
-      const page = more ? rows.slice(0, limit) : rows;
-      const entries = page.map((row) =>
-        revision === current ? liveEntry(space as "config" | "modules", row) : logEntry(space, row)
-      ) as unknown as Entry<S>[];
+      const count = more ? limit : rows.length;
+      const entries: Entry<S>[] = new Array(count);
+      for (let i = 0; i < count; i++) {
+        entries[i] = (live
+          ? liveEntry(space as "config" | "modules", rows[i] as SqlValue[])
+          : logEntry(space, rows[i] as Row)) as unknown as Entry<S>;
+      }
       return { entries, more, revision };
     } finally {
       if (own && this.#db.inTransaction) this.#sql.commit.run();
@@ -455,7 +461,7 @@ export class SqliteStore implements Store {
       }
       return { space: "meta", key, value, updatedAt: "", version, createRevision: 0, modRevision: 0 };
     }
-    const row = this.#meta?.entry.get(key);
+    const row = this.#meta?.entry.getArray(key);
     return row === undefined ? undefined : liveEntry("meta", row);
   }
 }
@@ -509,7 +515,8 @@ function holds(compare: Compare, entry: Entry | undefined): boolean {
   }
 }
 
-function moduleFields(row: Row): ModuleFields {
+/** A log row's module fields. */
+function logModuleFields(row: Row): ModuleFields {
   // As stored: another program may have stored other types; the registry checks them.
   return {
     name: row.name as string,
@@ -520,17 +527,36 @@ function moduleFields(row: Row): ModuleFields {
   };
 }
 
-/** An entry from a live row joined with its newest log row. A row with no log row (triggers dropped) is version 1. */
-function liveEntry<S extends Space>(space: S, row: Row): Entry<S> {
-  const logged = typeof row.log_version === "number" && row.log_version > 0;
+/** The module fields of a live row read by index: name, version, kind, state, description from column `at` on. */
+function moduleFields(row: SqlValue[], at: number): ModuleFields {
+  // As stored: another program may have stored other types; the registry checks them.
+  return {
+    name: row[at] as string,
+    version: row[at + 1] as string,
+    kind: row[at + 2] as string,
+    state: row[at + 3] as string,
+    description: row[at + 4] as string | null,
+  };
+}
+
+/**
+ * An entry from a live row joined with its newest log row, read by index: `MODULE_COLUMNS` or `CONFIG_COLUMNS`
+ * (the meta space's columns are laid out as config's), then `REVISION_COLUMNS`. A row with no log row (triggers
+ * dropped) is version 1.
+ */
+function liveEntry<S extends Space>(space: S, row: SqlValue[]): Entry<S> {
+  const modules = space === "modules";
+  const log = modules ? 7 : 3;
+  const logVersion = row[log];
+  const logged = typeof logVersion === "number" && logVersion > 0;
   return {
     space,
-    key: row.key as string,
-    value: (space === "modules" ? moduleFields(row) : row.value) as SpaceValue[S],
-    updatedAt: row.updated_at as string,
-    version: logged ? row.log_version as number : 1,
-    createRevision: logged ? Number(row.create_revision) : 0,
-    modRevision: logged ? Number(row.mod_revision) : 0,
+    key: row[0] as string,
+    value: (modules ? moduleFields(row, 1) : row[1]) as SpaceValue[S],
+    updatedAt: row[modules ? 6 : 2] as string,
+    version: logged ? logVersion : 1,
+    createRevision: logged ? Number(row[log + 1]) : 0,
+    modRevision: logged ? Number(row[log + 2]) : 0,
   };
 }
 
@@ -539,7 +565,7 @@ function logEntry<S extends Space>(space: S, row: Row): Entry<S> {
   return {
     space,
     key: row.key as string,
-    value: (space === "modules" ? moduleFields(row) : row.value) as SpaceValue[S],
+    value: (space === "modules" ? logModuleFields(row) : row.value) as SpaceValue[S],
     updatedAt: row.updated_at as string,
     version: Number(row.version),
     createRevision: Number(row.create_revision),
