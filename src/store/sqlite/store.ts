@@ -586,8 +586,11 @@ export function prefixEnd(prefix: string): string | undefined {
   return undefined;
 }
 
-/** The SQL of a range: live rows at the current revision, else each key's newest log row at or below `revision`. */
-function rangeQuery(
+/**
+ * The SQL of a range: live rows at the current revision, else each key's newest log row at or below `revision`.
+ * Exported for bench/compare.ts, whose raw contenders run the registry's own list SQL.
+ */
+export function rangeQuery(
   space: "config" | "modules",
   request: RangeRequest,
   revision: number | undefined,
