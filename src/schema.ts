@@ -221,19 +221,29 @@ export function recordedVersion(db: Engine, owner: string): number {
  * @throws {RegistryError} naming the table when it has the wrong shape, or is a view or index.
  */
 export function checkRegistryShape(db: Engine): void {
-  const objects = db.prepare(
-    "SELECT type FROM sqlite_master WHERE name = ?1 COLLATE NOCASE",
-  );
+  // One statement for every table: an open reads the schema once, however many tables the registry has.
+  const names = Object.keys(REQUIRED_COLUMNS);
+  const rows = db.prepare(
+    `SELECT m.name AS name, m.type AS type, c.name AS column FROM sqlite_master m
+      LEFT JOIN pragma_table_info(m.name) c ON m.type = 'table'
+      WHERE m.type IN ('table', 'view', 'index') AND lower(m.name) IN (${names.map((name) => `'${name}'`).join(", ")})`,
+  ).allArrays();
+  const found = new Map<string, { type: string; columns: Set<unknown> }>();
+  for (const [name, type, column] of rows) {
+    const table = String(name).toLowerCase();
+    let entry = found.get(table);
+    if (entry === undefined) found.set(table, entry = { type: String(type), columns: new Set() });
+    if (column !== null) entry.columns.add(column);
+  }
   for (const [table, required] of Object.entries(REQUIRED_COLUMNS)) {
-    const type = objects.get(table)?.type;
-    if (type === undefined) continue;
-    if (type !== "table") {
-      throw new RegistryError(`its '${table}' is a ${type}, not a table: not an oxide-k registry`, { path: db.path });
+    const entry = found.get(table);
+    if (entry === undefined) continue;
+    if (entry.type !== "table") {
+      throw new RegistryError(`its '${table}' is a ${entry.type}, not a table: not an oxide-k registry`, {
+        path: db.path,
+      });
     }
-    const columns = new Set(
-      db.prepare(`SELECT name FROM pragma_table_info('${table}')`).all().map((row) => row.name),
-    );
-    const missing = required.filter((column) => !columns.has(column));
+    const missing = required.filter((column) => !entry.columns.has(column));
     if (missing.length > 0) {
       throw new RegistryError(
         `it has a '${table}' table without the column(s) ${missing.join(", ")}: not an oxide-k registry`,
@@ -249,8 +259,8 @@ export function checkRegistryShape(db: Engine): void {
  *
  * @throws {RegistryError} naming the table when a table has the wrong shape; nothing is written then.
  */
-export function migrateRegistry(db: Engine): void {
-  checkRegistryShape(db);
+export function migrateRegistry(db: Engine, options: { readonly shapeChecked?: boolean } = {}): void {
+  if (options.shapeChecked !== true) checkRegistryShape(db);
   // Up to date: read only, so opening beside a busy writer does not wait for (or fail on) its write lock.
   if (isUpToDate(db)) return;
   // oxide-k's own bootstrap; ours must also accept a file oxide-k created.

@@ -88,6 +88,13 @@ Deno.test("a database whose tables have the wrong shape is refused before anythi
       /'modules' table without the column\(s\) updated_at/,
     ],
     ["modules as a view", "CREATE TABLE t (a); CREATE VIEW modules AS SELECT a AS id FROM t", /'modules' is a view/],
+    ["config as an index", "CREATE TABLE t (a); CREATE INDEX config ON t (a)", /'config' is a index, not a table/],
+    ["CONFIG in capitals without its columns", "CREATE TABLE CONFIG (k TEXT)", /'config' table without the column/],
+    [
+      "a change log without its columns",
+      "CREATE TABLE oxide_changes (seq INTEGER PRIMARY KEY, revision INTEGER)",
+      /'oxide_changes' table without the column\(s\) space, key, type, version, create_revision, value, updated_at/,
+    ],
     [
       "a foreign oxide_migrations",
       "CREATE TABLE oxide_migrations (id INTEGER PRIMARY KEY, sql TEXT)",

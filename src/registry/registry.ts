@@ -37,7 +37,6 @@ import type {
   TxnResult,
 } from "../store/store.ts";
 import { SqliteStore } from "../store/sqlite/store.ts";
-import { EtcdStore } from "../store/etcd/store.ts";
 import { bindStore } from "./_store_of.ts";
 import { type EtcdOptions, isEtcdAddress } from "../store/etcd/address.ts";
 import { keyFromEnv, type RegistryKey } from "../sealing/key.ts";
@@ -400,7 +399,10 @@ export class StateRegistry implements AsyncDisposable, Disposable {
       } catch (error) {
         return Promise.reject(error);
       }
-      return EtcdStore.open(path, options.etcd ?? {}).then((store) => {
+      // The etcd client is loaded for fleet mode only: a registry on a file never imports it.
+      return import("../store/etcd/store.ts").then(({ EtcdStore }) => EtcdStore.open(path, options.etcd ?? {})).then((
+        store,
+      ) => {
         const registry = new StateRegistry(store, undefined);
         registry.#historyVersions = historyVersions;
         return registry;
@@ -416,7 +418,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
         checkRegistryFile(engine, options);
       });
       try {
-        if (options.readonly !== true) migrateRegistry(db);
+        if (options.readonly !== true) migrateRegistry(db, { shapeChecked: true }); // Checked inside the open.
         repairRevisionSchema(db, recordedVersion(db, "registry"), options.readonly === true);
         const registry = new StateRegistry(new SqliteStore(db, { retention: options.retention }), db);
         registry.#historyVersions = retentionOf(options.retention).historyVersions;

@@ -1,6 +1,10 @@
 // The slice of the SQLite C API the FFI engine binds. C parameter names in comments.
 
-/** Symbols loaded from libsqlite3. */
+/**
+ * Symbols loaded from libsqlite3 when a connection opens. Deno compiles a call stub for each symbol when the library
+ * is opened (about 0.3 ms a symbol here), so the ones only some calls need come in groups of their own, loaded on
+ * first use: {@linkcode TEXT_SYMBOLS}, {@linkcode BACKUP_SYMBOLS}.
+ */
 export const SYMBOLS = {
   sqlite3_libversion: { parameters: [], result: "pointer" },
   // (const char *filename, sqlite3 **ppDb, int flags, const char *zVfs)
@@ -21,8 +25,6 @@ export const SYMBOLS = {
   sqlite3_errstr: { parameters: ["i32"], result: "pointer" },
   // (sqlite3 *db)
   sqlite3_extended_errcode: { parameters: ["pointer"], result: "i32" },
-  // (sqlite3 *db, int ms)
-  sqlite3_busy_timeout: { parameters: ["pointer", "i32"], result: "i32" },
   // (sqlite3 *db, int id, int newVal)
   sqlite3_limit: { parameters: ["pointer", "i32", "i32"], result: "i32" },
   // (sqlite3 *db)
@@ -42,8 +44,6 @@ export const SYMBOLS = {
   sqlite3_step: { parameters: ["pointer"], result: "i32" },
   // (sqlite3_stmt *pStmt)
   sqlite3_reset: { parameters: ["pointer"], result: "i32" },
-  // (sqlite3_stmt *pStmt)
-  sqlite3_clear_bindings: { parameters: ["pointer"], result: "i32" },
   // (sqlite3_stmt *pStmt)
   sqlite3_finalize: { parameters: ["pointer"], result: "i32" },
   // (sqlite3_stmt *pStmt, int op, int resetFlg)
@@ -84,17 +84,11 @@ export const SYMBOLS = {
   sqlite3_column_blob: { parameters: ["pointer", "i32"], result: "pointer" },
   // (sqlite3_stmt *pStmt, int iCol)
   sqlite3_column_bytes: { parameters: ["pointer", "i32"], result: "i32" },
-  // (sqlite3 *pDest, const char *zDestName, sqlite3 *pSource, const char *zSourceName)
-  sqlite3_backup_init: { parameters: ["pointer", "buffer", "pointer", "buffer"], result: "pointer" },
-  // (sqlite3_backup *p, int nPage)
-  sqlite3_backup_step: { parameters: ["pointer", "i32"], result: "i32" },
-  // (sqlite3_backup *p)
-  sqlite3_backup_remaining: { parameters: ["pointer"], result: "i32" },
-  // (sqlite3_backup *p)
-  sqlite3_backup_pagecount: { parameters: ["pointer"], result: "i32" },
-  // (sqlite3_backup *p)
-  sqlite3_backup_finish: { parameters: ["pointer"], result: "i32" },
-  // The dynamic string `all()` gathers a batch of rows' text in (one read from JS per batch, not one per column).
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The dynamic string `all()` gathers a batch of rows' text in, loaded with its first `all()`. */
+export const TEXT_SYMBOLS = {
+  // One read from JS per batch of rows, not one per column.
   // SQLite 3.25+; optional: without them `all()` reads each column on its own.
   // (sqlite3 *db)
   sqlite3_str_new: { parameters: ["pointer"], result: "pointer", optional: true },
@@ -108,12 +102,30 @@ export const SYMBOLS = {
   sqlite3_str_reset: { parameters: ["pointer"], result: "void", optional: true },
   // (sqlite3_str *p)
   sqlite3_str_finish: { parameters: ["pointer"], result: "pointer", optional: true },
-  // (void *p)
+  // (void *p): frees what sqlite3_str_finish returns.
   sqlite3_free: { parameters: ["pointer"], result: "void" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The online backup API, loaded with the first `backup()`. */
+export const BACKUP_SYMBOLS = {
+  // (sqlite3 *pDest, const char *zDestName, sqlite3 *pSource, const char *zSourceName)
+  sqlite3_backup_init: { parameters: ["pointer", "buffer", "pointer", "buffer"], result: "pointer" },
+  // (sqlite3_backup *p, int nPage)
+  sqlite3_backup_step: { parameters: ["pointer", "i32"], result: "i32" },
+  // (sqlite3_backup *p)
+  sqlite3_backup_remaining: { parameters: ["pointer"], result: "i32" },
+  // (sqlite3_backup *p)
+  sqlite3_backup_pagecount: { parameters: ["pointer"], result: "i32" },
+  // (sqlite3_backup *p)
+  sqlite3_backup_finish: { parameters: ["pointer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded library's symbols. */
 export type Sqlite3 = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+/** The text-gathering symbols (each `null` when the library is older than SQLite 3.25). */
+export type Sqlite3Text = Deno.DynamicLibrary<typeof TEXT_SYMBOLS>["symbols"];
+/** The backup symbols. */
+export type Sqlite3Backup = Deno.DynamicLibrary<typeof BACKUP_SYMBOLS>["symbols"];
 
 // Result codes and flags from sqlite3.h.
 /** `sqlite3_limit` category: the most databases ATTACH may add. */

@@ -11,6 +11,8 @@ const LIBRARY_NAMES: Readonly<Record<string, readonly string[]>> = {
 const DEFAULT_NAMES = ["libsqlite3.so.0", "libsqlite3.so"];
 
 const loaded = new Map<string, Sqlite3>();
+/** The library file each loaded symbol set came from, and the groups loaded from it later. */
+const sources = new WeakMap<Sqlite3, { candidate: string; groups: Map<object, unknown> }>();
 
 /**
  * Loads the SQLite library: `libPath`, else `OXIDE_SQLITE_PATH` (read only
@@ -32,6 +34,7 @@ export function loadSqlite(libPath?: string): Sqlite3 {
     try {
       const symbols = Deno.dlopen(candidate, SYMBOLS).symbols;
       loaded.set(candidate, symbols);
+      sources.set(symbols, { candidate, groups: new Map() });
       return symbols;
     } catch (error) {
       if (
@@ -47,6 +50,25 @@ export function loadSqlite(libPath?: string): Sqlite3 {
     `could not load the SQLite library: tried ${failures.join(", ")}; ` +
       `install libsqlite3 or set ${LIBRARY_ENV} or the libPath option`,
   );
+}
+
+/**
+ * Loads a further group of symbols (see `TEXT_SYMBOLS`, `BACKUP_SYMBOLS`) from the library `lib` came from, once.
+ *
+ * @throws {RegistryError} without `--allow-ffi`.
+ */
+export function loadSqliteGroup<G extends Deno.ForeignLibraryInterface>(
+  lib: Sqlite3,
+  group: G,
+): Deno.DynamicLibrary<G>["symbols"] {
+  const source = sources.get(lib)!;
+  let symbols = source.groups.get(group) as Deno.DynamicLibrary<G>["symbols"] | undefined;
+  if (symbols === undefined) {
+    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") throw ffiPermissionError();
+    symbols = Deno.dlopen(source.candidate, group).symbols;
+    source.groups.set(group, symbols);
+  }
+  return symbols;
 }
 
 function envLibraryPath(): string | undefined {

@@ -16,7 +16,9 @@ import type {
   Statement,
 } from "./engine.ts";
 import {
+  BACKUP_SYMBOLS,
   type Sqlite3,
+  type Sqlite3Text,
   SQLITE_BLOB,
   SQLITE_BUSY,
   SQLITE_DONE,
@@ -35,10 +37,11 @@ import {
   SQLITE_STMTSTATUS_REPREPARE,
   SQLITE_TEXT,
   SQLITE_TRANSIENT,
+  TEXT_SYMBOLS,
 } from "./_ffi_symbols.ts";
 import { databaseFile } from "./_database_file.ts";
 import { claimFile } from "./_file_owners.ts";
-import { loadSqlite } from "./_library.ts";
+import { loadSqlite, loadSqliteGroup } from "./_library.ts";
 import { checkStatement, scanSql } from "./_sql_text.ts";
 import { runTransaction } from "./_transaction.ts";
 
@@ -113,6 +116,8 @@ export class FfiEngine implements Engine {
   readonly #readOnly: boolean;
   /** The `sqlite3_str` that `all()` gathers text in; created on first use, freed by `close()`. */
   #text: Deno.PointerValue = null;
+  /** Its symbols, loaded with the first `all()`. */
+  #textLib: Sqlite3Text | undefined;
 
   /**
    * Opens (creating if missing) the database at `options.path`.
@@ -213,6 +218,7 @@ export class FfiEngine implements Engine {
     const destFile = databaseFile(dest);
     checkFilePermissions(destFile, false, dest);
     const lib = this.#lib;
+    const backupLib = loadSqliteGroup(lib, BACKUP_SYMBOLS);
     // A private in-memory database has no second connection: it is copied from this one, in one step, so nothing
     // else can run on it meanwhile.
     const memory = this.path === ":memory:";
@@ -235,7 +241,7 @@ export class FfiEngine implements Engine {
       const rc = lib.sqlite3_open_v2(cString(destFile), this.#out, flags, null);
       destDb = Deno.UnsafePointer.create(this.#out[0]!);
       if (rc !== SQLITE_OK) throw backupError(lib, destDb, rc, dest);
-      backup = lib.sqlite3_backup_init(
+      backup = backupLib.sqlite3_backup_init(
         destDb,
         cString("main"),
         source === undefined ? db : source.#handle(),
@@ -247,7 +253,7 @@ export class FfiEngine implements Engine {
       failure = { error };
     }
     if (backup !== null) {
-      const rc = lib.sqlite3_backup_finish(backup);
+      const rc = backupLib.sqlite3_backup_finish(backup);
       if (rc !== SQLITE_OK) failure ??= { error: backupError(lib, destDb, rc, dest) };
     }
     if (destDb !== null) lib.sqlite3_close_v2(destDb);
@@ -264,14 +270,15 @@ export class FfiEngine implements Engine {
     onProgress: ((progress: BackupProgress) => void) | undefined,
   ): Promise<void> {
     const lib = this.#lib;
+    const backupLib = loadSqliteGroup(lib, BACKUP_SYMBOLS);
     for (let waited = 0;;) {
-      const rc = lib.sqlite3_backup_step(backup, step);
+      const rc = backupLib.sqlite3_backup_step(backup, step);
       const primary = rc & 0xff;
       if (rc === SQLITE_OK || rc === SQLITE_DONE) {
         waited = 0;
         onProgress?.({
-          totalPages: lib.sqlite3_backup_pagecount(backup),
-          remainingPages: lib.sqlite3_backup_remaining(backup),
+          totalPages: backupLib.sqlite3_backup_pagecount(backup),
+          remainingPages: backupLib.sqlite3_backup_remaining(backup),
         });
         if (rc === SQLITE_DONE) return;
         await new Promise((resolve) => setTimeout(resolve, 0)); // Let the event loop run between steps.
@@ -290,7 +297,7 @@ export class FfiEngine implements Engine {
     for (const statement of this.#statements.values()) statement.finalize();
     this.#statements.clear();
     if (this.#text !== null) {
-      this.#lib.sqlite3_free(this.#lib.sqlite3_str_finish!(this.#text));
+      this.#textLib!.sqlite3_free(this.#textLib!.sqlite3_str_finish!(this.#text));
       this.#text = null;
     }
     const rc = this.#lib.sqlite3_close_v2(this.#db);
@@ -335,10 +342,16 @@ export class FfiEngine implements Engine {
 
   /** The connection's text-gathering `sqlite3_str`, or `null` when the library lacks the `sqlite3_str` API. */
   textBuffer(): Deno.PointerValue {
-    if (this.#text === null && this.#lib.sqlite3_str_new !== null) {
-      this.#text = this.#lib.sqlite3_str_new(this.#handle());
+    if (this.#text === null) {
+      const textLib = this.#textLib ??= loadSqliteGroup(this.#lib, TEXT_SYMBOLS);
+      if (textLib.sqlite3_str_new !== null) this.#text = textLib.sqlite3_str_new(this.#handle());
     }
     return this.#text;
+  }
+
+  /** The text-gathering symbols, once {@linkcode FfiEngine.textBuffer} returned a buffer. */
+  get textSymbols(): Sqlite3Text {
+    return this.#textLib!;
   }
 }
 
@@ -513,7 +526,8 @@ class FfiStatement implements Statement {
    */
   #allGathered(handle: Deno.PointerObject, text: NonNullable<Deno.PointerValue>): SqlValue[][] {
     const lib = this.#lib;
-    const append = lib.sqlite3_str_append!;
+    const textLib = this.#engine.textSymbols;
+    const append = textLib.sqlite3_str_append!;
     const rows: SqlValue[][] = [];
     const pending = this.#pending;
     let count = 0; // Text cells of the batch in `text`.
@@ -559,7 +573,7 @@ class FfiStatement implements Statement {
       if (gathered > 0) this.#readGathered(text, count, gathered);
     } finally {
       pending.release(count);
-      lib.sqlite3_str_reset!(text);
+      textLib.sqlite3_str_reset!(text);
     }
     return rows;
   }
@@ -569,7 +583,7 @@ class FfiStatement implements Statement {
 
   /** Reads the gathered text out of `text` and puts each pending cell's string in its place. */
   #readGathered(text: NonNullable<Deno.PointerValue>, count: number, gathered: number): void {
-    const lib = this.#lib;
+    const lib = this.#engine.textSymbols;
     if (lib.sqlite3_str_errcode!(text) !== SQLITE_OK) throw this.#engine.error(lib.sqlite3_str_errcode!(text));
     const pointer = lib.sqlite3_str_value!(text)!;
     const { rows, columns, lengths } = this.#pending;
