@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { CompactedError, KernelError } from "../src/errors.ts";
 import type { ChangeEvent, ModuleFields, Operation, Store } from "../src/store/store.ts";
+import { take as takeWithin, within } from "./_watchdog.ts";
 
 /** Parts of the interface a backend may not have yet (its tests are then skipped, with the reason printed). */
 export type StoreFeature = "watch" | "compact" | "meta writes";
@@ -46,15 +47,13 @@ async function closeStore(store: Store): Promise<void> {
   await store.close();
 }
 
-/** Collects `n` events from a watch, then stops it. */
+/** Collects `n` events from a watch, each within the watchdog's deadline, then stops it. */
 async function take(iter: AsyncIterableIterator<ChangeEvent>, n: number): Promise<ChangeEvent[]> {
-  const out: ChangeEvent[] = [];
-  if (n === 0) return out;
-  for await (const ev of iter) {
-    out.push(ev);
-    if (out.length >= n) break;
+  try {
+    return await takeWithin(iter, n, "the store's watch");
+  } finally {
+    await within(Promise.resolve(iter.return?.()), "the end of the store's watch after return()");
   }
-  return out;
 }
 
 /** Registers every conformance test for one backend. */
@@ -636,7 +635,7 @@ export function storeConformance(f: StoreFactory): void {
     const iter = s.watch({ spaces: ["config"], signal: ac.signal });
     const done = iter.next();
     setTimeout(() => ac.abort(), 100);
-    const r = await done;
+    const r = await within(done, "the end of the watch after abort()");
     assert.equal(r.done, true);
   }, ["watch"]);
 

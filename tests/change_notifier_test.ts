@@ -6,6 +6,7 @@ import { openEngine } from "../src/sqlite/open.ts";
 import { ChangeNotifier } from "../src/store/sqlite/_change_notifier.ts";
 import { FeedWatch } from "../src/store/sqlite/watch.ts";
 import { ENGINES, runDeno, tempDir } from "./_helpers.ts";
+import { within } from "./_watchdog.ts";
 
 /** Resolves on the listener's next call. */
 function nextWake(notifier: ChangeNotifier): Promise<void> & Disposable {
@@ -101,7 +102,7 @@ Deno.test("a FeedWatch releases its notifier subscription on return(), abort, br
       assert.equal(notifier.listeners, 1);
       assert.equal(notifier.watchingFiles, true);
       await watch.return();
-      assert.equal((await pending).done, true);
+      assert.equal((await within(pending, "the end of next() after return()")).done, true);
       assert.equal(notifier.listeners, 0);
       assert.equal(notifier.watchingFiles, false);
     });
@@ -110,7 +111,7 @@ Deno.test("a FeedWatch releases its notifier subscription on return(), abort, br
       const watch = start(controller.signal);
       const pending = watch.next();
       controller.abort();
-      assert.equal((await pending).done, true);
+      assert.equal((await within(pending, "the end of next() after abort()")).done, true);
       assert.equal(notifier.listeners, 0);
     });
     await t.step("break", async () => {
@@ -119,7 +120,7 @@ Deno.test("a FeedWatch releases its notifier subscription on return(), abort, br
         for await (const _ of watch) break;
       })();
       await reg.setConfig("k", 1);
-      await looping;
+      await within(looping, "an event to break on");
       assert.equal(notifier.listeners, 0);
     });
     await t.step("end() twice", () => {

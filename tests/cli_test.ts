@@ -9,6 +9,7 @@ import { CLI, cliCommandLine, cliFlags, type CliResult, runCli, type RunCliOptio
 import { Worker } from "./_subprocess.ts";
 import { COMMANDS } from "../src/cli/commands.ts";
 import { relativeTime } from "../src/cli/_format.ts";
+import { within } from "./_watchdog.ts";
 
 const KEY = "correct horse battery staple";
 
@@ -571,7 +572,7 @@ function startWatch(folder: string, args: string[]) {
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   const stderr = new Response(child.stderr).text();
   let buffered = "";
-  const line = async (): Promise<string | undefined> => {
+  const readLine = async (): Promise<string | undefined> => {
     while (!buffered.includes("\n")) {
       const next = await reader.read();
       if (next.done) return undefined;
@@ -582,14 +583,20 @@ function startWatch(folder: string, args: string[]) {
     buffered = buffered.slice(end + 1);
     return text;
   };
+  const line = () => within(readLine(), `a line from \`watch ${args.join(" ")}\``);
   return {
     child,
     line,
     /** Waits for the exit; returns the code, stderr and the lines not read yet. */
-    async finish(): Promise<{ code: number; stderr: string; rest: string[] }> {
-      const rest: string[] = [];
-      for (let text = await line(); text !== undefined; text = await line()) rest.push(text);
-      return { code: (await child.status).code, stderr: await stderr, rest };
+    finish(): Promise<{ code: number; stderr: string; rest: string[] }> {
+      return within(
+        (async () => {
+          const rest: string[] = [];
+          for (let text = await readLine(); text !== undefined; text = await readLine()) rest.push(text);
+          return { code: (await child.status).code, stderr: await stderr, rest };
+        })(),
+        `the exit of \`watch ${args.join(" ")}\``,
+      );
     },
   };
 }

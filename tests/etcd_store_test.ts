@@ -31,6 +31,7 @@ import { parseEtcdAddress } from "../src/store/etcd/address.ts";
 import { etcdEndpoints, etcdTlsEnv, freshNamespace } from "./_etcd.ts";
 import { FaultProxy } from "./_fault_proxy.ts";
 import type { Operation } from "../src/store/store.ts";
+import { within } from "./_watchdog.ts";
 
 const NOW = "2026-12-01T10:00:00.000000000+00:00";
 const put = (key: string, value: string): Operation => ({ op: "put", space: "config", key, value });
@@ -266,7 +267,7 @@ etcdTest("a watch resumes after its connection is cut: every change once, in ord
       await h.direct.txn({ compares: [], success: [put("w", String(i))], updatedAt: NOW });
     }
     while (seen.length < end) {
-      const next = await watch.next();
+      const next = await within(watch.next(), `event ${seen.length + 1} of the resumed watch`);
       assert.ok(!next.done, "the watch ended early");
       seen.push(next.value.entry.value as string);
     }

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { type EngineName, StateRegistry } from "@oxide/registry";
 import { ENGINES, rawSqlite, tempDir } from "./_helpers.ts";
 import { Worker } from "./_subprocess.ts";
+import { within } from "./_watchdog.ts";
 
 interface SeenEvent {
   space: "config" | "modules";
@@ -23,9 +24,6 @@ interface Ack {
   op?: string;
 }
 
-/** How long a watcher may stay silent while events are still expected: a missed event fails, not hangs, the test. */
-const SILENCE_MS = 120_000;
-
 /** Reads a worker's lines until `done` says stop, into `events`. Fails on an error line, an early end, or silence. */
 async function readEvents(
   worker: Worker,
@@ -33,10 +31,8 @@ async function readEvents(
   done: () => boolean,
 ): Promise<void> {
   while (!done()) {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const silence = new Promise<"silent">((resolve) => timer = setTimeout(() => resolve("silent"), SILENCE_MS));
-    const line = await Promise.race([worker.nextLine(), silence]).finally(() => clearTimeout(timer));
-    if (line === "silent") throw new Error(`the watcher went silent after ${events.length} events`);
+    // A missed event fails, not hangs, the test.
+    const line = await within(worker.nextLine(), `the watcher's event ${events.length + 1}`);
     if (line === undefined) {
       const { status, stderr } = await worker.finish();
       throw new Error(`the watcher ended early (exit code ${status.code}, ${events.length} events): ${stderr}`);
@@ -53,7 +49,7 @@ async function startWatcher(path: string, folder: string, engine: EngineName, fr
     [JSON.stringify({ path, engine, variant: "plain", ...(fromRevision === undefined ? {} : { fromRevision }) })],
     { folders: [folder] },
   );
-  const ready = await watcher.nextLine();
+  const ready = await within(watcher.nextLine(), "the watcher's ready line");
   if (ready !== JSON.stringify({ ready: true })) {
     throw new Error(`the watcher did not start (${ready}): ${(await watcher.finish()).stderr}`);
   }
@@ -187,7 +183,7 @@ for (const mode of ["folder watch", "polling fallback"] as const) {
       await using watcher = new Worker("watcher.ts", [JSON.stringify({ path, engine: "ffi", variant: "plain" })], {
         folders,
       });
-      assert.equal(await watcher.nextLine(), JSON.stringify({ ready: true }));
+      assert.equal(await within(watcher.nextLine(), "the watcher's ready line"), JSON.stringify({ ready: true }));
       await new Promise((resolve) => setTimeout(resolve, 500)); // Past start-up work (compilation, GC).
       const before = await cpuTicks(watcher.child.pid);
       await new Promise((resolve) => setTimeout(resolve, 2000));
@@ -195,7 +191,7 @@ for (const mode of ["folder watch", "polling fallback"] as const) {
       // 2 s of one core is 200 ticks (at 100 Hz); a busy loop uses all of them, a 1 ms poll about 20.
       assert.ok(used <= 10, `an idle watcher used ${used} clock ticks of CPU in 2 s`);
       await watcher.send("stop\n");
-      const { status } = await watcher.finish();
+      const { status } = await within(watcher.finish(), "the idle watcher's exit on stop");
       assert.equal(status.code, 0);
     },
   });

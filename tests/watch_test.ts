@@ -8,21 +8,10 @@ import {
   RegistryError,
   StateRegistry,
   type WatchEvent,
-  type WatchIterator,
 } from "@oxide/registry";
 import { engineTest, tempDir } from "./_helpers.ts";
 import { SEALED_TEST_KEY } from "./_variants.ts";
-
-/** The next `count` events of a watch. */
-async function take(watch: WatchIterator, count: number): Promise<WatchEvent[]> {
-  const events: WatchEvent[] = [];
-  while (events.length < count) {
-    const next = await watch.next();
-    if (next.done) throw new Error(`the watch ended after ${events.length} events`);
-    events.push(next.value);
-  }
-  return events;
-}
+import { take, within } from "./_watchdog.ts";
 
 function brief(event: WatchEvent): string {
   return event.space === "config"
@@ -135,7 +124,7 @@ engineTest("a watch never delivers a write that another caller's transaction rol
   await new Promise((resolve) => setTimeout(resolve, 300)); // The watch's poll runs meanwhile.
   reg.db.exec("ROLLBACK");
   await reg.setConfig("real", 1);
-  const { value } = await pending;
+  const { value } = await within(pending, "the event of 'real'");
   assert.equal((value as ConfigChange).key, "real");
   await watch.return();
 });
@@ -149,9 +138,14 @@ engineTest("a watch ends on break, return(), an AbortSignal and close(), releasi
       for (let i = 0; i < 3; i++) await reg.setConfig("k", i);
     })();
     let seen = 0;
-    for await (const _ of reg.watch({ fromRevision: 1 })) {
-      if (++seen === 2) break;
-    }
+    await within(
+      (async () => {
+        for await (const _ of reg.watch({ fromRevision: 1 })) {
+          if (++seen === 2) break;
+        }
+      })(),
+      "2 events in a for await loop",
+    );
     await writing;
     assert.equal(seen, 2);
   });
@@ -160,7 +154,7 @@ engineTest("a watch ends on break, return(), an AbortSignal and close(), releasi
     const watch = reg.watch();
     const pending = watch.next();
     assert.deepEqual(await watch.return(), { done: true, value: undefined });
-    assert.deepEqual(await pending, { done: true, value: undefined });
+    assert.deepEqual(await within(pending, "the end of next() after return()"), { done: true, value: undefined });
     assert.deepEqual(await watch.next(), { done: true, value: undefined });
   });
   await t.step("an AbortSignal, before and during", async () => {
@@ -169,7 +163,7 @@ engineTest("a watch ends on break, return(), an AbortSignal and close(), releasi
     const watch = reg.watch({ signal: controller.signal });
     const pending = watch.next();
     controller.abort();
-    assert.equal((await pending).done, true);
+    assert.equal((await within(pending, "the end of next() after abort()")).done, true);
     assert.equal((await reg.watch({ signal: AbortSignal.abort() }).next()).done, true);
   });
   await t.step("close() ends every watch, then the registry refuses new ones", async () => {
@@ -177,7 +171,9 @@ engineTest("a watch ends on break, return(), an AbortSignal and close(), releasi
     const watches = [reg.watch(), reg.watch({ spaces: ["modules"] })];
     const pending = watches.map((watch) => watch.next());
     await reg.close();
-    for (const result of await Promise.all(pending)) assert.equal(result.done, true);
+    for (const result of await within(Promise.all(pending), "the end of both watches at close()")) {
+      assert.equal(result.done, true);
+    }
     assert.throws(() => reg.watch(), RegistryError);
   });
 });
