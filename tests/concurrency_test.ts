@@ -10,7 +10,8 @@ import {
   type ModuleRecord,
   type ModuleState,
   RegistryError,
-  type StateRegistry,
+  type RetentionOptions,
+  StateRegistry,
 } from "@oxide/registry";
 import { REGISTRY_MIGRATIONS } from "../src/schema.ts";
 import { SEALING_MIGRATIONS } from "../src/sealing/sealing.ts";
@@ -295,9 +296,10 @@ async function runWriters(
   engines: readonly EngineName[],
   variant: RegistryVariant,
   writes: number,
+  connect: { busyTimeoutMs?: number; retention?: RetentionOptions } = {},
 ): Promise<Write[][]> {
   const workers = engines.map((engine, writer) =>
-    new Worker("writer.ts", [JSON.stringify({ path, engine, variant: variant.name, writer, writes })], {
+    new Worker("writer.ts", [JSON.stringify({ path, engine, variant: variant.name, writer, writes, ...connect })], {
       folders: [folder],
     })
   );
@@ -423,4 +425,54 @@ for (const variant of VARIANTS) {
 
 function registryVersions(): { owner: string; version: number }[] {
   return REGISTRY_MIGRATIONS.map(({ version }) => ({ owner: "registry", version }));
+}
+
+Deno.test(
+  "6 processes writing back to back with a 250 ms busy timeout and compaction every 128 writes: none fails with SQLITE_BUSY",
+  async () => {
+    // SQLite's busy handler polls with sleeps of up to 100 ms, and a writer in a loop takes the lock again within
+    // microseconds of its commit: a waiter missed every gap for a whole timeout (before: most writers failed here).
+    // A short timeout makes that near certain, and retention of 16 revisions makes each writer's automatic compaction
+    // take the write lock too: a write waits while others commit, and compaction never makes one fail.
+    await using dir = await tempDir();
+    const path = dir.file("registry.db");
+    const engines: EngineName[] = ["ffi", "node", "ffi", "node", "ffi", "node"];
+    const WRITES = 300;
+    const acked = await runWriters(path, dir.path, engines, VARIANTS[0]!, WRITES, {
+      busyTimeoutMs: 250,
+      retention: { revisions: 16 },
+    });
+    for (const writes of acked) assert.equal(writes.length, WRITES);
+    await using reg = await StateRegistry.connect(path, { retention: { revisions: Infinity } });
+    assert.deepEqual(reg.db.prepare("PRAGMA integrity_check").all(), [{ integrity_check: "ok" }]);
+    assert.ok(await reg.compactedRevision() > 0, "the writers compacted the log");
+    for (const [writer, writes] of acked.entries()) {
+      const last = new Map(writes.filter((w) => w.key.startsWith("own.")).map((w) => [w.key, w]));
+      for (const write of last.values()) {
+        assert.deepEqual(await reg.getConfig(write.key), { writer, seq: write.seq }, write.key);
+      }
+    }
+  },
+);
+
+for (const engine of ["ffi", "node"] as const) {
+  Deno.test(`a write fails with SQLITE_BUSY when one transaction holds the lock for a whole busy timeout [${engine}]`, async () => {
+    await using dir = await tempDir();
+    const path = dir.file("registry.db");
+    await using holder = await StateRegistry.connect(path, { engine });
+    await holder.setConfig("k", "before");
+    await using waiter = await StateRegistry.connect(path, { engine, busyTimeoutMs: 30 });
+    holder.db.exec("BEGIN IMMEDIATE");
+    try {
+      await assert.rejects(waiter.setConfig("k", "blocked"), (error: unknown) => {
+        assert.ok(error instanceof RegistryError, String(error));
+        assert.equal(error.codeName, "SQLITE_BUSY");
+        return true;
+      });
+    } finally {
+      holder.db.exec("ROLLBACK");
+    }
+    await waiter.setConfig("k", "after");
+    assert.equal(await holder.getConfig("k"), "after");
+  });
 }

@@ -5,6 +5,9 @@ import { CompactedError, KeyRequiredError, OtherError, StateRegistry } from "@ox
 import { envelopeKeyId, isEnvelopeSealed } from "../src/sealing/envelope.ts";
 import { engineTest, tempDir } from "./_helpers.ts";
 import { SEALED_TEST_KEY, variantTest } from "./_variants.ts";
+import { within } from "./_watchdog.ts";
+
+const FIXTURE = new URL("./fixtures/compaction_probe.ts", import.meta.url).pathname;
 
 function revision(reg: StateRegistry): number {
   return Number(reg.db.prepare("SELECT max(revision) AS r FROM oxide_changes").get()?.r ?? 0);
@@ -166,7 +169,7 @@ engineTest("a compacted revision is a CompactedError naming the oldest available
   await reg.compact(4);
   assert.equal(await reg.compactedRevision(), 4);
   const watch = reg.watch({ fromRevision: 2 });
-  const error = await watch.next().catch((e) => e);
+  const error = await within(watch.next(), "the CompactedError of watch({ fromRevision: 2 })").catch((e) => e);
   assert.ok(error instanceof CompactedError);
   assert.equal(error.compactedRevision, 4);
   assert.equal(error.message, "required revision 2 has been compacted: the oldest available revision is 4");
@@ -175,7 +178,7 @@ engineTest("a compacted revision is a CompactedError naming the oldest available
   assert.equal(history.length, 1);
   // Watching from the compacted revision itself works.
   const from4 = reg.watch({ fromRevision: 4 });
-  assert.equal((await from4.next()).value?.revision, 4);
+  assert.equal((await within(from4.next(), "the first event of watch({ fromRevision: 4 })")).value?.revision, 4);
   await from4.return();
   await assert.rejects(reg.compact(99), /in the future/);
 });
@@ -193,6 +196,36 @@ engineTest("automatic compaction bounds the change feed by revisions", async (en
   // At most: the feed's window (50 + a tenth, plus one batch of checks) and 2 versions of each of 20 keys.
   assert.ok(rows <= 50 + 5 + 128 + 40, `${rows} log rows kept`);
   assert.equal((await reg.configHistory("k.7")).length, 2);
+});
+
+engineTest("automatic compaction at open never waits for a write lock another connection holds", async (engine) => {
+  await using dir = await tempDir();
+  const path = dir.file("registry.db");
+  await using holder = await StateRegistry.connect(path, { engine, retention: { revisions: Infinity } });
+  for (let i = 0; i < 300; i++) await holder.setConfig(`k.${i % 10}`, i);
+  holder.db.exec("BEGIN IMMEDIATE");
+  const probe = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-ffi", `--allow-read=${dir.path}`, `--allow-write=${dir.path}`, FIXTURE, path, engine],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  try {
+    // Before the fix the probe's compaction waited for this lock for its whole busy timeout (24 days).
+    const output = await within(probe.output(), "the probe's open beside a held write lock");
+    assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(output.stdout)), { compacted: 0 }, "skipped: lock busy");
+  } finally {
+    holder.db.exec("ROLLBACK");
+    try {
+      probe.kill("SIGKILL");
+    } catch {
+      // Exited.
+    }
+    await probe.status;
+  }
+  // Once the lock is free, an open compacts (at most 2,000 revisions per step: here all of them but the last 10).
+  await using reg = await StateRegistry.connect(path, { engine, retention: { revisions: 10 } });
+  assert.equal(await reg.compactedRevision(), 300 - 10 + 1);
 });
 
 Deno.test("retention options are checked before the file is opened", async (t) => {

@@ -2,13 +2,7 @@
 // ends (break, return(), an AbortSignal, close()) without leaking a timer, file watch or listener (the sanitizers are
 // on). The cross-process guarantees are in watch_process_test.ts.
 import assert from "node:assert/strict";
-import {
-  type ConfigChange,
-  type ModuleChange,
-  RegistryError,
-  StateRegistry,
-  type WatchEvent,
-} from "@oxide/registry";
+import { type ConfigChange, type ModuleChange, RegistryError, StateRegistry, type WatchEvent } from "@oxide/registry";
 import { engineTest, tempDir } from "./_helpers.ts";
 import { SEALED_TEST_KEY } from "./_variants.ts";
 import { take, within } from "./_watchdog.ts";

@@ -75,7 +75,11 @@ export interface OpenEngineOptions {
   engine?: EngineChoice | undefined;
   /** FFI engine: the SQLite library to load (else `OXIDE_SQLITE_PATH`, else the OS's usual names). */
   libPath?: string | undefined;
-  /** How long a write waits for another connection's lock, in milliseconds. Default 5000. */
+  /**
+   * How long a write waits for another connection's lock while nobody commits, in milliseconds. Default 5000. A
+   * write keeps waiting while other connections commit (so back-to-back writers cannot starve it) and fails with
+   * `SQLITE_BUSY` only when one transaction held the lock for the whole timeout; 0 fails at once.
+   */
   busyTimeoutMs?: number | undefined;
   /** Commit durability for file databases. Default `"full"`. */
   durability?: Durability | undefined;

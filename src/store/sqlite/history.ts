@@ -86,6 +86,7 @@ const SQL = {
     SELECT 1 FROM oxide_changes newer
     WHERE newer.space = oxide_changes.space AND newer.key = oxide_changes.key AND newer.seq > oxide_changes.seq
   ))`,
+  busyTimeout: "PRAGMA busy_timeout",
   setCompacted: "UPDATE oxide_revision SET compacted = ?1 WHERE id = 1 AND compacted < ?1",
 } as const;
 
@@ -121,12 +122,21 @@ export function compactLog(db: Engine, revision: number): number {
 /** How many of its own commits a handle makes between checks for automatic compaction. */
 const CHECK_EVERY = 128;
 
+/** At most this many revisions go in one automatic compaction: its transaction stays short. */
+const STEP_REVISIONS = 2_000;
+
 /**
  * Automatic compaction for one store handle: every {@linkcode CHECK_EVERY}
  * commits (and when the store opens), compacts when the feed holds more than
  * `revisions` revisions (plus a tenth, so compaction runs in batches) or
  * revisions older than `maxAgeSeconds`. A Rust kernel does not compact; any
  * of our handles writing the file does it for everyone.
+ *
+ * It is background work, so it never makes a caller wait or fail: it takes the write lock only if it is free at
+ * once (busy timeout 0 for its transaction; a busy file is compacted at a later check), drops at most
+ * {@linkcode STEP_REVISIONS} revisions per transaction (a large backlog goes over several checks), and swallows
+ * its own errors. Before this, a compaction at open waited up to a whole busy timeout for the lock and then held
+ * it for as long as its delete took, long enough under load for other processes' writes to time out.
  */
 export class Retention {
   readonly options: Retained;
@@ -143,7 +153,7 @@ export class Retention {
     if (++this.#commits % CHECK_EVERY === 0) this.check();
   }
 
-  /** Compacts now if retention asks for it. Never throws: a busy file is compacted at a later check. */
+  /** Compacts now if retention asks for it and the write lock is free. Never throws, never waits for a lock. */
   check(): void {
     const db = this.#db;
     if (!db.isOpen || db.inTransaction) return;
@@ -160,9 +170,20 @@ export class Retention {
         const newer = db.prepare(SQL.firstNewerThan).get(compacted, limit);
         target = Math.max(target, newer === undefined ? head : Number(newer.revision));
       }
-      if (target > compacted) compactLog(db, target);
+      if (target > compacted) compactWithoutWaiting(db, Math.min(target, compacted + STEP_REVISIONS));
     } catch {
       // SQLITE_BUSY and the like: the next check tries again.
     }
+  }
+}
+
+/** {@linkcode compactLog} if the write lock is free now; throws SQLITE_BUSY at once otherwise. */
+function compactWithoutWaiting(db: Engine, revision: number): void {
+  const timeout = Number(db.prepare(SQL.busyTimeout).get()?.timeout ?? 0);
+  db.exec("PRAGMA busy_timeout = 0");
+  try {
+    compactLog(db, revision);
+  } finally {
+    db.exec(`PRAGMA busy_timeout = ${timeout}`);
   }
 }

@@ -13,6 +13,7 @@ import { CompactedError, RegistryError } from "../../errors.ts";
 import { REGISTRY_SQL } from "../../schema.ts";
 import type { Engine, Row, SqlValue, Statement } from "../../sqlite/engine.ts";
 import { MEMORY_PATH } from "../../sqlite/open.ts";
+import { retryWhileBusy } from "../../sqlite/_transaction.ts";
 import type {
   ChangeEvent,
   Compare,
@@ -244,7 +245,7 @@ export class SqliteStore implements Store {
         return this.#result(request, true, [true]);
       };
       // The statement is a transaction of its own; a revision read after it needs one around both.
-      return request.wantRevision === false ? write() : this.#db.transaction(write);
+      return request.wantRevision === false ? retryWhileBusy(this.#db, write) : this.#db.transaction(write);
     }
     if (
       success.length === 1 && compares.length === 1 && failure.length === 0 && isSealingCompare(compares[0]!) &&
