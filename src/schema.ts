@@ -8,7 +8,7 @@
 import { RegistryError } from "./errors.ts";
 import type { Engine } from "./sqlite/engine.ts";
 import { formatTimestamp } from "./time.ts";
-import { META_MIGRATION_SQL, REVISION_MIGRATION_SQL } from "./store/sqlite/_revision_sql.ts";
+import { INDEX_MIGRATION_SQL, META_MIGRATION_SQL, REVISION_MIGRATION_SQL } from "./store/sqlite/_revision_sql.ts";
 
 /** oxide-k's `modules` table, verbatim, so a Rust kernel can share the file. */
 export const MODULES_TABLE_SQL = `CREATE TABLE IF NOT EXISTS modules (
@@ -143,6 +143,11 @@ export const REGISTRY_MIGRATIONS: readonly Migration[] = [
     version: 3,
     name: "meta space: oxide_meta, its changes logged in oxide_changes",
     up: META_MIGRATION_SQL,
+  },
+  {
+    version: 4,
+    name: "revisions: change log index by key, covering what the triggers read",
+    up: INDEX_MIGRATION_SQL,
   },
 ];
 

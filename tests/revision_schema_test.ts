@@ -7,6 +7,7 @@ import {
   BATCH_BEGIN_SQL,
   BATCH_END_SQL,
   CURRENT_REVISION_SQL,
+  REVISION_INDEXES_SQL,
   REWRITE_BEGIN_SQL,
 } from "../src/store/sqlite/_revision_sql.ts";
 import { engineTest, OXIDE_K_SCHEMA, rawSqlite, tempDir } from "./_helpers.ts";
@@ -282,3 +283,81 @@ engineTest("an UPDATE that renames a key logs a delete and a put; NULL keys are 
     create_revision: 3,
   });
 });
+
+engineTest(
+  "migration 4 upgrades a file made at migration 3: versions go on, the triggers read the new index",
+  async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("registry.db");
+    // Made by the registry at migration 3 (tests/fixtures/make_registry_migration_3.ts says how).
+    await Deno.copyFile(new URL("./fixtures/registry_migration_3.db", import.meta.url), path);
+    let before: Record<string, unknown>[];
+    {
+      const raw = rawSqlite(path);
+      assert.deepEqual(raw.prepare("SELECT max(version) AS v FROM oxide_migrations").get()?.v, 3);
+      before = changes(raw);
+      raw.close();
+    }
+    {
+      await using reg = await StateRegistry.connect(path, { engine });
+      const index = reg.db.prepare("SELECT sql FROM sqlite_master WHERE name = 'oxide_changes_key'").get()?.sql;
+      assert.equal(index, REVISION_INDEXES_SQL.oxide_changes_key);
+      assert.deepEqual(
+        reg.db.prepare("SELECT version FROM oxide_migrations WHERE owner = 'registry' ORDER BY version").all()
+          .map((row) => row.version),
+        [1, 2, 3, 4],
+      );
+      assert.deepEqual(changes(reg.db), before, "the log is untouched");
+      // Entries and history as migration 3 left them.
+      const level = await reg.getConfigEntry<number>("kernel.level");
+      assert.deepEqual([level?.value, level?.version, level?.createRevision, level?.modRevision], [12, 12, 1, 12]);
+      assert.deepEqual((await reg.configHistory("kernel.level")).map((v) => v.value), [
+        12,
+        11,
+        10,
+        9,
+        8,
+        7,
+        6,
+        5,
+        4,
+        3,
+      ]);
+      assert.equal(await reg.getConfigEntry("gone"), undefined);
+      const echo = await reg.getModule("echo");
+      assert.deepEqual([echo?.state, echo?.recordVersion, echo?.modRevision], ["running", 2, 17]);
+      assert.equal((await reg.getModule("mirror"))?.modRevision, 18);
+      // Writes go on from there, through the registry and through oxide-k's verbatim SQL.
+      await reg.setConfig("kernel.level", 13);
+      const after = await reg.getConfigEntry<number>("kernel.level");
+      assert.deepEqual([after?.version, after?.createRevision, after?.modRevision], [13, 1, 19]);
+      await reg.setConfig("gone", "again");
+      const reborn = await reg.getConfigEntry("gone");
+      assert.deepEqual([reborn?.version, reborn?.createRevision], [1, 20], "a deleted key starts a new life");
+      // The triggers' and the entries' look-ups of a key's newest row are answered by the index alone.
+      for (
+        const sql of [
+          "SELECT CASE type WHEN 'put' THEN version + 1 END FROM oxide_changes WHERE space = 'config' AND key = ?1 ORDER BY seq DESC LIMIT 1",
+          "SELECT max(seq) FROM oxide_changes WHERE space = 'config' AND key = ?1",
+        ]
+      ) {
+        const plan = reg.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all("x").map((row) => String(row.detail)).join("; ");
+        assert.match(plan, /USING COVERING INDEX oxide_changes_key \(key=\? AND space=\?\)/, sql);
+      }
+    }
+    const raw = rawSqlite(path);
+    try {
+      raw.prepare(OXIDE_K.setConfig).run("kernel.level", "14", T1);
+      raw.prepare(OXIDE_K.deleteConfig).run("kernel.greeting");
+      const rows = raw.prepare("SELECT key, type, version, revision FROM oxide_changes ORDER BY seq DESC LIMIT 2").all()
+        .map((row) => ({ ...row }));
+      assert.deepEqual(rows, [
+        { key: "kernel.greeting", type: "delete", version: 0, revision: 22 },
+        { key: "kernel.level", type: "put", version: 14, revision: 21 },
+      ]);
+      assert.equal(raw.prepare("PRAGMA integrity_check").get()?.integrity_check, "ok");
+    } finally {
+      raw.close();
+    }
+  },
+);
