@@ -79,8 +79,11 @@ const SQL = {
   firstNewerThan: "SELECT revision FROM oxide_changes WHERE revision >= ?1 AND changed_at >= ?2 ORDER BY seq LIMIT 1",
   // ?1: the compaction revision. Keeps each live key's newest row (its current entry) and the log's newest row: a
   // row goes when it is a delete or a newer row of its key exists (one index step per candidate row; a window over
-  // the whole log, as before, cost about 20 times more, paid by every write).
-  compact: `DELETE FROM oxide_changes WHERE revision < ?1
+  // the whole log, as before, cost about 20 times more, paid by every write). Revisions grow with seq, so the rows
+  // below ?1 are the log's first ones: only those are read (a row below ?1 after a row at ?1 or later, which no
+  // writer of ours makes, is kept).
+  compact: `DELETE FROM oxide_changes
+  WHERE seq < (SELECT seq FROM oxide_changes WHERE revision >= ?1 ORDER BY seq LIMIT 1) AND revision < ?1
   AND seq <> (SELECT max(seq) FROM oxide_changes)
   AND (type <> 'put' OR EXISTS (
     SELECT 1 FROM oxide_changes newer
