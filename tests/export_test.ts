@@ -189,3 +189,61 @@ engineTest("importData() checks the whole document first and writes nothing when
   await assert.rejects(target.importData(clash), /already logged with other content: nothing was imported/);
   assert.notEqual(await target.getConfig(clash.config[0]!.key), "changed");
 });
+
+engineTest(
+  "importData() refuses JSON text oxide-k cannot read (1e400, a lone surrogate escape, too deep), naming each row",
+  async (engine) => {
+    await using reg = await StateRegistry.inMemory({ engine });
+    const doc = await reg.exportData();
+    const at = doc.exportedAt;
+    doc.config.push({ key: "fine", json: "1e-400", updatedAt: at }); // Underflow is 0 to serde_json too: fine.
+    doc.config.push({ key: "inf", json: '{"a":[1,-1e400]}', updatedAt: at });
+    doc.config.push({ key: "lone", json: '"\\ud800"', updatedAt: at });
+    doc.config.push({ key: "deep", json: "[".repeat(128) + "]".repeat(128), updatedAt: at });
+    await assert.rejects(reg.importData(doc), (error: unknown) => {
+      assert.ok(error instanceof SerializationError);
+      assert.match(error.message, /3 problem\(s\), nothing was imported/);
+      assert.match(error.message, /config\[1\] \('inf'\): json holds a number out of range at \$\.a\[1\]/);
+      assert.match(error.message, /config\[2\] \('lone'\): json holds a string at \$ has a lone surrogate/);
+      assert.match(error.message, /config\[3\] \('deep'\): json is nested deeper than 127 levels/);
+      return true;
+    });
+    assert.equal(await reg.tryGetConfig("fine"), undefined);
+    doc.config.splice(1);
+    await reg.importData(doc);
+    assert.equal(await reg.getConfig("fine"), 0);
+  },
+);
+
+engineTest(
+  "exportData() of a plain registry names a row that is not JSON but looks oxide-k-sealed (it is not sealed)",
+  async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("registry.db");
+    {
+      await using reg = await StateRegistry.connect(path, { engine });
+      await reg.setConfig("fine", 1);
+    }
+    const raw = rawSqlite(path);
+    try {
+      raw.prepare("INSERT INTO config (key, value, updated_at) VALUES (?, ?, ?)")
+        .run("hostile", "A".repeat(40), "2026-11-28T09:15:02.123+00:00");
+    } finally {
+      raw.close();
+    }
+    await using reg = await StateRegistry.connect(path, { engine });
+    await assert.rejects(reg.exportData(), (error: unknown) => {
+      assert.ok(error instanceof SerializationError);
+      assert.match(
+        error.message,
+        /cannot export config 'hostile': its value is not JSON and this registry is not sealed/,
+      );
+      return true;
+    });
+    // A file a Rust kernel sealed (every value oxide-k text, no oxide_sealing table) still exports them as sealed.
+    reg.db.exec("DELETE FROM config WHERE key = 'fine'");
+    const doc = await reg.exportData();
+    assert.equal(doc.sealing?.scheme, "oxide-k");
+    assert.equal(doc.config[0]?.sealed, "A".repeat(40));
+  },
+);

@@ -116,3 +116,69 @@ engineTest("verify() reports an own table of another shape", async (engine) => {
     ["shape", "config", "column 'config.value' is untyped, expected TEXT NOT NULL"],
   ]);
 });
+
+engineTest(
+  "verify() names rows oxide-k cannot read: 1e400, a lone surrogate escape, bad JSON; keyed too",
+  async (engine) => {
+    await using dir = await tempDir();
+    const plainPath = dir.file("plain.db");
+    const sealedPath = dir.file("sealed.db");
+    {
+      await using plain = await StateRegistry.connect(plainPath, { engine });
+      await plain.setConfig("fine", 1);
+      await using sealed = await StateRegistry.openEncrypted(sealedPath, SEALED_TEST_KEY, { engine });
+      await sealed.setConfig("fine", 1);
+    }
+    for (const path of [plainPath, sealedPath]) {
+      const raw = rawSqlite(path);
+      try {
+        const insert = raw.prepare("INSERT INTO config (key, value, updated_at) VALUES (?, ?, ?)");
+        insert.run("inf", '{"n":1e400}', NOW);
+        insert.run("lone", '"\\ud800"', NOW);
+        insert.run("torn", "{oops", NOW);
+      } finally {
+        raw.close();
+      }
+    }
+    {
+      await using plain = await StateRegistry.connect(plainPath, { engine });
+      const report = await plain.verify();
+      assert.deepEqual(report.problems.map((p) => [p.check, p.row]), [
+        ["config", "inf"],
+        ["config", "lone"],
+        ["config", "torn"],
+      ]);
+      const [inf, lone, torn] = report.problems.map((p) => p.message);
+      assert.match(inf!, /number out of range at \$\.n/);
+      assert.match(lone!, /lone surrogate/);
+      assert.match(torn!, /not valid JSON/);
+    }
+    await using sealed = await StateRegistry.openEncrypted(sealedPath, SEALED_TEST_KEY, { engine });
+    const report = await sealed.verify();
+    assert.deepEqual(report.problems.map((p) => [p.check, p.row]), [
+      ["sealed", "inf"],
+      ["sealed", "lone"],
+      ["sealed", "torn"],
+    ]);
+    const [inf, lone, torn] = report.problems.map((p) => p.message);
+    // Keyed: that the value is unsealed, and also what is wrong with its text.
+    assert.match(inf!, /unsealed.*number out of range/);
+    assert.match(lone!, /unsealed.*lone surrogate/);
+    assert.match(torn!, /not valid JSON/);
+  },
+);
+
+engineTest("verify() names a change-log trigger or index another program dropped", async (engine) => {
+  await using dir = await tempDir();
+  const path = dir.file("registry.db");
+  await using reg = await StateRegistry.connect(path, { engine });
+  await reg.setConfig("fine", 1);
+  assert.equal((await reg.verify()).ok, true);
+  // As another program would, through the handle's own connection (a second one would race the test's guard).
+  reg.db.exec("DROP TRIGGER oxide_config_update; DROP INDEX oxide_changes_key");
+  const report = await reg.verify();
+  assert.equal(report.ok, false);
+  assert.deepEqual(report.problems.map((p) => [p.check, p.table]), [["shape", "config"], ["shape", "oxide_changes"]]);
+  assert.match(report.problems[0]!.message, /trigger 'oxide_config_update' is missing/);
+  assert.match(report.problems[1]!.message, /index 'oxide_changes_key' is missing/);
+});

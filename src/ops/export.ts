@@ -10,11 +10,11 @@ import { CryptoError, KeyRequiredError, SerializationError } from "../errors.ts"
 import { isModuleKind, isModuleState, type ModuleKind, type ModuleState } from "../module.ts";
 import { applyMigrations } from "../schema.ts";
 import { sealedScheme, type Sealing, SEALING_MIGRATIONS } from "../sealing/sealing.ts";
-import { looksSealed } from "./verify.ts";
+import { jsonTextProblem, looksSealed } from "./verify.ts";
+import { isEnvelopeSealed } from "../sealing/envelope.ts";
 import type { Engine, Row, SqlValue } from "../sqlite/engine.ts";
 import { formatTimestamp, parseTimestamp } from "../time.ts";
 import { describe } from "../_describe.ts";
-import { findLoneSurrogate } from "../json.ts";
 import { loneSurrogate } from "../_text.ts";
 
 /** The `format` of every export document. */
@@ -258,10 +258,20 @@ export async function exportRegistry(target: TransferTarget, options: ExportOpti
   });
   const config: ExportedConfig[] = [];
   let keptSealed = false;
+  const oxideK = oxideKSealed(snapshot.sealing, snapshot.config);
   for (const row of snapshot.config) {
     const key = text(row.key, "config", "key", String(row.key));
     const stored = text(row.value, "config", "value", key);
     const updatedAt = text(row.updated_at, "config", "updated_at", key);
+    if (!isEnvelopeSealed(stored) && looksSealed(stored) && !oxideK) {
+      // Text only oxide-k's scheme would have sealed, in a registry that is not oxide-k-sealed: a bad row, not a
+      // sealed one (kept as sealed, it would make the document unrestorable).
+      throw unreadable(
+        "config",
+        key,
+        "its value is not JSON and this registry is not sealed in the oxide-k scheme, so it is no sealed value either",
+      );
+    }
     if (looksSealed(stored)) {
       if (!plaintext) {
         keptSealed = true;
@@ -525,11 +535,20 @@ function unreadable(what: string, name: string, detail: string): SerializationEr
 }
 
 function checkJson(json: string, what: string): void {
-  try {
-    JSON.parse(json);
-  } catch (error) {
-    throw new SerializationError(`${what} is not valid JSON: ${(error as Error).message}`, { cause: error });
+  const problem = jsonTextProblem(json);
+  if (problem !== undefined) {
+    throw new SerializationError(`${what} ${problem} (run verify to list every bad row)`);
   }
+}
+
+/**
+ * Whether text that looks oxide-k-sealed is sealed: in a registry whose `oxide_sealing` table names the oxide-k
+ * scheme, or, in a file without that table (as a Rust oxide-k kernel seals it), when no config value is plain JSON
+ * (oxide-k seals every value of an encrypted registry).
+ */
+function oxideKSealed(sealingRow: Row | undefined, rows: readonly Row[]): boolean {
+  if (sealingRow !== undefined) return sealingRow.scheme === "oxide-k";
+  return rows.length > 0 && rows.every((row) => typeof row.value === "string" && looksSealed(row.value));
 }
 
 function checkOptions(options: unknown): void {
@@ -588,13 +607,10 @@ function checkDocument(document: unknown): CheckedDocument {
   const json = (where: string, item: Record<string, unknown>, field: string) => {
     str(where, item, field);
     if (typeof item[field] === "string") {
-      try {
-        // A lone surrogate escape (`"\ud800"`) is valid JSON to JavaScript, but serde_json (so oxide-k) refuses it.
-        const lone = findLoneSurrogate(JSON.parse(item[field] as string));
-        if (lone !== undefined) fail(where, `${field}: ${lone}, which oxide-k cannot read`);
-      } catch (error) {
-        fail(where, `${field} is not valid JSON: ${(error as Error).message}`);
-      }
+      // The registry's own rules: a lone surrogate escape (`"\ud800"`) or `1e400` is JSON to JavaScript, but
+      // serde_json (so oxide-k) refuses it, and `1e400` would read back as Infinity, written on as `null`.
+      const problem = jsonTextProblem(item[field] as string);
+      if (problem !== undefined) fail(where, `${field} ${problem}`);
     }
   };
   const unique = (name: string, items: Record<string, unknown>[], field: string) => {

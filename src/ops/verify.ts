@@ -11,10 +11,16 @@ import { SEALING_TABLE_SQL } from "../sealing/sealing.ts";
 import { isEnvelopeSealed } from "../sealing/envelope.ts";
 import { looksOxideKSealed } from "../sealing/oxide_k.ts";
 import { TABLE_SQL as DECISIONS_TABLE_SQL } from "../ext/_decision_sql.ts";
-import { REVISION_TABLES_SQL } from "../store/sqlite/_revision_sql.ts";
+import {
+  META_TRIGGERS_SQL,
+  REVISION_INDEXES_SQL,
+  REVISION_TABLES_SQL,
+  REVISION_TRIGGERS_SQL,
+} from "../store/sqlite/_revision_sql.ts";
 import type { Engine, Row } from "../sqlite/engine.ts";
 import { parseTimestamp } from "../time.ts";
 import { describe } from "../_describe.ts";
+import { findLoneSurrogate, MAX_JSON_DEPTH } from "../json.ts";
 
 /**
  * Which check found a problem: SQLite's `integrity_check`, the shape of a
@@ -132,6 +138,7 @@ export async function verifyRegistry(target: VerifyTarget): Promise<VerifyReport
     if (text !== "ok") report("integrity", undefined, undefined, text);
   }
   const present = checkShapes(db, report);
+  checkRevisionParts(db, report);
   const checked = { modules: 0, config: 0, sealed: 0, decisions: 0 };
   let sealedUnchecked = 0;
 
@@ -160,15 +167,25 @@ export async function verifyRegistry(target: VerifyTarget): Promise<VerifyReport
       }
       const sealed = typeof row.value === "string" && looksSealed(row.value);
       if (sealed) checked.sealed++;
+      // What oxide-k's serde_json would refuse in plain text, which JavaScript's JSON.parse lets through.
+      const unreadable = !sealed && typeof row.value === "string" ? jsonTextProblem(row.value) : undefined;
+      let failed = false;
       try {
         await target.getConfig(row.key);
       } catch (error) {
         if (error instanceof KeyRequiredError && !target.keyed) {
           sealedUnchecked++;
         } else {
-          report(sealed || target.keyed ? "sealed" : "config", "config", row.key, (error as Error).message);
-          continue;
+          const message = (error as Error).message;
+          // A plain value in a sealed registry: say so, and also what is wrong with its text.
+          const detail = unreadable === undefined || message.includes(unreadable) ? "" : `; its text: ${unreadable}`;
+          report(sealed || target.keyed ? "sealed" : "config", "config", row.key, message + detail);
+          failed = true;
         }
+      }
+      if (failed) continue;
+      if (unreadable !== undefined) {
+        report("config", "config", row.key, `value ${unreadable}, which oxide-k cannot read`);
       }
       if (typeof row.updated_at !== "string" || parseTimestamp(row.updated_at) === undefined) {
         report(
@@ -235,6 +252,40 @@ function checkShapes(
   return present;
 }
 
+/**
+ * The change log's triggers and index, when the file has the change log: one someone dropped stops versions from
+ * moving (compare-and-set would pass unnoticed). A writable open recreates it; verify only reports it.
+ */
+function checkRevisionParts(
+  db: Engine,
+  report: (check: VerifyCheck, table: string, row: undefined, message: string) => void,
+): void {
+  const objects = new Map(
+    db.prepare("SELECT lower(name) AS name, type FROM sqlite_master WHERE type IN ('table', 'trigger', 'index')").all()
+      .map((row) => [String(row.name), String(row.type)]),
+  );
+  const parts: [table: string, name: string, type: string][] = [];
+  if (objects.get("oxide_changes") === "table") {
+    for (const name of Object.keys(REVISION_TRIGGERS_SQL)) {
+      parts.push([name.includes("module") ? "modules" : "config", name, "trigger"]);
+    }
+    for (const name of Object.keys(REVISION_INDEXES_SQL)) parts.push(["oxide_changes", name, "index"]);
+  }
+  if (objects.get("oxide_meta") === "table") {
+    for (const name of Object.keys(META_TRIGGERS_SQL)) parts.push(["oxide_meta", name, "trigger"]);
+  }
+  for (const [table, name, type] of parts) {
+    if (objects.get(name.toLowerCase()) === type) continue;
+    report(
+      "shape",
+      table,
+      undefined,
+      `the change log's ${type} '${name}' is missing: versions do not move without it; open the file once ` +
+        "without readonly (any write command) to recreate it",
+    );
+  }
+}
+
 let expectedCache: Map<string, Row[]> | undefined;
 
 /** The columns each own table has when made by its DDL, asked of a private in-memory database. */
@@ -272,6 +323,46 @@ export function looksSealed(stored: string): boolean {
   }
 }
 
+/**
+ * What serde_json (so oxide-k) would refuse in stored JSON text, or `undefined` when it reads it: not JSON at all, a
+ * number out of range (`1e400`, which JavaScript reads as Infinity and would write back as `null`), a lone surrogate
+ * escape (`"\\ud800"`), or nesting deeper than serde_json's limit. As `is not valid JSON: ...`,
+ * `holds a number out of range at $.a`, ...
+ */
+export function jsonTextProblem(text: string): string | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    return `is not valid JSON: ${(error as Error).message}`;
+  }
+  const lone = findLoneSurrogate(value);
+  if (lone !== undefined) return `holds ${lone.replace(/^the /, "a ")}`;
+  return numberOrDepthProblem(value, 0, []);
+}
+
+function numberOrDepthProblem(value: unknown, depth: number, keys: (string | number)[]): string | undefined {
+  if (typeof value === "number") {
+    return Number.isFinite(value) ? undefined : `holds a number out of range at ${pathText(keys)}`;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  if (depth >= MAX_JSON_DEPTH) return `is nested deeper than ${MAX_JSON_DEPTH} levels`;
+  const entries: [string | number, unknown][] = Array.isArray(value)
+    ? value.map((item, i) => [i, item])
+    : Object.entries(value);
+  for (const [key, item] of entries) {
+    keys.push(key);
+    const found = numberOrDepthProblem(item, depth + 1, keys);
+    keys.pop();
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+function pathText(keys: readonly (string | number)[]): string {
+  return "$" + keys.map((key) => typeof key === "number" ? `[${key}]` : `.${key.toWellFormed()}`).join("");
+}
+
 /** What is wrong with a decision row as oxide-k's `DecisionLog` would read it, or `undefined`. */
 function decisionProblem(row: Row): string | undefined {
   if (typeof row.id !== "string") return `id is not text: ${describe(row.id)}`;
@@ -284,11 +375,8 @@ function decisionProblem(row: Row): string | undefined {
   for (const column of ["inputs", "output"] as const) {
     const text = row[column];
     if (typeof text !== "string") return `${column} is not text: ${describe(text)}`;
-    try {
-      JSON.parse(text);
-    } catch (error) {
-      return `${column} is not valid JSON: ${(error as Error).message}`;
-    }
+    const problem = jsonTextProblem(text);
+    if (problem !== undefined) return `${column} ${problem}`;
   }
   if (typeof row.confidence !== "number" || !(row.confidence >= 0 && row.confidence <= 1)) {
     return `confidence is ${describe(row.confidence)}, not a number in [0, 1]`;
