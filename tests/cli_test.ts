@@ -160,9 +160,25 @@ Deno.test("CLI transcript of every command on a plain registry, human and --json
       decisions: 0,
     });
     const imported = await runCli(dir.path, ["--db", "new.db", "import", "out.json"]);
-    assert.equal(ok(imported), "imported 1 module(s), 2 config value(s), 0 decision(s) into new.db\n");
+    assert.equal(
+      ok(imported),
+      "imported 1 module(s), 2 config value(s), 0 decision(s) into new.db, revisions restored\n",
+    );
     const again = await runCli(dir.path, ["--db", "new.db", "import", "-", "--json"], { stdin: JSON.stringify(doc) });
-    assert.deepEqual(JSON.parse(ok(again)), { modules: 1, config: 2, decisions: 0 });
+    assert.deepEqual(JSON.parse(ok(again)), {
+      modules: 1,
+      config: 2,
+      decisions: 0,
+      revisionsRestored: false,
+      revisionsSkipped: "this registry is not new and empty",
+    });
+    const short = JSON.parse(ok(await cli("export", "--no-history")));
+    assert.equal(short.changes, null);
+    assert.equal(short.config[0].revisions.version, 1);
+    assert.match(
+      ok(await runCli(dir.path, ["--db", "short.db", "import", "-"], { stdin: JSON.stringify(short) })),
+      /into short\.db \(revisions not restored: the document has no change log\)\n$/,
+    );
     assert.equal(ok(await runCli(dir.path, ["--db", "new.db", "config", "get", "huge"])), "12345678901234567890\n");
     await Deno.writeTextFile(dir.file("bad.json"), "{not json");
     fails(await cli("import", "bad.json"), 1, /'bad\.json' is not JSON/);
@@ -439,12 +455,17 @@ Deno.test("CLI export then import into a new file gives the same modules, config
   for (const [file, flags] of [["sealed.json", []], ["plain.json", ["--plaintext"]]] as const) {
     ok(await runCli(dir.path, ["--db", "source.db", "export", file, ...flags], keyed));
     const target = `from-${file}.db`;
-    assert.match(ok(await runCli(dir.path, ["--db", target, "import", file], keyed)), /1 decision\(s\)/);
+    assert.match(
+      ok(await runCli(dir.path, ["--db", target, "import", file], keyed)),
+      file === "sealed.json" ? /1 decision\(s\) into .*, revisions restored/ : /not restored: plain values are sealed/,
+    );
     await using source = await StateRegistry.openEncrypted(dir.file("source.db"), KEY);
     await using copy = await StateRegistry.openEncrypted(dir.file(target), KEY);
     assert.deepEqual(await copy.listModules(), await source.listModules());
     for (const key of ["api.token", "endpoint"]) {
       assert.deepEqual(await copy.getConfig(key), await source.getConfig(key));
+      // Restored from a sealed export: versions and revisions too.
+      if (file === "sealed.json") assert.deepEqual(await copy.getConfigEntry(key), await source.getConfigEntry(key));
     }
     assert.deepEqual(
       await (await DecisionLog.open(copy)).recent(10),

@@ -57,11 +57,22 @@ engineTest("export then import into a new file gives the same modules, config an
   await fill(source);
   const text = JSON.stringify(await source.exportData());
   await using target = await StateRegistry.connect(dir.file("target.db"), { engine });
-  assert.deepEqual(await target.importData(JSON.parse(text)), { modules: 2, config: 4, decisions: 2 });
+  assert.deepEqual(await target.importData(JSON.parse(text)), {
+    modules: 2,
+    config: 4,
+    decisions: 2,
+    revisionsRestored: true,
+  });
   assert.deepEqual(await contents(target), await contents(source));
   assert.equal((await target.verify()).ok, true);
   // Importing the same document again replaces rows with themselves and skips logged decisions.
-  assert.deepEqual(await target.importData(JSON.parse(text)), { modules: 2, config: 4, decisions: 0 });
+  assert.deepEqual(await target.importData(JSON.parse(text)), {
+    modules: 2,
+    config: 4,
+    decisions: 0,
+    revisionsRestored: false,
+    revisionsSkipped: "this registry is not new and empty",
+  });
   assert.deepEqual(await contents(target), await contents(source));
 });
 
@@ -245,5 +256,168 @@ engineTest(
     const doc = await reg.exportData();
     assert.equal(doc.sealing?.scheme, "oxide-k");
     assert.equal(doc.config[0]?.sealed, "A".repeat(40));
+  },
+);
+
+/** Every key's revisions and every kept version of `keys`, as the API reads them. */
+async function revisionState(reg: StateRegistry, keys: string[]): Promise<unknown> {
+  const entries = [];
+  for (const key of keys) {
+    const entry = await reg.getConfigEntry(key);
+    const history = await reg.configHistory(key);
+    entries.push({
+      key,
+      entry: entry === undefined
+        ? undefined
+        : { value: entry.value, version: entry.version, create: entry.createRevision, mod: entry.modRevision },
+      history: history.map((v) => [v.version, v.revision, v.createRevision, v.value]),
+    });
+  }
+  return { entries, compacted: await reg.compactedRevision() };
+}
+
+async function writeHistory(reg: StateRegistry): Promise<void> {
+  await reg.setConfig("a", 1);
+  await reg.setConfig("a", 2);
+  await reg.setConfig("b", "gone soon");
+  await reg.upsertModule({ id: "echo", name: "Echo", version: "0.1.0", kind: "native" }, "loaded");
+  await reg.deleteConfig("b");
+  await reg.setConfig("b", "born again");
+  await reg.setModuleState("echo", "running");
+  await reg.setConfig("a", 3);
+  await reg.compact(3); // History below revision 3 goes; each live key keeps its current entry.
+  await reg.setConfig("c", { n: 1 });
+}
+
+for (const sealed of [false, true]) {
+  engineTest(
+    `export carries revisions and the change log; an import into a new file restores them exactly${
+      sealed ? " (sealed)" : ""
+    }`,
+    async (engine) => {
+      await using dir = await tempDir();
+      const open = (name: string) =>
+        sealed
+          ? StateRegistry.openEncrypted(dir.file(name), SEALED_TEST_KEY, { engine })
+          : StateRegistry.connect(dir.file(name), { engine });
+      const keys = ["a", "b", "c"];
+      let doc: RegistryExport;
+      let before: unknown;
+      {
+        await using source = await open("source.db");
+        await writeHistory(source);
+        doc = await source.exportData();
+        before = await revisionState(source, keys);
+        const a = await source.getConfigEntry("a");
+        const row = doc.config.find((c) => c.key === "a")!;
+        assert.deepEqual(row.revisions, {
+          version: a!.version,
+          createRevision: a!.createRevision,
+          modRevision: a!.modRevision,
+        });
+        assert.equal(doc.modules[0]!.revisions?.version, 2);
+        assert.equal(doc.revision, (await source.getConfigEntry("c"))!.modRevision);
+        assert.equal(doc.compactedRevision, 3);
+        assert.ok(doc.changes!.some((c) => c.type === "delete" && c.key === "b"), "deletes are kept");
+        if (sealed) assert.ok(doc.changes!.every((c) => c.json === undefined), "history stays sealed");
+      }
+      {
+        // A sealed export goes into a new file keyless; the file takes its sealing.
+        await using target = await StateRegistry.connect(dir.file("target.db"), { engine });
+        const result = await target.importData(JSON.parse(JSON.stringify(doc)));
+        assert.equal(result.revisionsRestored, true);
+      }
+      await using target = await open("target.db");
+      assert.deepEqual(await revisionState(target, keys), before);
+      assert.equal((await target.getModule("echo"))?.state, "running");
+      assert.equal((await target.verify()).ok, true);
+      // The next write continues from the document's revision, as it would have on the source.
+      await target.setConfig("d", true);
+      assert.equal((await target.getConfigEntry("d"))?.modRevision, doc.revision! + 1);
+      // A compare-and-set a client saved before the export means the same after the restore.
+      await target.setConfig("a", 4, { ifVersion: (await target.getConfigEntry("a"))!.version });
+    },
+  );
+}
+
+engineTest(
+  "an import into a registry that holds data writes rows as new changes (revisions not restored)",
+  async (engine) => {
+    await using source = await StateRegistry.inMemory({ engine });
+    await writeHistory(source);
+    const doc = await source.exportData();
+    await using target = await StateRegistry.inMemory({ engine });
+    await target.setConfig("already", 1);
+    const result = await target.importData(doc);
+    assert.equal(result.revisionsRestored, false);
+    assert.equal((await target.getConfigEntry("a"))?.version, 1);
+    assert.equal((await target.configHistory("a")).length, 1);
+    // Without the change log (history: false) rows still carry revisions, but none can be restored.
+    const short = await source.exportData({ history: false });
+    assert.equal(short.changes, null);
+    assert.equal(short.config.find((c) => c.key === "a")?.revisions?.version, 3);
+    await using empty = await StateRegistry.inMemory({ engine });
+    assert.equal((await empty.importData(short)).revisionsRestored, false);
+    assert.equal(await empty.getConfig("a"), 3);
+  },
+);
+
+engineTest(
+  "importData() restores no change log that does not end in the document's rows; a malformed one fails the import",
+  async (engine) => {
+    await using source = await StateRegistry.inMemory({ engine });
+    await writeHistory(source);
+    const good = await source.exportData();
+    const disordered = structuredClone(good);
+    disordered.changes!.reverse();
+    await using target = await StateRegistry.inMemory({ engine });
+    await assert.rejects(target.importData(disordered), /changes\[1\] .*comes after/);
+    assert.equal(await target.tryGetConfig("a"), undefined);
+    // Edited by hand: the row says 99, its history does not. The rows go in as new changes, and the result says why.
+    const edited = structuredClone(good);
+    edited.config.find((c) => c.key === "a")!.json = "99";
+    const result = await target.importData(edited);
+    assert.equal(result.revisionsRestored, false);
+    assert.match(result.revisionsSkipped!, /config 'a' differs from its newest change \(revision \d+\)/);
+    assert.equal(await target.getConfig("a"), 99);
+    assert.equal((await target.getConfigEntry("a"))?.version, 1);
+    assert.equal(edited.changes?.length, good.changes?.length, "the caller's document is left as it was");
+    for (
+      const [cut, reason] of [
+        [(doc: RegistryExport) => doc.changes!.pop(), /ends at revision \d+, not the document's/],
+        [(doc: RegistryExport) => doc.config.pop(), /is live in it but has no row/],
+      ] as const
+    ) {
+      const doc = structuredClone(good);
+      cut(doc);
+      await using empty = await StateRegistry.inMemory({ engine });
+      assert.match((await empty.importData(doc)).revisionsSkipped!, reason);
+    }
+  },
+);
+
+engineTest(
+  "a plaintext export opens old values in the change log too; a plain registry restores that history",
+  async (engine) => {
+    await using dir = await tempDir();
+    await using source = await StateRegistry.openEncrypted(dir.file("source.db"), SEALED_TEST_KEY, { engine });
+    await source.setConfig("token", "first secret");
+    await source.setConfig("token", "second secret");
+    const doc = await source.exportData({ plaintext: true });
+    assert.deepEqual(doc.changes!.filter((c) => c.space === "config").map((c) => c.json), [
+      '"first secret"',
+      '"second secret"',
+    ]);
+    assert.equal(doc.sealing, null);
+    {
+      await using keyless = await StateRegistry.connect(dir.file("source.db"), { engine });
+      await assert.rejects(keyless.exportData({ plaintext: true }), CryptoError);
+    }
+    await using target = await StateRegistry.connect(dir.file("plain.db"), { engine });
+    assert.equal((await target.importData(doc)).revisionsRestored, true);
+    assert.deepEqual((await target.configHistory("token")).map((v) => [v.version, v.value]), [
+      [2, "second secret"],
+      [1, "first secret"],
+    ]);
   },
 );

@@ -690,10 +690,14 @@ const exportCommand: Command = {
   name: ["export"],
   args: ["[FILE]"],
   summary: "modules, config and decisions as JSON, to FILE or standard output",
-  details:
-    "Sealed values stay sealed unless --plaintext is given (which needs the key). FILE is created with mode 0600.",
-  options: { plaintext: { type: "boolean" }, force: { type: "boolean" } },
-  optionHelp: { plaintext: "open sealed values and export their plaintext", force: "replace FILE when it exists" },
+  details: `Sealed values stay sealed unless --plaintext is given (which needs the key). FILE is created with mode 0600.
+Rows carry their versions and revisions; the change log (every kept version) is included unless --no-history.`,
+  options: { plaintext: { type: "boolean" }, force: { type: "boolean" }, "no-history": { type: "boolean" } },
+  optionHelp: {
+    plaintext: "open sealed values and export their plaintext (old versions too)",
+    force: "replace FILE when it exists",
+    "no-history": "leave the change log out (an import then cannot restore revisions)",
+  },
   run: (ctx) => {
     const file = ctx.args[0] === "-" ? undefined : ctx.args[0];
     const plaintext = ctx.options.plaintext === true;
@@ -704,7 +708,11 @@ const exportCommand: Command = {
       const bar = new ProgressBar(ctx.io, "export");
       let doc: RegistryExport;
       try {
-        doc = await reg.exportData({ plaintext, onProgress: (done, total) => bar.update(done, total, "rows") });
+        doc = await reg.exportData({
+          plaintext,
+          history: ctx.options["no-history"] !== true,
+          onProgress: (done, total) => bar.update(done, total, "rows"),
+        });
       } finally {
         bar.done();
       }
@@ -771,7 +779,9 @@ const importCommand: Command = {
       if (ctx.json) printJson(ctx, result);
       else {
         ctx.io.out(
-          `imported ${result.modules} module(s), ${result.config} config value(s), ${result.decisions} decision(s) into ${reg.path}\n`,
+          `imported ${result.modules} module(s), ${result.config} config value(s), ${result.decisions} decision(s) into ${reg.path}${
+            result.revisionsRestored ? ", revisions restored" : ` (revisions not restored: ${result.revisionsSkipped})`
+          }\n`,
         );
       }
       return 0;

@@ -9,6 +9,7 @@
 import { CryptoError, KeyRequiredError, SerializationError } from "../errors.ts";
 import { isModuleKind, isModuleState, type ModuleKind, type ModuleState } from "../module.ts";
 import { applyMigrations } from "../schema.ts";
+import { BATCH_END_SQL, CURRENT_REVISION_SQL, REWRITE_BEGIN_SQL } from "../store/sqlite/_revision_sql.ts";
 import { sealedScheme, type Sealing, SEALING_MIGRATIONS } from "../sealing/sealing.ts";
 import { jsonTextProblem, looksSealed } from "./verify.ts";
 import { isEnvelopeSealed } from "../sealing/envelope.ts";
@@ -40,10 +41,14 @@ export const EXPORT_FORMAT = "oxide-registry-export";
 export interface RegistryExport {
   /** Always `"oxide-registry-export"`. */
   format: typeof EXPORT_FORMAT;
-  /** The document's format version: 1. */
-  version: 1;
+  /** The document's format version: 2 (import also reads 1, which has no revisions). */
+  version: 2;
   /** When it was made (RFC 3339). */
   exportedAt: string;
+  /** The store revision the document is a snapshot of; `null` for a file without a change log (never opened writable). */
+  revision: number | null;
+  /** The revision below which compaction dropped history (0: none dropped); `null` without a change log. */
+  compactedRevision: number | null;
   /** The sealing parameters (table `oxide_sealing`) when sealed values are kept sealed; else `null`. */
   sealing: ExportedSealing | null;
   /** Every module, by id. */
@@ -52,6 +57,52 @@ export interface RegistryExport {
   config: ExportedConfig[];
   /** The decision log (`xai_decisions`), oldest first; `null` when the registry has none. */
   decisions: ExportedDecision[] | null;
+  /**
+   * The change log (every kept change of every key, oldest first: config history, module history, deletes), from
+   * which an import into a new registry restores revisions, versions and history exactly; `null` without a change
+   * log or when left out (`history: false`).
+   */
+  changes: ExportedChange[] | null;
+}
+
+/** A key's revisions, as the store keeps them (etcd's, as on `ConfigEntry`). */
+export interface ExportedRevisions {
+  /** Writes since the key was created (1 for a create). */
+  version: number;
+  /** The revision that created the key (its current life). */
+  createRevision: number;
+  /** The revision of its last write. */
+  modRevision: number;
+}
+
+/**
+ * One change-log row: a put (with the stored value) or a delete of one key, at one revision. Config values as in
+ * {@linkcode ExportedConfig} (`json`, or `sealed` as stored); module columns as stored (`kind` and `state` as their
+ * JSON text, as oxide-k writes them).
+ */
+export interface ExportedChange {
+  /** The revision of the change. */
+  revision: number;
+  /** Which key space: `"config"`, `"modules"` or `"meta"` (the registry's own records). */
+  space: "config" | "modules" | "meta";
+  /** The config key, module id or meta key. */
+  key: string;
+  /** `"put"` or `"delete"`. */
+  type: "put" | "delete";
+  /** The key's version after the change (0 for a delete). */
+  version: number;
+  /** The revision that created the key's life this change belongs to. */
+  createRevision: number;
+  /** A config put's value as JSON text. */
+  json?: string;
+  /** A config put's value as sealed text, as stored. */
+  sealed?: string;
+  /** A module put's columns, as stored. */
+  module?: { name: string; version: string; kind: string; state: string; description: string | null };
+  /** The row's stored `updated_at` (`null` for a delete or a meta change). */
+  updatedAt: string | null;
+  /** When the change was logged (Unix seconds). */
+  changedAt: number;
 }
 
 /** A module row. */
@@ -70,6 +121,8 @@ export interface ExportedModule {
   description: string | null;
   /** The stored `updated_at` text. */
   updatedAt: string;
+  /** The record's version and revisions; `null` in a file without a change log (or for a document of version 1). */
+  revisions?: ExportedRevisions | null;
 }
 
 /** A config row: exactly one of `json` (the value's JSON text) and `sealed` (the stored sealed text). */
@@ -82,6 +135,8 @@ export interface ExportedConfig {
   sealed?: string;
   /** The stored `updated_at` text. */
   updatedAt: string;
+  /** The key's version and revisions; `null` in a file without a change log (or for a document of version 1). */
+  revisions?: ExportedRevisions | null;
 }
 
 /** The stored sealing parameters, column by column (no key material: the data key is stored wrapped). */
@@ -143,6 +198,11 @@ export interface ExportedDecision {
 export interface ExportOptions {
   /** Open sealed values and export their plaintext (needs a registry opened with a key). Default `false`. */
   plaintext?: boolean | undefined;
+  /**
+   * Include the change log (`changes`: every kept version of every key; with `plaintext`, old values opened too).
+   * Default `true`. Without it an import cannot restore revisions; each row still carries its own.
+   */
+  history?: boolean | undefined;
   /** Called as rows are exported. */
   onProgress?: ((done: number, total: number) => void) | undefined;
 }
@@ -181,7 +241,7 @@ export interface ImportOptions {
  * await source.upsertModule({ id: "echo", name: "Echo", version: "0.1.0", kind: "native" }, "loaded");
  * await using target = await StateRegistry.inMemory();
  * const result: ImportResult = await target.importData(await source.exportData());
- * assert.deepEqual(result, { modules: 1, config: 0, decisions: 0 });
+ * assert.deepEqual(result, { modules: 1, config: 0, decisions: 0, revisionsRestored: true });
  * ```
  */
 export interface ImportResult {
@@ -191,6 +251,13 @@ export interface ImportResult {
   config: number;
   /** Decisions written (decisions already logged with the same content are skipped). */
   decisions: number;
+  /**
+   * Whether the document's revisions, versions and history were restored exactly (`changes` imported into a new,
+   * empty registry, values stored as they are); otherwise every row was written as a new change.
+   */
+  revisionsRestored: boolean;
+  /** Why they were not (`"this registry is not new and empty"`, ...); absent when they were. */
+  revisionsSkipped?: string;
 }
 
 /** What export and import need of the registry. */
@@ -224,6 +291,19 @@ ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.upd
   insertDecision: `INSERT INTO xai_decisions (id, timestamp, actor, action, rationale, inputs, output, confidence)
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)`,
   configCount: "SELECT count(*) AS n FROM config",
+  moduleCount: "SELECT count(*) AS n FROM modules",
+  changesTable: "SELECT 1 AS found FROM sqlite_master WHERE type = 'table' AND name = 'oxide_changes'",
+  changes: `SELECT revision, space, key, type, version, create_revision, value, name, module_version, kind, state,
+    description, updated_at, changed_at FROM oxide_changes ORDER BY seq`,
+  revision: CURRENT_REVISION_SQL,
+  compacted: "SELECT compacted FROM oxide_revision WHERE id = 1",
+  insertChange: `INSERT INTO oxide_changes (revision, space, key, type, version, create_revision, value, name,
+    module_version, kind, state, description, updated_at, changed_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)`,
+  setCompacted: "UPDATE oxide_revision SET compacted = ?1 WHERE id = 1",
+  // Each key's current entry: its newest log row (a put, unless the key was deleted).
+  current: `SELECT space, key, type, version, create_revision, revision FROM oxide_changes
+    WHERE seq IN (SELECT max(seq) FROM oxide_changes GROUP BY space, key)`,
 } as const;
 
 /**
@@ -239,20 +319,46 @@ export async function exportRegistry(target: TransferTarget, options: ExportOpti
   checkOptions(options);
   const plaintext = options.plaintext ?? false;
   if (typeof plaintext !== "boolean") throw new TypeError(`plaintext must be a boolean, got ${describe(plaintext)}`);
+  const history = options.history ?? true;
+  if (typeof history !== "boolean") throw new TypeError(`history must be a boolean, got ${describe(history)}`);
   const { db, sealing } = target;
   // One snapshot of every table (the write lock is held only for these reads).
-  const snapshot = db.transaction(() => ({
-    modules: db.prepare(SQL.modules).all(),
-    config: db.prepare(SQL.config).all(),
-    sealing: db.prepare(SQL.sealingTable).get() === undefined ? undefined : db.prepare(SQL.sealing).get(),
-    decisions: db.prepare(SQL.decisionsTable).get() === undefined ? undefined : db.prepare(SQL.decisions).all(),
-  }));
-  const total = snapshot.modules.length + snapshot.config.length + (snapshot.decisions?.length ?? 0);
+  const snapshot = db.transaction(() => {
+    const logged = db.prepare(SQL.changesTable).get() !== undefined;
+    return {
+      modules: db.prepare(SQL.modules).all(),
+      config: db.prepare(SQL.config).all(),
+      sealing: db.prepare(SQL.sealingTable).get() === undefined ? undefined : db.prepare(SQL.sealing).get(),
+      decisions: db.prepare(SQL.decisionsTable).get() === undefined ? undefined : db.prepare(SQL.decisions).all(),
+      revision: logged ? Number(db.prepare(SQL.revision).get()?.revision ?? 0) : null,
+      compacted: logged ? Number(db.prepare(SQL.compacted).get()?.compacted ?? 0) : null,
+      current: logged ? db.prepare(SQL.current).all() : [],
+      changes: logged && history ? db.prepare(SQL.changes).all() : undefined,
+    };
+  });
+  const total = snapshot.modules.length + snapshot.config.length + (snapshot.decisions?.length ?? 0) +
+    (snapshot.changes?.length ?? 0);
   let done = 0;
   const progress = () => options.onProgress?.(++done, total);
+  const current = new Map<string, Row>();
+  for (const row of snapshot.current) {
+    if (row.type === "put") current.set(`${String(row.space)}\0${String(row.key)}`, row);
+  }
+  const revisionsOf = (space: string, key: string): { revisions: ExportedRevisions | null } => {
+    const row = current.get(`${space}\0${key}`);
+    // No log entry: a file without a change log (never opened writable by this package).
+    if (row === undefined) return { revisions: null };
+    return {
+      revisions: {
+        version: Number(row.version),
+        createRevision: Number(row.create_revision),
+        modRevision: Number(row.revision),
+      },
+    };
+  };
 
   const modules = snapshot.modules.map((row) => {
-    const module = exportedModule(row);
+    const module = exportedModule(row, revisionsOf);
     progress();
     return module;
   });
@@ -275,17 +381,13 @@ export async function exportRegistry(target: TransferTarget, options: ExportOpti
     if (looksSealed(stored)) {
       if (!plaintext) {
         keptSealed = true;
-        config.push({ key, sealed: stored, updatedAt });
-      } else if (sealing === undefined) {
-        throw new CryptoError(
-          `cannot export config key '${key}' as plaintext: it is sealed and the registry was opened without a key`,
-        );
+        config.push({ key, sealed: stored, updatedAt, ...revisionsOf("config", key) });
       } else {
-        config.push({ key, json: await sealing.open(key, stored), updatedAt });
+        config.push({ key, json: await openPlaintext(sealing, key, stored), updatedAt, ...revisionsOf("config", key) });
       }
     } else {
       checkJson(stored, `config key '${key}'`);
-      config.push({ key, json: stored, updatedAt });
+      config.push({ key, json: stored, updatedAt, ...revisionsOf("config", key) });
     }
     progress();
   }
@@ -294,18 +396,50 @@ export async function exportRegistry(target: TransferTarget, options: ExportOpti
     progress();
     return decision;
   }) ?? null;
+  let changes: ExportedChange[] | null = null;
+  if (snapshot.changes !== undefined) {
+    changes = [];
+    for (const row of snapshot.changes) {
+      const change = exportedChange(row);
+      if (change.space === "config" && change.type === "put") {
+        // Stored as the config row was: JSON text, or sealed text (opened for a plaintext export).
+        const stored = change.json!;
+        delete change.json;
+        if (!looksSealed(stored)) change.json = stored;
+        else if (plaintext) change.json = await openPlaintext(sealing, change.key, stored);
+        else {
+          keptSealed = true;
+          change.sealed = stored;
+        }
+      }
+      changes.push(change);
+      progress();
+    }
+  }
   const sealingRow = snapshot.sealing;
   return {
     format: EXPORT_FORMAT,
-    version: 1,
+    version: 2,
     exportedAt: formatTimestamp(new Date()),
+    revision: snapshot.revision,
+    compactedRevision: snapshot.compacted,
     sealing: keptSealed || (!plaintext && sealingRow !== undefined)
       ? (sealingRow === undefined ? oxideKSealing() : exportedSealing(sealingRow))
       : null,
     modules,
     config,
     decisions,
+    changes,
   };
+}
+
+async function openPlaintext(sealing: Sealing | undefined, key: string, stored: string): Promise<string> {
+  if (sealing === undefined) {
+    throw new CryptoError(
+      `cannot export config key '${key}' as plaintext: it is sealed and the registry was opened without a key`,
+    );
+  }
+  return await sealing.open(key, stored);
 }
 
 /**
@@ -325,7 +459,20 @@ export async function importRegistry(
   const { db, sealing } = target;
   const sealedEntries = doc.config.filter((entry) => entry.sealed !== undefined);
   const plainEntries = doc.config.filter((entry) => entry.json !== undefined);
-  const installSealing = sealedEntries.length > 0 && checkSealedImport(db, sealing, doc, plainEntries.length > 0);
+  // Revisions come back exactly only into a new, empty registry, with every value stored as it is in the document.
+  const skipped = doc.changesDiffer !== undefined
+    ? `the document's change log does not match its rows: ${doc.changesDiffer}`
+    : doc.changes === null
+    ? "the document has no change log"
+    : sealing !== undefined && plainEntries.length > 0
+    ? "plain values are sealed on the way in"
+    : !isEmptyRegistry(db)
+    ? "this registry is not new and empty"
+    : undefined;
+  const restore = skipped === undefined;
+  const sealedChanges = restore && doc.changes!.some((change) => change.sealed !== undefined);
+  const installSealing = (sealedEntries.length > 0 || sealedChanges) &&
+    checkSealedImport(db, sealing, doc, plainEntries.length > 0);
   if (plainEntries.length > 0 && sealing === undefined) {
     // The registry's own keyless-write detection: the `oxide_sealing` table, or values sealed by a Rust kernel.
     const sealedAs = sealedScheme(db);
@@ -360,7 +507,36 @@ export async function importRegistry(
       db.prepare(SQL.insertDecision).run(d.id, ...values);
       decisions++;
     }
-    return { modules: doc.modules.length, config: doc.config.length, decisions };
+    if (restore) {
+      const insertChange = db.prepare(SQL.insertChange);
+      for (const c of doc.changes!) {
+        const m = c.module;
+        insertChange.run(
+          c.revision,
+          c.space,
+          c.key,
+          c.type,
+          c.version,
+          c.createRevision,
+          c.json ?? c.sealed ?? null,
+          m?.name ?? null,
+          m?.version ?? null,
+          m?.kind ?? null,
+          m?.state ?? null,
+          m?.description ?? null,
+          c.updatedAt,
+          c.changedAt,
+        );
+      }
+      db.prepare(SQL.setCompacted).run(doc.compactedRevision ?? 0);
+    }
+    return {
+      modules: doc.modules.length,
+      config: doc.config.length,
+      decisions,
+      revisionsRestored: restore,
+      ...(skipped === undefined ? {} : { revisionsSkipped: skipped }),
+    };
   };
 
   if (sealing !== undefined && plainEntries.length > 0) {
@@ -391,9 +567,23 @@ export async function importRegistry(
       }));
     return result!;
   }
-  const result = db.transaction(() => writeAll(new Map()));
+  const result = db.transaction(() => {
+    // A rewrite in place: the triggers log nothing, and the document's own change log is copied in instead.
+    if (restore) db.exec(REWRITE_BEGIN_SQL);
+    const written = writeAll(new Map());
+    if (restore) db.exec(BATCH_END_SQL);
+    return written;
+  });
   options.onProgress?.(total, total);
   return result;
+}
+
+/** A registry with a change log and nothing in it yet (revision 0): the only place revisions can be restored. */
+function isEmptyRegistry(db: Engine): boolean {
+  if (db.prepare(SQL.changesTable).get() === undefined) return false;
+  return Number(db.prepare(SQL.revision).get()?.revision ?? 0) === 0 &&
+    Number(db.prepare(SQL.moduleCount).get()?.n ?? 0) === 0 &&
+    Number(db.prepare(SQL.configCount).get()?.n ?? 0) === 0;
 }
 
 /**
@@ -479,7 +669,43 @@ function exportedSealing(row: Row): ExportedSealing {
   };
 }
 
-function exportedModule(row: Row): ExportedModule {
+function exportedChange(row: Row): ExportedChange {
+  const revision = Number(row.revision);
+  const name = `${String(row.space)} '${String(row.key)}' at revision ${revision}`;
+  const space = row.space;
+  if (space !== "config" && space !== "modules" && space !== "meta") {
+    throw unreadable("change", name, `space ${describe(space)} is not config, modules or meta`);
+  }
+  if (row.type !== "put" && row.type !== "delete") {
+    throw unreadable("change", name, `type ${describe(row.type)} is not put or delete`);
+  }
+  const change: ExportedChange = {
+    revision,
+    space,
+    key: text(row.key, "change", "key", name),
+    type: row.type,
+    version: Number(row.version),
+    createRevision: Number(row.create_revision),
+    updatedAt: row.updated_at === null ? null : text(row.updated_at, "change", "updated_at", name),
+    changedAt: Number(row.changed_at),
+  };
+  if (row.type === "put" && space === "config") change.json = text(row.value, "change", "value", name);
+  if (row.type === "put" && space === "modules") {
+    change.module = {
+      name: text(row.name, "change", "name", name),
+      version: text(row.module_version, "change", "module_version", name),
+      kind: text(row.kind, "change", "kind", name),
+      state: text(row.state, "change", "state", name),
+      description: row.description === null ? null : text(row.description, "change", "description", name),
+    };
+  }
+  return change;
+}
+
+function exportedModule(
+  row: Row,
+  revisionsOf: (space: string, key: string) => { revisions: ExportedRevisions | null },
+): ExportedModule {
   const id = text(row.id, "module", "id", `rowid ${String(row.id)}`);
   const kind = decodeJsonText(row.kind);
   const state = decodeJsonText(row.state);
@@ -497,6 +723,7 @@ function exportedModule(row: Row): ExportedModule {
     state,
     description: row.description === null ? null : text(row.description, "module", "description", id),
     updatedAt,
+    ...revisionsOf("modules", id),
   };
 }
 
@@ -559,7 +786,12 @@ function checkOptions(options: unknown): void {
 
 // --- checking a document -------------------------------------------------------------------------------------------
 
-type CheckedDocument = Omit<RegistryExport, "decisions"> & { decisions: ExportedDecision[] | null };
+type CheckedDocument = Omit<RegistryExport, "decisions" | "version"> & {
+  version: 1 | 2;
+  decisions: ExportedDecision[] | null;
+  /** Why the change log cannot be restored (it does not end in the document's rows), set by the check. */
+  changesDiffer?: string;
+};
 
 /** Checks every field of a document and collects every problem, so one message lists them (up to 10). */
 function checkDocument(document: unknown): CheckedDocument {
@@ -572,8 +804,10 @@ function checkDocument(document: unknown): CheckedDocument {
   if (doc.format !== EXPORT_FORMAT) {
     throw new SerializationError(`not an export document: format is ${describe(doc.format)}, not '${EXPORT_FORMAT}'`);
   }
-  if (doc.version !== 1) {
-    throw new SerializationError(`export format version ${describe(doc.version)} is not supported (this reads 1)`);
+  if (doc.version !== 1 && doc.version !== 2) {
+    throw new SerializationError(
+      `export format version ${describe(doc.version)} is not supported (this reads 1 and 2)`,
+    );
   }
   const list = (name: string, nullable: boolean): Record<string, unknown>[] => {
     const value = doc[name];
@@ -672,6 +906,10 @@ function checkDocument(document: unknown): CheckedDocument {
       }
     }
   }
+  // Version 1 had no revisions.
+  const revisions: Revisions = doc.version === 2
+    ? checkRevisions(doc, modules, config, fail)
+    : { revision: null, compactedRevision: null, changes: null };
   if (problems.length > 0) {
     const shown = problems.slice(0, 10).join("; ");
     throw new SerializationError(
@@ -680,5 +918,175 @@ function checkDocument(document: unknown): CheckedDocument {
       }`,
     );
   }
-  return document as CheckedDocument;
+  return { ...(document as CheckedDocument), ...revisions };
+}
+
+/** The revisions of a checked document (the caller's document is never changed). */
+type Revisions = Pick<CheckedDocument, "revision" | "compactedRevision" | "changes" | "changesDiffer">;
+
+/**
+ * Checks the revisions of a version 2 document: the store revision, each row's revisions and the change log, which
+ * must end, for every key, in the row the document holds (an import restores the log as it is).
+ */
+function checkRevisions(
+  doc: Record<string, unknown>,
+  modules: Record<string, unknown>[],
+  config: Record<string, unknown>[],
+  fail: (where: string, what: string) => void,
+): Revisions {
+  const count = (value: unknown, min: number) => Number.isSafeInteger(value) && (value as number) >= min;
+  const revision = doc.revision;
+  const compacted = doc.compactedRevision;
+  if (revision !== null && !count(revision, 0)) {
+    fail("revision", `expected a revision or null, got ${describe(revision)}`);
+  }
+  if (compacted !== null && !count(compacted, 0)) {
+    fail("compactedRevision", `expected a revision or null, got ${describe(compacted)}`);
+  }
+  if ((revision === null) !== (compacted === null)) fail("revision", "revision and compactedRevision go together");
+  const rowRevisions = (where: string, item: Record<string, unknown>) => {
+    const r = item.revisions;
+    if (r === null || r === undefined) return;
+    if (typeof r !== "object" || Array.isArray(r)) return fail(where, `revisions must be an object or null`);
+    const { version, createRevision, modRevision } = r as Record<string, unknown>;
+    if (!count(version, 1) || !count(createRevision, 1) || !count(modRevision, createRevision as number)) {
+      return fail(where, "revisions need a version, createRevision and modRevision (positive, mod >= create)");
+    }
+    if (typeof revision === "number" && (modRevision as number) > revision) {
+      fail(where, `modRevision ${modRevision} is past the document's revision ${revision}`);
+    }
+  };
+  modules.forEach((m, i) => rowRevisions(`modules[${i}]`, m));
+  config.forEach((c, i) => rowRevisions(`config[${i}]`, c));
+
+  const revisions = (differ?: string): Revisions => ({
+    revision: revision as number | null,
+    compactedRevision: compacted as number | null,
+    changes: differ === undefined ? changes as ExportedChange[] : null,
+    ...(differ === undefined ? {} : { changesDiffer: differ }),
+  });
+  const changes = doc.changes;
+  const none = { revision: revision as number | null, compactedRevision: compacted as number | null, changes: null };
+  if (changes === null || changes === undefined) return none;
+  if (!Array.isArray(changes)) {
+    fail("changes", `expected an array or null, got ${describe(changes)}`);
+    return none;
+  }
+  if (revision === null) {
+    fail("changes", "a change log needs the document's revision");
+    return none;
+  }
+  const newest = new Map<string, Record<string, unknown>>();
+  let last = 0;
+  let bad = false;
+  changes.forEach((item: unknown, i) => {
+    const where = `changes[${i}]`;
+    const problems: string[] = [];
+    if (typeof item !== "object" || item === null || Array.isArray(item)) {
+      bad = true;
+      fail(where, `expected an object, got ${describe(item)}`);
+      return;
+    }
+    const c = item as Record<string, unknown>;
+    if (!count(c.revision, 1)) problems.push(`revision ${describe(c.revision)} is not a positive integer`);
+    else if ((c.revision as number) < last) problems.push(`revision ${c.revision} comes after ${last}`);
+    else if ((c.revision as number) > (revision as number)) problems.push(`revision ${c.revision} is past ${revision}`);
+    else last = c.revision as number;
+    if (c.space !== "config" && c.space !== "modules" && c.space !== "meta") {
+      problems.push(`space ${describe(c.space)} is not config, modules or meta`);
+    }
+    if (typeof c.key !== "string" || c.key.includes("\0") || !c.key.isWellFormed()) {
+      problems.push(`key ${describe(c.key)} is not a key`);
+    }
+    const put = c.type === "put";
+    if (!put && c.type !== "delete") problems.push(`type ${describe(c.type)} is not put or delete`);
+    if (put ? !count(c.version, 1) : c.version !== 0) {
+      problems.push(`version ${describe(c.version)} does not fit a ${c.type}`);
+    }
+    if (!count(c.createRevision, 1) || (c.createRevision as number) > (c.revision as number)) {
+      problems.push(`createRevision ${describe(c.createRevision)} is not a revision up to ${describe(c.revision)}`);
+    }
+    if (c.updatedAt !== null && (typeof c.updatedAt !== "string" || !c.updatedAt.isWellFormed())) {
+      problems.push(`updatedAt must be text or null`);
+    }
+    if (!Number.isSafeInteger(c.changedAt)) problems.push(`changedAt must be an integer`);
+    const configPut = put && c.space === "config";
+    if (configPut && (c.json === undefined) === (c.sealed === undefined)) {
+      problems.push("needs exactly one of json and sealed");
+    }
+    if (!configPut && (c.json !== undefined || c.sealed !== undefined)) {
+      problems.push(`a ${c.space} ${c.type} has no value`);
+    }
+    if (c.json !== undefined) {
+      const problem = typeof c.json === "string" ? jsonTextProblem(c.json) : "is not text";
+      if (problem !== undefined) problems.push(`json ${problem}`);
+    }
+    if (c.sealed !== undefined) {
+      if (typeof c.sealed !== "string" || !looksSealed(c.sealed)) problems.push("sealed is not sealed text");
+      if (doc.sealing === null) problems.push("a sealed value needs the document's sealing parameters");
+    }
+    const modulePut = put && c.space === "modules";
+    if (modulePut !== (c.module !== undefined)) {
+      problems.push(modulePut ? "a module put needs module" : "module is only for a module put");
+    }
+    if (modulePut && c.module !== undefined) {
+      const m = c.module as Record<string, unknown> | null;
+      const texts = typeof m === "object" && m !== null && ["name", "version", "kind", "state"].every((f) =>
+        typeof m[f] === "string" && (m[f] as string).isWellFormed()
+      ) && (m.description === null || (typeof m.description === "string" && m.description.isWellFormed()));
+      if (!texts) {
+        problems.push("module needs name, version, kind, state (text) and description (text or null)");
+      }
+    }
+    if (problems.length > 0) {
+      bad = true;
+      fail(`${where} (${describe(c.space)} ${describe(c.key)})`, problems.join(", "));
+      return;
+    }
+    newest.set(`${c.space}\0${c.key}`, c);
+  });
+  if (bad) return none;
+  const differs = (what: string) => revisions(what);
+  if (changes.length > 0 ? last !== revision : revision !== compacted) {
+    return differs(`it ends at revision ${changes.length > 0 ? last : compacted}, not the document's ${revision}`);
+  }
+  // The log must end, for each key, in the row the document holds (a row edited by hand would leave its history
+  // telling another story): otherwise the rows are imported as new changes.
+  const matches = (
+    space: string,
+    item: Record<string, unknown>,
+    key: unknown,
+    same: (c: Record<string, unknown>) => boolean,
+  ) => {
+    const name = `${space}\0${String(key)}`;
+    const c = newest.get(name);
+    newest.delete(name);
+    const r = item.revisions as Record<string, unknown> | null | undefined;
+    if (c === undefined || c.type !== "put") return `it has no put of ${space} '${String(key)}'`;
+    if (
+      r === null || r === undefined || r.version !== c.version || r.createRevision !== c.createRevision ||
+      r.modRevision !== c.revision || c.updatedAt !== item.updatedAt || !same(c)
+    ) {
+      return `${space} '${String(key)}' differs from its newest change (revision ${c.revision})`;
+    }
+    return undefined;
+  };
+  for (const m of modules) {
+    const problem = matches("modules", m, m.id, (c) => {
+      const s = c.module as Record<string, unknown>;
+      return s.name === m.name && s.version === m.version && s.kind === `"${String(m.kind)}"` &&
+        s.state === `"${String(m.state)}"` && s.description === (m.description ?? null);
+    });
+    if (problem !== undefined) return differs(problem);
+  }
+  for (const e of config) {
+    const problem = matches("config", e, e.key, (c) => c.json === e.json && c.sealed === e.sealed);
+    if (problem !== undefined) return differs(problem);
+  }
+  for (const [name, c] of newest) {
+    if (c.type === "put" && c.space !== "meta") {
+      return differs(`${String(c.space)} '${name.split("\0")[1]}' is live in it but has no row`);
+    }
+  }
+  return revisions();
 }

@@ -1313,14 +1313,16 @@ export class StateRegistry implements AsyncDisposable, Disposable {
 
   /**
    * Exports the registry as a JSON-ready document: every module, config value
-   * and decision (the `xai_decisions` log), read in one transaction so it is
-   * one consistent state. Stored text is kept exactly: config values as their
-   * JSON text, timestamps as written. Sealed values stay sealed (with the
-   * sealing parameters, which hold no key material: the data key is stored
-   * wrapped) unless `plaintext` is asked for, which needs a registry opened
-   * with its key.
+   * and decision (the `xai_decisions` log), each module and config row with
+   * its version and revisions, the store revision, and the change log (every
+   * kept version of every key, deletes too; `history: false` leaves it out),
+   * read in one transaction so it is one consistent state. Stored text is
+   * kept exactly: config values as their JSON text, timestamps as written.
+   * Sealed values stay sealed (with the sealing parameters, which hold no key
+   * material: the data key is stored wrapped) unless `plaintext` is asked
+   * for, which needs a registry opened with its key.
    *
-   * @param options `plaintext`, `onProgress`.
+   * @param options `plaintext`, `history`, `onProgress`.
    * @returns The document; `JSON.stringify` it to write it out.
    * @throws {CryptoError} when `plaintext` is asked for without a key and sealed values exist.
    * @throws {SerializationError} naming the row when a row cannot be read (`verify()` lists every one).
@@ -1355,6 +1357,10 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * sealed values are copied as they are into a registry sealed under the
    * same data key, or into a new (unsealed, empty) registry, which takes the
    * document's sealing: reopen it with `openEncrypted` and the same key.
+   * Into a new, empty registry, with values stored as they are, the
+   * document's change log is restored as it is: revisions, versions and
+   * history come back exactly (`revisionsRestored`). Anywhere else each row
+   * is written as a new change (`revisionsSkipped` says why).
    *
    * @param document The parsed JSON document.
    * @param options `onProgress`.
