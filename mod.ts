@@ -92,9 +92,11 @@ export type { BackupOptions, BackupResult } from "./src/ops/backup.ts";
 export type { VerifyCheck, VerifyProblem, VerifyReport } from "./src/ops/verify.ts";
 export {
   EXPORT_FORMAT,
+  type ExportedChange,
   type ExportedConfig,
   type ExportedDecision,
   type ExportedModule,
+  type ExportedRevisions,
   type ExportedSealing,
   type ExportOptions,
   type ImportOptions,

@@ -65,7 +65,21 @@ export interface RegistryExport {
   changes: ExportedChange[] | null;
 }
 
-/** A key's revisions, as the store keeps them (etcd's, as on `ConfigEntry`). */
+/**
+ * A key's revisions, as the store keeps them (etcd's, as on `ConfigEntry`).
+ *
+ * @example
+ * ```ts
+ * import { type ExportedRevisions, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * await reg.setConfig("max_threads", 8);
+ * await reg.setConfig("max_threads", 16);
+ * const revisions: ExportedRevisions | null | undefined = (await reg.exportData()).config[0]?.revisions;
+ * assert.deepEqual(revisions, { version: 2, createRevision: 1, modRevision: 2 });
+ * ```
+ */
 export interface ExportedRevisions {
   /** Writes since the key was created (1 for a create). */
   version: number;
@@ -79,6 +93,21 @@ export interface ExportedRevisions {
  * One change-log row: a put (with the stored value) or a delete of one key, at one revision. Config values as in
  * {@linkcode ExportedConfig} (`json`, or `sealed` as stored); module columns as stored (`kind` and `state` as their
  * JSON text, as oxide-k writes them).
+ *
+ * @example
+ * ```ts
+ * import { type ExportedChange, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.inMemory();
+ * await reg.setConfig("max_threads", 8);
+ * await reg.deleteConfig("max_threads");
+ * const changes: ExportedChange[] | null = (await reg.exportData()).changes;
+ * assert.deepEqual(changes?.map((c) => [c.revision, c.type, c.key, c.json]), [
+ *   [1, "put", "max_threads", "8"],
+ *   [2, "delete", "max_threads", undefined],
+ * ]);
+ * ```
  */
 export interface ExportedChange {
   /** The revision of the change. */
