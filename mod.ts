@@ -35,7 +35,14 @@ export {
 export type { ConfigChange, ModuleChange, WatchEvent, WatchIterator, WatchOptions } from "./src/registry/watch.ts";
 export type { ConfigHistoryOptions, ConfigVersion } from "./src/registry/history.ts";
 export type { RetentionOptions } from "./src/store/sqlite/history.ts";
-export type { ConfigEntry, ListConfigOptions, Page, UpdateOptions, WriteOptions } from "./src/registry/entries.ts";
+export type {
+  ConfigEntry,
+  ListConfigOptions,
+  Page,
+  SkippedRow,
+  UpdateOptions,
+  WriteOptions,
+} from "./src/registry/entries.ts";
 export { Batch, type BatchResult } from "./src/registry/batch.ts";
 export type { RekeyOptions, SealingInfo, SealingOptions, SealingScheme } from "./src/sealing/sealing.ts";
 export { KEY_ENV_VAR, type RegistryKey } from "./src/sealing/key.ts";

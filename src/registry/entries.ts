@@ -124,6 +124,42 @@ export interface ListConfigOptions {
   cursor?: string | undefined;
   /** Descending key order. */
   reverse?: boolean | undefined;
+  /**
+   * What to do with a value that cannot be read (not JSON, written by another program; sealed, on a handle opened
+   * without a key; tampered): `"throw"` (default) fails at the first; `"skip"` leaves them out of the page and lists
+   * them in its `skipped`.
+   */
+  invalid?: "throw" | "skip" | undefined;
+}
+
+/**
+ * A row a listing with `invalid: "skip"` left out: its key or id, and why.
+ *
+ * @example
+ * ```ts
+ * import { KeyRequiredError, type SkippedRow, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * const path = `${await Deno.makeTempDir()}/registry.db`;
+ * {
+ *   await using sealed = await StateRegistry.openEncrypted(path, new Uint8Array(32).fill(1));
+ *   await sealed.setConfig("api.token", "s3cr3t");
+ * }
+ * await using keyless = await StateRegistry.connect(path);
+ * const page = await keyless.listConfig({ invalid: "skip" });
+ * const [row]: readonly SkippedRow[] = page.skipped ?? [];
+ * assert.equal(page.length, 0);
+ * assert.equal(row?.key, "api.token");
+ * assert.ok(row?.error instanceof KeyRequiredError);
+ * ```
+ */
+export interface SkippedRow {
+  /** The config key or module id. */
+  readonly key: string;
+  /** Why it could not be read. */
+  readonly error: Error;
+  /** When the row was last written, when its `updated_at` reads as a timestamp. */
+  readonly updatedAt: Date | undefined;
 }
 
 /**
@@ -148,12 +184,20 @@ export type Page<T> = T[] & {
   readonly cursor: string | undefined;
   /** The store revision the listing is read at. */
   readonly revision: number;
+  /** The rows left out, in listing order; only with `invalid: "skip"`. */
+  readonly skipped?: readonly SkippedRow[] | undefined;
 };
 
 /** Makes an array a page (non-enumerable extras, so it still compares equal to a plain array). */
-export function toPage<T>(items: T[], cursor: string | undefined, revision: number): Page<T> {
+export function toPage<T>(
+  items: T[],
+  cursor: string | undefined,
+  revision: number,
+  skipped?: readonly SkippedRow[],
+): Page<T> {
   Object.defineProperty(items, "cursor", { value: cursor });
   Object.defineProperty(items, "revision", { value: revision });
+  if (skipped !== undefined) Object.defineProperty(items, "skipped", { value: skipped });
   return items as Page<T>;
 }
 

@@ -9,6 +9,7 @@ import {
   ConfigNotFoundError,
   ConflictError,
   CryptoError,
+  KernelError,
   KeyRequiredError,
   OtherError,
   RegistryError,
@@ -62,6 +63,7 @@ import {
   type ListConfigOptions,
   type Page,
   pause,
+  type SkippedRow,
   toPage,
   type UpdateOptions,
   type WriteOptions,
@@ -170,7 +172,7 @@ export interface ListModulesOptions {
   /**
    * What to do with a row that cannot be read (written by another program
    * with an unknown kind, bad JSON, a bad timestamp): `"throw"` (default)
-   * fails with an error naming every such row; `"skip"` leaves them out.
+   * fails with an error naming every such row; `"skip"` leaves them out and lists them in the page's `skipped`.
    */
   invalid?: "throw" | "skip" | undefined;
 }
@@ -705,11 +707,13 @@ export class StateRegistry implements AsyncDisposable, Disposable {
       return settle(this.#store.range(request), (result) => {
         const records: ModuleRecord[] = [];
         const failures: Error[] = [];
+        const skipped: SkippedRow[] = [];
         for (const entry of result.entries) {
           try {
             records.push(moduleRecord(entry));
           } catch (error) {
             failures.push(error as Error);
+            skipped.push({ key: entry.key, error: error as Error, updatedAt: skippedTime(entry.updatedAt) });
           }
         }
         if (failures.length > 0 && invalid === "throw") {
@@ -720,7 +724,7 @@ export class StateRegistry implements AsyncDisposable, Disposable {
             { cause: failures[0] },
           );
         }
-        return pageOf(records, result, request);
+        return pageOf(records, result, request, invalid === "skip" ? skipped : undefined);
       });
     } catch (error) {
       return Promise.reject(error);
@@ -879,10 +883,12 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * starting with `prefix`, in pages of `limit` read at one revision (pass the
    * page's `cursor` for the next one).
    *
-   * @param options `prefix`, `limit`, `cursor`, `reverse`.
+   * @param options `prefix`, `limit`, `cursor`, `reverse`; `invalid`: what to do with values that cannot be read
+   * (default `"throw"`; `"skip"` leaves them out and lists them in the page's `skipped`).
    * @returns The entries: a {@linkcode Page} (an array with `cursor` and `revision`).
-   * @throws {SerializationError} when a stored value is not JSON.
-   * @throws {KeyRequiredError} when a value is sealed and the registry was opened without a key.
+   * @throws {SerializationError} when a stored value is not JSON (and `invalid` is `"throw"`).
+   * @throws {KeyRequiredError} when a value is sealed and the registry was opened without a key (and `invalid` is
+   * `"throw"`).
    * @throws {CompactedError} when the cursor's revision was compacted away.
    * @throws {RegistryError} when the cursor is not a cursor.
    *
@@ -905,11 +911,28 @@ export class StateRegistry implements AsyncDisposable, Disposable {
     try {
       this.#checkOpen();
       checkOptions(options);
+      const invalid = options.invalid ?? "throw";
+      if (invalid !== "throw" && invalid !== "skip") {
+        throw new TypeError(`invalid must be "throw" or "skip", got ${describe(invalid)}`);
+      }
       const request = rangeRequest("config", options);
       return settle(this.#store.range(request), async (result) => {
         const entries: ConfigEntry<T>[] = [];
-        for (const entry of result.entries) entries.push(await this.#decode<T>(entry));
-        return pageOf(entries, result, request);
+        if (invalid === "throw") {
+          for (const entry of result.entries) entries.push(await this.#decode<T>(entry));
+          return pageOf(entries, result, request);
+        }
+        const skipped: SkippedRow[] = [];
+        for (const entry of result.entries) {
+          try {
+            entries.push(await this.#decode<T>(entry));
+          } catch (error) {
+            // Closed meanwhile: that is no bad row.
+            if (!(error instanceof KernelError) || this.#disposed) throw error;
+            skipped.push({ key: entry.key, error, updatedAt: skippedTime(entry.updatedAt) });
+          }
+        }
+        return pageOf(entries, result, request, skipped);
       });
     } catch (error) {
       return Promise.reject(error);
@@ -1906,7 +1929,7 @@ function rangeRequest<S extends "config" | "modules">(
   checkOptionNames(
     space === "config" ? "listConfig()" : "listModules()",
     options,
-    space === "config" ? ["prefix", "limit", "cursor", "reverse"] : ["prefix", "limit", "cursor", "invalid"],
+    space === "config" ? ["prefix", "limit", "cursor", "reverse", "invalid"] : ["prefix", "limit", "cursor", "invalid"],
   );
   const { prefix, limit, cursor } = options;
   const reverse = (options as ListConfigOptions).reverse;
@@ -1928,13 +1951,14 @@ function rangeRequest<S extends "config" | "modules">(
 }
 
 /** A page of `items` from a range: a cursor when more keys follow. */
-function pageOf<T>(items: T[], result: RangeResult, request: RangeRequest): Page<T> {
+function pageOf<T>(items: T[], result: RangeResult, request: RangeRequest, skipped?: readonly SkippedRow[]): Page<T> {
   const last = result.entries.at(-1);
   const scope = { space: request.space, prefix: request.prefix ?? "", reverse: request.reverse ?? false };
   return toPage(
     items,
     result.more && last !== undefined ? encodeCursor(last.key, result.revision, scope) : undefined,
     result.revision,
+    skipped,
   );
 }
 
@@ -1948,4 +1972,9 @@ function moduleRecord(entry: Entry<"modules">): ModuleRecord {
     entry.createRevision,
     entry.modRevision,
   );
+}
+
+/** The time of a row a listing skipped, when its `updated_at` reads as one. */
+function skippedTime(updatedAt: unknown): Date | undefined {
+  return typeof updatedAt === "string" ? parseTimestamp(updatedAt) : undefined;
 }
