@@ -5,13 +5,20 @@ import denoJson from "../deno.json" with { type: "json" };
 /** The CLI script. */
 export const CLI: string = new URL("../cli.ts", import.meta.url).pathname;
 
-/** The flags of `deno task cli`, with `./data` replaced by `folder`. */
-export function cliFlags(folder: string): string[] {
-  const words = denoJson.tasks.cli.command.split(" ");
-  if (words[0] !== "deno" || words[1] !== "run" || words.at(-1) !== "cli.ts") {
-    throw new Error(`unexpected cli task: ${denoJson.tasks.cli.command}`);
+/** The flags of `deno task cli` (or `cli:ffi`), with `./data` replaced by `folder`. */
+export function cliFlags(folder: string, task: "cli" | "cli:ffi" = "cli"): string[] {
+  const words = denoJson.tasks[task].command.split(" ");
+  const script = words.indexOf("cli.ts");
+  if (words[0] !== "deno" || words[1] !== "run" || script < 0) {
+    throw new Error(`unexpected ${task} task: ${denoJson.tasks[task].command}`);
   }
-  return words.slice(2, -1).map((flag) => flag.replaceAll("./data", folder));
+  return words.slice(2, script).map((flag) => flag.replaceAll("./data", folder));
+}
+
+/** The arguments the task puts after `cli.ts` (`--engine ffi` for `cli:ffi`). */
+export function taskArgs(task: "cli" | "cli:ffi" = "cli"): string[] {
+  const words = denoJson.tasks[task].command.split(" ");
+  return words.slice(words.indexOf("cli.ts") + 1);
 }
 
 /** What a CLI run gave. */
@@ -27,6 +34,8 @@ export interface RunCliOptions {
   env?: Record<string, string>;
   /** Text for standard input (default: none, closed). */
   stdin?: string;
+  /** Which task's permissions (default `cli`). */
+  task?: "cli" | "cli:ffi";
 }
 
 /** Runs `cli.ts` in `folder` (its working directory) with the task's permissions. */
@@ -37,7 +46,7 @@ export async function runCli(folder: string, args: string[], options: RunCliOpti
     if (value !== undefined) env[name] ??= value;
   }
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", ...cliFlags(folder), CLI, ...args],
+    args: ["run", "--no-prompt", ...cliFlags(folder, options.task), CLI, ...taskArgs(options.task), ...args],
     cwd: folder,
     env,
     clearEnv: true,

@@ -115,7 +115,8 @@ Deno.test("CLI transcript of every command on a plain registry, human and --json
   });
   await t.step("info", async () => {
     const text = ok(await cli("info"));
-    assert.match(text, /^path +r\.db\nengine +ffi \(SQLite 3\.\d+\.\d+\)\nsealing +none \(plain\)\nrevision +\d+\n/);
+    // The task grants no --allow-ffi: auto picks node:sqlite.
+    assert.match(text, /^path +r\.db\nengine +node \(SQLite 3\.\d+\.\d+\)\nsealing +none \(plain\)\nrevision +\d+\n/);
     assert.match(text, /\nmodules +1\nconfig +2\n/);
     const info = JSON.parse(ok(await cli("info", "--json")));
     assert.equal(info.sealing, null);
@@ -286,8 +287,25 @@ Deno.test("CLI usage errors, unknown commands, missing and wrong keys: exit code
   ok(await runCli(dir.path, ["--db", "s.db", "config", "set", "k", "1"], { env: { OXIDE_REGISTRY_KEY: KEY } }));
   ok(await runCli(dir.path, ["--db", "p.db", "config", "set", "k", "1"]));
   const cases: [string, string[], Record<string, string>, number, RegExp][] = [
-    ["unknown command", ["frobnicate"], {}, 2, /unknown command 'frobnicate' \(see `oxide-registry --help`\)/],
-    ["unknown verb", ["config", "frob"], {}, 2, /unknown command 'config frob'/],
+    ["unknown command", ["frobnicate"], {}, 2, /unknown command 'frobnicate' \(`oxide-registry --help` lists the/],
+    ["unknown verb", ["config", "frob"], {}, 2, /unknown command 'config frob' \(`oxide-registry config --help` lists/],
+    [
+      "a value that starts with '-'",
+      ["config", "set", "n", "-5"],
+      {},
+      2,
+      /unknown option '-5' \(to pass a value starting with '-', put `--` before it: .*-- -5`\)/,
+    ],
+    // Every value the registry refuses is a usage error, found before the file is opened.
+    ["a number out of range", ["config", "set", "n", "1e400"], {}, 2, /"1e400" cannot be stored: Infinity/],
+    [
+      "an integer oxide-k cannot read",
+      ["config", "set", "n", "123456789012345678901234567890"],
+      {},
+      2,
+      /cannot be stored: bigint .* outside i64::MIN to u64::MAX/,
+    ],
+    ["a lone surrogate", ["config", "set", "n", '"\\ud800"'], {}, 2, /cannot be stored: .*lone surrogate/],
     ["missing argument", ["config", "get"], {}, 2, /'config get' needs KEY \(see `oxide-registry config get --help`\)/],
     ["too many arguments", ["info", "extra"], {}, 2, /'info' takes no arguments, got 1/],
     ["unknown option", ["config", "list", "--nope"], {}, 2, /unknown option '--nope'/],
@@ -334,6 +352,21 @@ Deno.test("CLI usage errors, unknown commands, missing and wrong keys: exit code
     assert.equal(result.code, 2);
     assert.match(result.stdout, /^oxide-registry \d+\.\d+\.\d+: inspect and repair/);
   });
+  await t.step("a noun alone lists its commands and exits 2", async () => {
+    const result = await runCli(dir.path, ["config"]);
+    assert.equal(result.code, 2);
+    const commands = [...result.stdout.matchAll(/^ {2}(\w+ [\w-]+)/gm)].map((m) => m[1]);
+    assert.deepEqual(commands, ["config list", "config get", "config history", "config set", "config delete"]);
+  });
+  await t.step("--db without a value is one usage line", async () => {
+    for (const args of [["--db"], ["info", "--db"], ["--db", "--engine", "node", "info"]]) {
+      fails(await runCli(dir.path, args), 2, /option '--db' needs a value/);
+    }
+  });
+  await t.step("nothing was written for a refused value", async () => {
+    fails(await runCli(dir.path, ["--db", "new.db", "config", "set", "n", "1e400"]), 2, /cannot be stored/);
+    await assert.rejects(Deno.stat(dir.file("new.db")), Deno.errors.NotFound);
+  });
 });
 
 Deno.test("CLI --help on every command, and --version", async (t) => {
@@ -374,12 +407,11 @@ Deno.test("CLI verify on a hand-broken row names the row and exits 1", async () 
     "modules",
     "broken",
   ]]);
-  // And modules list, which cannot read it, says what to run.
-  fails(
-    await runCli(dir.path, ["--db", "r.db", "modules", "list"]),
-    1,
-    /module 'broken'.*`oxide-registry verify` lists/,
-  );
+  // And modules list, which cannot read it, marks it and says what to run.
+  const list = await runCli(dir.path, ["--db", "r.db", "modules", "list"]);
+  assert.equal(list.code, 1);
+  assert.match(list.stdout, /\nbroken +\(unreadable: .*module 'broken' has kind/);
+  assert.match(list.stderr, /^oxide-registry: 1 module row\(s\) cannot be read \(`oxide-registry verify` lists/);
 });
 
 Deno.test("CLI backup while two writer processes keep writing: the copy opens, verifies, holds every acknowledged write", async () => {
@@ -520,7 +552,7 @@ Deno.test("CLI progress bars are drawn on a terminal and absent when piped; colo
   await t.step("export", async () => {
     assert.match(
       await onTerminal(dir.path, ["--db", "r.db", "export", "tty.json"]),
-      /export █{30} 100% \(52\/52 rows\)/,
+      /export █{30} 100% \(\d+\/\d+ rows\)/,
     );
     const piped = await runCli(dir.path, ["--db", "r.db", "export", "piped.json"]);
     assert.doesNotMatch(piped.stderr, /█/);
@@ -702,4 +734,140 @@ Deno.test("watch: human lines, and a compacted --from exits 1 with the Compacted
       await watch.finish();
     }
   }
+});
+
+Deno.test("CLI permissions: the cli task has no --allow-ffi and runs every command on node:sqlite; cli:ffi opts in", async (t) => {
+  await using dir = await tempDir();
+  await t.step("the task's exact flags", () => {
+    assert.deepEqual(cliFlags("./data"), [
+      "--allow-read=./data",
+      "--allow-write=./data",
+      "--allow-env=OXIDE_REGISTRY_KEY,OXIDE_REGISTRY_NEW_KEY,OXIDE_REGISTRY_PATH,NO_COLOR",
+    ]);
+  });
+  ok(await runCli(dir.path, ["--db", "r.db", "config", "set", "k", "1"]));
+  await t.step("auto picks node; backup, export and verify need nothing more", async () => {
+    assert.equal(JSON.parse(ok(await runCli(dir.path, ["--db", "r.db", "info", "--json"]))).engine, "node");
+    assert.match(ok(await runCli(dir.path, ["--db", "r.db", "backup", "copy.db"])), /^backed up r\.db to copy\.db/);
+    assert.equal(JSON.parse(ok(await runCli(dir.path, ["--db", "copy.db", "verify", "--json"]))).ok, true);
+  });
+  await t.step("--engine ffi without --allow-ffi fails naming the flag", async () => {
+    fails(await runCli(dir.path, ["--db", "r.db", "--engine", "ffi", "info"]), 1, /--allow-ffi/);
+  });
+  await t.step("cli:ffi grants it and runs the ffi engine", async () => {
+    const info = JSON.parse(ok(await runCli(dir.path, ["--db", "r.db", "info", "--json"], { task: "cli:ffi" })));
+    assert.equal(info.engine, "ffi");
+  });
+  await t.step("a file outside the granted folder is refused with the flag named", async () => {
+    const outside = await Deno.makeTempDir();
+    try {
+      fails(await runCli(dir.path, ["--db", `${outside}/x.db`, "config", "set", "k", "1"]), 1, /--allow-(read|write)/);
+    } finally {
+      await Deno.remove(outside, { recursive: true });
+    }
+  });
+});
+
+/** Every control character in `text` but newlines (what a terminal would act on). */
+function controls(text: string): string[] {
+  return [...text.matchAll(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g)].map((m) => m[0]);
+}
+
+Deno.test("CLI escapes control characters from the file in every human line (no terminal escape injection)", async (t) => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  const evil = "evil\x1b[31mRED\x1b]0;pwned\x07\u009b2J\u202e";
+  {
+    await using reg = await StateRegistry.connect(path);
+    await reg.upsertModule({ id: evil, name: `x${evil}`, version: evil, kind: "native", description: evil }, "loaded");
+    await reg.setConfig(evil, `value ${evil}`);
+    await reg.setConfig(evil, { nested: evil });
+  }
+  const raw = rawSqlite(path);
+  try {
+    raw.prepare("INSERT INTO config (key, value, updated_at) VALUES (?, ?, ?)")
+      .run(`bad${evil}`, `{oops${evil}`, "2026-11-28T09:15:02.123+00:00");
+  } finally {
+    raw.close();
+  }
+  const runs: [string, string[]][] = [
+    ["modules list", ["modules", "list"]],
+    ["modules get", ["modules", "get", evil]],
+    ["config list", ["config", "list"]],
+    ["config history", ["config", "history", evil]],
+    ["config get", ["config", "get", evil]],
+    ["verify", ["verify"]],
+    ["an error naming the key", ["config", "get", `bad${evil}`]],
+    ["an error quoting the argument", ["modules", "get", `no${evil}`]],
+  ];
+  for (const [name, args] of runs) {
+    await t.step(name, async () => {
+      const result = await runCli(dir.path, ["--db", "r.db", ...args]);
+      assert.deepEqual(controls(result.stdout), [], result.stdout);
+      assert.deepEqual(controls(result.stderr), [], result.stderr);
+      assert.match(result.stdout + result.stderr, /\\x1b|\\u001b/, "shown escaped");
+    });
+  }
+  await t.step("--json output means the same value, escaped", async () => {
+    const result = await runCli(dir.path, ["--db", "r.db", "config", "get", evil, "--json"]);
+    assert.deepEqual(controls(result.stdout), []);
+    assert.deepEqual(JSON.parse(result.stdout), { key: evil, value: { nested: evil } });
+  });
+});
+
+Deno.test("CLI config list and modules list mark rows that cannot be read, list the rest, and exit 1 with the verify hint", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  {
+    await using reg = await StateRegistry.connect(path);
+    await reg.setConfig("a.good", 1);
+    await reg.setConfig("z.good", 2);
+    await reg.upsertModule({ id: "echo", name: "Echo", version: "0.1.0", kind: "native" }, "loaded");
+  }
+  const raw = rawSqlite(path);
+  try {
+    raw.prepare("INSERT INTO config (key, value, updated_at) VALUES (?, ?, ?)")
+      .run("m.bad", "{oops", "2026-11-28T09:15:02.123+00:00");
+    raw.prepare(
+      "INSERT INTO modules (id, name, version, kind, state, description, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    ).run("broken", "Broken", "1", '"Native"', '"loaded"', null, "2026-11-28T09:15:02.123+00:00");
+  } finally {
+    raw.close();
+  }
+  const list = await runCli(dir.path, ["--db", "r.db", "config", "list"]);
+  assert.equal(list.code, 1);
+  assert.match(
+    list.stdout,
+    /^KEY +VALUE +UPDATED\na\.good +1 .*\nm\.bad +\(unreadable: .*not valid JSON.*\) +\d+ days ago\nz\.good +2 /,
+  );
+  assert.equal(
+    list.stderr,
+    "oxide-registry: 1 config value(s) cannot be read (`oxide-registry verify` lists every bad row)\n",
+  );
+  const json = await runCli(dir.path, ["--db", "r.db", "config", "list", "--json"]);
+  assert.equal(json.code, 1);
+  const entries = JSON.parse(json.stdout);
+  assert.deepEqual(entries.map((e: { key: string }) => e.key), ["a.good", "m.bad", "z.good"]);
+  assert.match(entries[1].error, /not valid JSON/);
+  assert.equal(JSON.parse(json.stderr).error.kind, "serde");
+  const modules = await runCli(dir.path, ["--db", "r.db", "modules", "list"]);
+  assert.equal(modules.code, 1);
+  assert.match(modules.stdout, /\nbroken +\(unreadable: .*Native.*\)\s*\necho +Echo +0\.1\.0 +native +loaded/);
+  assert.match(modules.stderr, /1 module row\(s\) cannot be read \(`oxide-registry verify` lists every bad row\)/);
+});
+
+Deno.test("CLI verify on a file whose change-log trigger was dropped names it and exits 1", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("r.db");
+  {
+    await using reg = await StateRegistry.connect(path);
+    await reg.setConfig("k", 1);
+  }
+  const raw = rawSqlite(path);
+  try {
+    raw.exec("DROP TRIGGER oxide_config_update");
+  } finally {
+    raw.close();
+  }
+  fails(await runCli(dir.path, ["--db", "r.db", "verify"]), 1, /trigger\(s\) or index oxide_config_update are missing/);
 });

@@ -214,8 +214,11 @@ engineTest(
     await assert.rejects(reg.importData(doc), (error: unknown) => {
       assert.ok(error instanceof SerializationError);
       assert.match(error.message, /3 problem\(s\), nothing was imported/);
-      assert.match(error.message, /config\[1\] \('inf'\): json holds a number out of range at \$\.a\[1\]/);
-      assert.match(error.message, /config\[2\] \('lone'\): json holds a string at \$ has a lone surrogate/);
+      assert.match(
+        error.message,
+        /config\[1\] \('inf'\): json: the number at \$\.a\[1\] is out of range, which oxide-k cannot read/,
+      );
+      assert.match(error.message, /config\[2\] \('lone'\): json: the string at \$ has a lone surrogate/);
       assert.match(error.message, /config\[3\] \('deep'\): json is nested deeper than 127 levels/);
       return true;
     });

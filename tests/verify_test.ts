@@ -149,7 +149,7 @@ engineTest(
         ["config", "torn"],
       ]);
       const [inf, lone, torn] = report.problems.map((p) => p.message);
-      assert.match(inf!, /number out of range at \$\.n/);
+      assert.match(inf!, /^value: the number at \$\.n is out of range, which oxide-k cannot read$/);
       assert.match(lone!, /lone surrogate/);
       assert.match(torn!, /not valid JSON/);
     }
@@ -162,7 +162,7 @@ engineTest(
     ]);
     const [inf, lone, torn] = report.problems.map((p) => p.message);
     // Keyed: that the value is unsealed, and also what is wrong with its text.
-    assert.match(inf!, /unsealed.*number out of range/);
+    assert.match(inf!, /unsealed.*; its text: the number at \$\.n is out of range/);
     assert.match(lone!, /unsealed.*lone surrogate/);
     assert.match(torn!, /not valid JSON/);
   },

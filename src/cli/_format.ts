@@ -94,6 +94,23 @@ export function styles(io: CliIo): Styles {
 // deno-lint-ignore no-control-regex
 const ANSI = /\x1b\[[0-9;]*m/g;
 
+// C0 controls (ESC, BEL, CR, ...), DEL, C1 controls (U+009B is a one-character CSI on some terminals), and the
+// bidirectional overrides that reorder what is shown.
+// deno-lint-ignore no-control-regex
+const UNSAFE = /[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * Text from the registry file (ids, names, keys, values, messages quoting them) made safe for a terminal: every
+ * control character shown as an escape (`\x1b`), so a row another program wrote cannot move the cursor, recolour the
+ * screen or set the window title.
+ */
+export function safe(text: string): string {
+  return text.replace(UNSAFE, (c) => {
+    const code = c.charCodeAt(0);
+    return code > 0xff ? `\\u{${code.toString(16)}}` : `\\x${code.toString(16).padStart(2, "0")}`;
+  });
+}
+
 /** The printed width of `text` (ANSI styles take none). */
 function width(text: string): number {
   return [...text.replace(ANSI, "")].length;
@@ -106,6 +123,14 @@ export function table(header: string[], rows: string[][], style: Styles): string
     cells.map((cell, i) => i === cells.length - 1 ? cell : cell + " ".repeat(widths[i]! - width(cell))).join("  ")
       .trimEnd();
   return [style.bold(line(header)), ...rows.map(line)].join("\n") + "\n";
+}
+
+// In JSON text C0 controls are already escaped; these are not, and `\uXXXX` means the same value.
+const UNSAFE_IN_JSON = /[\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g;
+
+/** JSON text with the characters {@linkcode safe} escapes written as `\uXXXX` escapes: the same JSON value. */
+export function safeJson(text: string): string {
+  return text.replace(UNSAFE_IN_JSON, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
 /** `"just now"`, `"42 s ago"`, `"3 min ago"`, `"5 h ago"`, `"2 days ago"`; `"in 3 min"` for the future. */

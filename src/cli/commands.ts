@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ConfigNotFoundError, KernelError, UnknownModuleError } from "../errors.ts";
+import { ConfigNotFoundError, KeyRequiredError, SerializationError, UnknownModuleError } from "../errors.ts";
 import { decodeJson, encodeJson } from "../json.ts";
 import { isModuleState, MODULE_STATES, type ModuleRecord } from "../module.ts";
 import { StateRegistry } from "../registry/registry.ts";
@@ -14,7 +14,7 @@ import { sealedScheme } from "../sealing/sealing.ts";
 import { KEY_ENV_VAR } from "../sealing/key.ts";
 import type { EngineChoice } from "../sqlite/open.ts";
 import type { RegistryExport } from "../ops/export.ts";
-import { bytes, type CliIo, ProgressBar, relativeTime, type Styles, table } from "./_format.ts";
+import { bytes, type CliIo, ProgressBar, relativeTime, safe, safeJson, type Styles, table } from "./_format.ts";
 
 /** The variable the new key of `rekey` is read from. */
 export const NEW_KEY_ENV_VAR = "OXIDE_REGISTRY_NEW_KEY";
@@ -176,12 +176,12 @@ async function withRegistry<T>(
 }
 
 function printJson(ctx: CommandContext, value: unknown): void {
-  ctx.io.out(`${JSON.stringify(value, null, 2)}\n`);
+  ctx.io.out(`${safeJson(JSON.stringify(value, null, 2))}\n`);
 }
 
-/** A value's JSON text for people: compact, cut at `max` characters. */
+/** A value's JSON text for people: compact, cut at `max` characters, safe for a terminal. */
 function shortJson(value: unknown, max = 60): string {
-  const text = encodeJson(value);
+  const text = safeJson(encodeJson(value));
   return text.length > max ? `${text.slice(0, max - 3)}...` : text;
 }
 
@@ -253,7 +253,7 @@ const info: Command = {
         ["file size", bytes(result.fileBytes)],
         ["WAL size", bytes(result.walBytes)],
       ];
-      ctx.io.out(rows.map(([name, value]) => `${ctx.style.bold(name!.padEnd(10))} ${value}`).join("\n") + "\n");
+      ctx.io.out(rows.map(([name, value]) => `${ctx.style.bold(name!.padEnd(10))} ${safe(value!)}`).join("\n") + "\n");
       return 0;
     }),
 };
@@ -268,29 +268,38 @@ const modulesList: Command = {
   summary: "every module: id, name, version, kind, state, last update",
   run: (ctx) =>
     withRegistry(ctx, "read", async (reg) => {
-      const records = await reg.listModules().catch((error) => {
-        if (error instanceof KernelError && error.kind === "serde") {
-          throw new CliError(error.message, "`oxide-registry verify` lists every bad row");
-        }
-        throw error;
-      });
+      // A row another program broke is marked, and the rest still listed.
+      const records = await reg.listModules({ invalid: "skip" });
+      const skipped = records.skipped ?? [];
+      const rows = [
+        ...records.map((m) => ({ id: m.id, record: m as ModuleRecord | undefined, error: undefined })),
+        ...skipped.map((row) => ({ id: row.key, record: undefined, error: row.error.message })),
+      ].sort((a, b) => a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
       if (ctx.json) {
-        printJson(ctx, records.map(moduleJson));
-        return 0;
-      }
-      if (records.length === 0) {
+        printJson(
+          ctx,
+          rows.map((row) => row.record === undefined ? { id: row.id, error: row.error } : moduleJson(row.record)),
+        );
+      } else if (rows.length === 0) {
         ctx.io.out("no modules\n");
-        return 0;
+      } else {
+        const now = ctx.io.now();
+        ctx.io.out(table(
+          ["ID", "NAME", "VERSION", "KIND", "STATE", "UPDATED"],
+          rows.map(({ id, record: m, error }) =>
+            m === undefined ? [safe(id), ctx.style.red(`(unreadable: ${safe(error!)})`), "", "", "", ""] : [
+              safe(m.id),
+              safe(m.name),
+              safe(m.version),
+              m.kind,
+              stateText(ctx.style, m.state),
+              relativeTime(m.updatedAt, now),
+            ]
+          ),
+          ctx.style,
+        ));
       }
-      const now = ctx.io.now();
-      ctx.io.out(table(
-        ["ID", "NAME", "VERSION", "KIND", "STATE", "UPDATED"],
-        records.map((
-          m,
-        ) => [m.id, m.name, m.version, m.kind, stateText(ctx.style, m.state), relativeTime(m.updatedAt, now)]),
-        ctx.style,
-      ));
-      return 0;
+      return unreadableRows(ctx, skipped.length, "module row(s)");
     }),
 };
 
@@ -308,12 +317,12 @@ const modulesGet: Command = {
         return 0;
       }
       const rows: [string, string][] = [
-        ["id", record.id],
-        ["name", record.name],
-        ["version", record.version],
+        ["id", safe(record.id)],
+        ["name", safe(record.name)],
+        ["version", safe(record.version)],
         ["kind", record.kind],
         ["state", stateText(ctx.style, record.state)],
-        ["description", record.description ?? "-"],
+        ["description", safe(record.description ?? "-")],
         ["updated", `${relativeTime(record.updatedAt, ctx.io.now())} (${record.updatedAt.toISOString()})`],
       ];
       ctx.io.out(rows.map(([name, value]) => `${ctx.style.bold(name.padEnd(12))} ${value}`).join("\n") + "\n");
@@ -337,7 +346,7 @@ const modulesSetState: Command = {
     return withRegistry(ctx, "update", async (reg) => {
       await reg.setModuleState(id, state);
       if (ctx.json) printJson(ctx, { id, state });
-      else ctx.io.out(`${id}: ${stateText(ctx.style, state)}\n`);
+      else ctx.io.out(`${safe(id)}: ${stateText(ctx.style, state)}\n`);
       return 0;
     });
   },
@@ -353,7 +362,7 @@ const modulesRegister: Command = {
       const { manifest } = await registerModuleFromManifest(reg, ctx.args[0]!);
       if (ctx.json) {
         printJson(ctx, { id: manifest.id, name: manifest.name, version: manifest.version, state: "loaded" });
-      } else ctx.io.out(`registered ${manifest.id} ${manifest.version} (${manifest.kind}), state loaded\n`);
+      } else ctx.io.out(safe(`registered ${manifest.id} ${manifest.version} (${manifest.kind}), state loaded`) + "\n");
       return 0;
     }),
 };
@@ -367,7 +376,7 @@ const modulesRemove: Command = {
       const id = ctx.args[0]!;
       if (!await reg.deleteModule(id)) throw new UnknownModuleError(id);
       if (ctx.json) printJson(ctx, { id, removed: true });
-      else ctx.io.out(`removed ${id}\n`);
+      else ctx.io.out(`removed ${safe(id)}\n`);
       return 0;
     }),
 };
@@ -381,51 +390,75 @@ const configList: Command = {
     withRegistry(ctx, "optional-key", async (reg) => {
       const prefix = ctx.args[0] ?? "";
       const keyed = reg.sealing !== undefined;
-      const rows = reg.db.prepare("SELECT key, value, updated_at FROM config ORDER BY key").all()
-        .filter((row) => typeof row.key === "string" && row.key.startsWith(prefix));
-      const entries = [];
-      for (const row of rows) {
-        const key = String(row.key);
-        const updatedAt = String(row.updated_at);
-        let value: unknown;
-        let sealed = false;
-        try {
-          value = await reg.getConfig(key);
-        } catch (error) {
-          if (!keyed && error instanceof KernelError && error.name === "KeyRequiredError") sealed = true;
-          else throw error;
-        }
-        entries.push({ key, value, sealed, updatedAt });
-      }
+      // A value that cannot be read is marked, and the rest still listed.
+      const page = await reg.listConfig({ ...(prefix === "" ? {} : { prefix }), invalid: "skip" });
+      const skipped = page.skipped ?? [];
+      type Row = { key: string; value?: unknown; sealed?: true; error?: string; updatedAt: Date | undefined };
+      const rows: Row[] = [
+        ...page.map((e): Row => ({ key: e.key, value: e.value, updatedAt: e.updatedAt })),
+        ...skipped.map(({ key, error, updatedAt }): Row =>
+          !keyed && error instanceof KeyRequiredError
+            ? { key, sealed: true, updatedAt }
+            : { key, error: error.message, updatedAt }
+        ),
+      ].sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+      const unreadable = rows.filter((row) => row.error !== undefined).length;
       if (ctx.json) {
-        ctx.io.out(`[${
-          entries.map((e) =>
-            `\n  {"key":${JSON.stringify(e.key)},${e.sealed ? '"sealed":true' : `"value":${encodeJson(e.value)}`},` +
-            `"updatedAt":${JSON.stringify(e.updatedAt)}}`
+        ctx.io.out(safeJson(`[${
+          rows.map((e) =>
+            `\n  {"key":${JSON.stringify(e.key)},${
+              e.sealed
+                ? '"sealed":true'
+                : e.error !== undefined
+                ? `"error":${JSON.stringify(e.error)}`
+                : `"value":${encodeJson(e.value)}`
+            },` +
+            `"updatedAt":${JSON.stringify(validDate(e.updatedAt)?.toISOString() ?? null)}}`
           ).join(",")
-        }${entries.length > 0 ? "\n" : ""}]\n`);
-        return 0;
+        }${rows.length > 0 ? "\n" : ""}]\n`));
+        return unreadableRows(ctx, unreadable, "config value(s)");
       }
-      if (entries.length === 0) {
-        ctx.io.out(prefix === "" ? "no config values\n" : `no config keys start with '${prefix}'\n`);
+      if (rows.length === 0) {
+        ctx.io.out(prefix === "" ? "no config values\n" : `no config keys start with '${safe(prefix)}'\n`);
         return 0;
       }
       const now = ctx.io.now();
       ctx.io.out(table(
         ["KEY", "VALUE", "UPDATED"],
-        entries.map((e) => {
-          const when = new Date(e.updatedAt);
+        rows.map((e) => {
+          const when = validDate(e.updatedAt);
           return [
-            e.key,
-            e.sealed ? ctx.style.dim("(sealed)") : shortJson(e.value),
-            Number.isNaN(when.getTime()) ? e.updatedAt : relativeTime(when, now),
+            safe(e.key),
+            e.sealed
+              ? ctx.style.dim("(sealed)")
+              : e.error !== undefined
+              ? ctx.style.red(`(unreadable: ${safe(e.error)})`)
+              : shortJson(e.value),
+            when === undefined ? "" : relativeTime(when, now),
           ];
         }),
         ctx.style,
       ));
-      return 0;
+      return unreadableRows(ctx, unreadable, "config value(s)");
     }),
 };
+
+function validDate(date: Date | undefined): Date | undefined {
+  return date === undefined || Number.isNaN(date.getTime()) ? undefined : date;
+}
+
+/** After a listing: a line on stderr when rows could not be read, naming what to run; the exit code. */
+function unreadableRows(ctx: CommandContext, count: number, what: string): number {
+  if (count === 0) return 0;
+  const message = `${count} ${what} cannot be read`;
+  const hint = "`oxide-registry verify` lists every bad row";
+  ctx.io.err(
+    ctx.json
+      ? `${JSON.stringify({ error: { kind: "serde", message, hint } })}\n`
+      : `oxide-registry: ${message} (${hint})\n`,
+  );
+  return 1;
+}
 
 const configGet: Command = {
   name: ["config", "get"],
@@ -435,7 +468,9 @@ const configGet: Command = {
     withRegistry(ctx, "read-key", async (reg) => {
       const key = ctx.args[0]!;
       const value = await reg.getConfig(key);
-      ctx.io.out(ctx.json ? `{"key":${JSON.stringify(key)},"value":${encodeJson(value)}}\n` : `${encodeJson(value)}\n`);
+      ctx.io.out(
+        safeJson(ctx.json ? `{"key":${JSON.stringify(key)},"value":${encodeJson(value)}}` : encodeJson(value)) + "\n",
+      );
       return 0;
     }),
 };
@@ -461,7 +496,7 @@ reg.restoreConfig(key, revision).`,
       const sealedShut = (v: { sealed: boolean; value: unknown; error?: unknown }) =>
         v.sealed && v.value === undefined && reg.sealing === undefined;
       if (ctx.json) {
-        ctx.io.out(
+        ctx.io.out(safeJson(
           `[${
             versions.map((v) =>
               `\n  {"key":${JSON.stringify(v.key)},"version":${v.version},"revision":${v.revision},` +
@@ -476,7 +511,7 @@ reg.restoreConfig(key, revision).`,
               `"updatedAt":${JSON.stringify(v.updatedAt?.toISOString() ?? null)}}`
             ).join(",")
           }${versions.length > 0 ? "\n" : ""}]\n`,
-        );
+        ));
         return 0;
       }
       const now = ctx.io.now();
@@ -489,7 +524,7 @@ reg.restoreConfig(key, revision).`,
           sealedShut(v)
             ? ctx.style.dim("(sealed)")
             : v.error !== undefined
-            ? ctx.style.red(`(unreadable: ${v.error.message})`)
+            ? ctx.style.red(`(unreadable: ${safe(v.error.message)})`)
             : shortJson(v.value),
         ]),
         ctx.style,
@@ -536,7 +571,7 @@ Resume after a restart with --from (the last revision seen plus 1).`,
           if (event.space === "config") {
             const shut = event.sealed && event.value === undefined && event.error === undefined;
             if (ctx.json) {
-              ctx.io.out(
+              ctx.io.out(safeJson(
                 `{"space":"config","type":"${event.type}","key":${JSON.stringify(event.key)},` +
                   `"revision":${event.revision},"version":${event.version}` +
                   (event.type === "delete"
@@ -547,23 +582,23 @@ Resume after a restart with --from (the last revision seen plus 1).`,
                     ? `,"error":${JSON.stringify(event.error.message)}`
                     : `,"value":${encodeJson(event.value)}`) +
                   `,"updatedAt":${JSON.stringify(event.updatedAt?.toISOString() ?? null)}}\n`,
-              );
+              ));
             } else {
               const what = event.type === "delete"
                 ? ""
                 : shut
                 ? ctx.style.dim("(sealed)")
                 : event.error !== undefined
-                ? ctx.style.red(`(unreadable: ${event.error.message})`)
+                ? ctx.style.red(`(unreadable: ${safe(event.error.message)})`)
                 : shortJson(event.value, 120);
               ctx.io.out(
-                `${event.revision} ${event.type} config ${event.key}${what === "" ? "" : ` ${what}`}\n`,
+                `${event.revision} ${event.type} config ${safe(event.key)}${what === "" ? "" : ` ${what}`}\n`,
               );
             }
           } else if (ctx.json) {
             ctx.io.out(
               `${
-                JSON.stringify({
+                safeJson(JSON.stringify({
                   space: "modules",
                   type: event.type,
                   id: event.id,
@@ -571,16 +606,16 @@ Resume after a restart with --from (the last revision seen plus 1).`,
                   version: event.version,
                   ...(event.module === undefined ? {} : { module: moduleJson(event.module) }),
                   ...(event.error === undefined ? {} : { error: event.error.message }),
-                })
+                }))
               }\n`,
             );
           } else {
             const what = event.type === "delete"
               ? ""
               : event.module === undefined
-              ? ctx.style.red(`(unreadable: ${event.error?.message ?? "?"})`)
-              : `${event.module.version} ${stateText(ctx.style, event.module.state)}`;
-            ctx.io.out(`${event.revision} ${event.type} module ${event.id}${what === "" ? "" : ` ${what}`}\n`);
+              ? ctx.style.red(`(unreadable: ${safe(event.error?.message ?? "?")})`)
+              : `${safe(event.module.version)} ${stateText(ctx.style, event.module.state)}`;
+            ctx.io.out(`${event.revision} ${event.type} module ${safe(event.id)}${what === "" ? "" : ` ${what}`}\n`);
           }
         }
       } finally {
@@ -608,10 +643,21 @@ const configSet: Command = {
         `quote text as JSON, e.g. '"${text.replaceAll('"', '\\"')}"'`,
       );
     }
+    try {
+      // The registry's own rules (finite numbers, integers oxide-k can read, no lone surrogates), before opening it.
+      encodeJson(value);
+    } catch (error) {
+      if (!(error instanceof SerializationError)) throw error;
+      throw new UsageError(
+        `the value ${JSON.stringify(text)} cannot be stored: ${error.message.replace(/^serialization error: /, "")}`,
+        undefined,
+        "store only what JSON carries to oxide-k; quote other numbers as text",
+      );
+    }
     return withRegistry(ctx, "write", async (reg) => {
       await reg.setConfig(key, value);
       if (ctx.json) printJson(ctx, { key, set: true });
-      else ctx.io.out(`set ${key}\n`);
+      else ctx.io.out(`set ${safe(key)}\n`);
       return 0;
     });
   },
@@ -626,7 +672,7 @@ const configDelete: Command = {
       const key = ctx.args[0]!;
       if (!await reg.deleteConfig(key)) throw new ConfigNotFoundError(key);
       if (ctx.json) printJson(ctx, { key, deleted: true });
-      else ctx.io.out(`deleted ${key}\n`);
+      else ctx.io.out(`deleted ${safe(key)}\n`);
       return 0;
     }),
 };
@@ -650,7 +696,7 @@ const verify: Command = {
       else {
         ctx.io.out(table(
           ["CHECK", "TABLE", "ROW", "PROBLEM"],
-          report.problems.map((p) => [p.check, p.table ?? "-", p.row ?? "-", p.message]),
+          report.problems.map((p) => [p.check, safe(p.table ?? "-"), safe(p.row ?? "-"), safe(p.message)]),
           ctx.style,
         ));
         ctx.io.out(`${ctx.style.red(`${report.problems.length} problem(s)`)} in ${counts}\n`);
@@ -681,7 +727,9 @@ const backup: Command = {
         bar.done();
       }
       if (ctx.json) printJson(ctx, result);
-      else ctx.io.out(`backed up ${reg.path} to ${result.path} (${result.pages} pages, ${bytes(result.bytes)})\n`);
+      else {ctx.io.out(
+          safe(`backed up ${reg.path} to ${result.path} (${result.pages} pages, ${bytes(result.bytes)})`) + "\n",
+        );}
       return 0;
     }),
 };
@@ -718,7 +766,7 @@ Rows carry their versions and revisions; the change log (every kept version) is 
       }
       const text = `${JSON.stringify(doc, null, 2)}\n`;
       if (file === undefined) {
-        ctx.io.out(text);
+        ctx.io.out(safeJson(text));
         return 0;
       }
       const temp = `${file}.tmp-${crypto.randomUUID().slice(0, 8)}`;
@@ -738,7 +786,9 @@ Rows carry their versions and revisions; the change log (every kept version) is 
       if (ctx.json) printJson(ctx, summary);
       else {
         ctx.io.out(
-          `exported ${summary.modules} module(s), ${summary.config} config value(s), ${summary.decisions} decision(s) to ${file}\n`,
+          safe(
+            `exported ${summary.modules} module(s), ${summary.config} config value(s), ${summary.decisions} decision(s) to ${file}`,
+          ) + "\n",
         );
       }
       return 0;
@@ -779,9 +829,13 @@ const importCommand: Command = {
       if (ctx.json) printJson(ctx, result);
       else {
         ctx.io.out(
-          `imported ${result.modules} module(s), ${result.config} config value(s), ${result.decisions} decision(s) into ${reg.path}${
-            result.revisionsRestored ? ", revisions restored" : ` (revisions not restored: ${result.revisionsSkipped})`
-          }\n`,
+          safe(
+            `imported ${result.modules} module(s), ${result.config} config value(s), ${result.decisions} decision(s) into ${reg.path}${
+              result.revisionsRestored
+                ? ", revisions restored"
+                : ` (revisions not restored: ${result.revisionsSkipped})`
+            }`,
+          ) + "\n",
         );
       }
       return 0;
@@ -801,7 +855,7 @@ const rekey: Command = {
       }
       await reg.rekey(newKey);
       if (ctx.json) printJson(ctx, { path: reg.path, rekeyed: true, scheme: reg.sealing.scheme });
-      else ctx.io.out(`rekeyed ${reg.path}: open it with the new key from now on\n`);
+      else ctx.io.out(safe(`rekeyed ${reg.path}: open it with the new key from now on`) + "\n");
       return 0;
     });
   },
@@ -828,7 +882,7 @@ const rotate: Command = {
       }
       const count = await reg.rotateDataKey();
       if (ctx.json) printJson(ctx, { path: reg.path, resealed: count, keyId: reg.sealing.keyId });
-      else ctx.io.out(`re-sealed ${count} value(s) under data key ${reg.sealing.keyId}\n`);
+      else ctx.io.out(safe(`re-sealed ${count} value(s) under data key ${reg.sealing.keyId}`) + "\n");
       return 0;
     }),
 };

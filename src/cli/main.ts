@@ -10,7 +10,7 @@ import { KernelError } from "../errors.ts";
 import { KEY_ENV_VAR } from "../sealing/key.ts";
 import type { EngineChoice } from "../sqlite/open.ts";
 import { CliError, type Command, type CommandContext, COMMANDS, UsageError } from "./commands.ts";
-import { type CliIo, processIo, styles } from "./_format.ts";
+import { type CliIo, processIo, safe, safeJson, styles } from "./_format.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 
 /** The program's name in messages and help. */
@@ -66,11 +66,19 @@ async function run(args: string[], io: CliIo): Promise<number> {
       io.out(`${PROGRAM} ${VERSION}\n`);
       return EXIT.ok;
     }
-    if (words.length === 0 || args.includes("--help") || args.includes("-h")) {
+    const help = args.includes("--help") || args.includes("-h");
+    // A noun alone (`config`) lists its commands, as no command at all lists every one.
+    const noun = words.length === 1 && COMMANDS.some((c) => c.name.length > 1 && c.name[0] === words[0]);
+    if (words.length === 0 || noun || help) {
       io.out(overview(words));
-      return words.length === 0 && !args.includes("--help") && !args.includes("-h") ? EXIT.usage : EXIT.ok;
+      return help ? EXIT.ok : EXIT.usage;
     }
-    throw new UsageError(`unknown command '${words.join(" ")}'`);
+    const known = COMMANDS.some((c) => c.name[0] === words[0] && c.name.length > 1);
+    throw new UsageError(
+      `unknown command '${words.join(" ")}'`,
+      undefined,
+      known ? `\`${PROGRAM} ${words[0]} --help\` lists its commands` : `\`${PROGRAM} --help\` lists the commands`,
+    );
   }
   const options = { ...GLOBAL_OPTIONS, ...command.options };
   let parsed;
@@ -78,7 +86,17 @@ async function run(args: string[], io: CliIo): Promise<number> {
     parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (error) {
     const message = (error as Error).message.split("\n")[0]!.replace(/\. To specify.*$/, "").replace(/\.$/, "");
-    throw new UsageError(message.charAt(0).toLowerCase() + message.slice(1), command);
+    // `config set n -5`: a value that starts with '-' reads as an option unless it comes after `--`.
+    const dashed = /^Unknown option '(-[^-].*|-\d.*)'/.exec(message)?.[1];
+    throw new UsageError(
+      message.charAt(0).toLowerCase() + message.slice(1),
+      command,
+      dashed === undefined
+        ? undefined
+        : `to pass a value starting with '-', put \`--\` before it: \`${PROGRAM} ${
+          command.name.join(" ")
+        } ... -- ${dashed}\``,
+    );
   }
   const values = parsed.values as Record<string, string | boolean | undefined>;
   if (values.help) {
@@ -127,9 +145,20 @@ function commandWords(args: string[]): string[] {
   const words: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
+    if (arg === "--") break;
     if (arg.startsWith("-")) {
       // Global options with a value: skip the value too.
-      if ((arg === "--db" || arg === "--engine") && !arg.includes("=")) i++;
+      if (arg === "--db" || arg === "--engine") {
+        const value = args[i + 1];
+        if (value === undefined || value.startsWith("--")) {
+          throw new UsageError(
+            `option '${arg}' needs a value`,
+            undefined,
+            `\`${PROGRAM} ${arg} ${arg === "--db" ? "PATH" : "NAME"} <command>\`; see \`${PROGRAM} --help\``,
+          );
+        }
+        i++;
+      }
       continue;
     }
     words.push(arg);
@@ -182,9 +211,10 @@ function report(io: CliIo, error: unknown, json: boolean): number {
   const message = oneLine(error instanceof Error ? error.message : String(error));
   if (json) {
     const kind = error instanceof KernelError ? error.kind : error instanceof UsageError ? "usage" : "other";
-    io.err(`${JSON.stringify({ error: { kind, message, hint } })}\n`);
+    io.err(`${safeJson(JSON.stringify({ error: { kind, message, hint } }))}\n`);
   } else {
-    io.err(`${PROGRAM}: ${message}${hint === undefined ? "" : ` (${hint})`}\n`);
+    // Messages quote ids, keys and values from the file: never let them reach the terminal raw.
+    io.err(`${PROGRAM}: ${safe(message)}${hint === undefined ? "" : ` (${safe(hint)})`}\n`);
   }
   return code;
 }
@@ -208,6 +238,7 @@ function hintFor(error: unknown): string | undefined {
       if (error.name === "KeyRequiredError") return `set ${KEY_ENV_VAR}`;
       return undefined;
     case "other":
+    case "serde":
       return `\`${PROGRAM} verify\` lists every bad row`;
     default:
       return (error as { hint?: string }).hint;

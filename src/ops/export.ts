@@ -11,7 +11,7 @@ import { isModuleKind, isModuleState, type ModuleKind, type ModuleState } from "
 import { applyMigrations } from "../schema.ts";
 import { BATCH_END_SQL, CURRENT_REVISION_SQL, REWRITE_BEGIN_SQL } from "../store/sqlite/_revision_sql.ts";
 import { sealedScheme, type Sealing, SEALING_MIGRATIONS } from "../sealing/sealing.ts";
-import { jsonTextProblem, looksSealed } from "./verify.ts";
+import { jsonProblemText, jsonTextProblem, looksSealed } from "./verify.ts";
 import { isEnvelopeSealed } from "../sealing/envelope.ts";
 import type { Engine, Row, SqlValue } from "../sqlite/engine.ts";
 import { formatTimestamp, parseTimestamp } from "../time.ts";
@@ -793,7 +793,7 @@ function unreadable(what: string, name: string, detail: string): SerializationEr
 function checkJson(json: string, what: string): void {
   const problem = jsonTextProblem(json);
   if (problem !== undefined) {
-    throw new SerializationError(`${what} ${problem} (run verify to list every bad row)`);
+    throw new SerializationError(`${jsonProblemText(what, problem)} (run verify to list every bad row)`);
   }
 }
 
@@ -873,7 +873,7 @@ function checkDocument(document: unknown): CheckedDocument {
       // The registry's own rules: a lone surrogate escape (`"\ud800"`) or `1e400` is JSON to JavaScript, but
       // serde_json (so oxide-k) refuses it, and `1e400` would read back as Infinity, written on as `null`.
       const problem = jsonTextProblem(item[field] as string);
-      if (problem !== undefined) fail(where, `${field} ${problem}`);
+      if (problem !== undefined) fail(where, jsonProblemText(field, problem));
     }
   };
   const unique = (name: string, items: Record<string, unknown>[], field: string) => {
@@ -1048,7 +1048,7 @@ function checkRevisions(
     }
     if (c.json !== undefined) {
       const problem = typeof c.json === "string" ? jsonTextProblem(c.json) : "is not text";
-      if (problem !== undefined) problems.push(`json ${problem}`);
+      if (problem !== undefined) problems.push(jsonProblemText("json", problem));
     }
     if (c.sealed !== undefined) {
       if (typeof c.sealed !== "string" || !looksSealed(c.sealed)) problems.push("sealed is not sealed text");

@@ -178,14 +178,16 @@ export async function verifyRegistry(target: VerifyTarget): Promise<VerifyReport
         } else {
           const message = (error as Error).message;
           // A plain value in a sealed registry: say so, and also what is wrong with its text.
-          const detail = unreadable === undefined || message.includes(unreadable) ? "" : `; its text: ${unreadable}`;
+          const detail = unreadable === undefined || message.includes(unreadable)
+            ? ""
+            : `; ${jsonProblemText("its text", unreadable)}`;
           report(sealed || target.keyed ? "sealed" : "config", "config", row.key, message + detail);
           failed = true;
         }
       }
       if (failed) continue;
       if (unreadable !== undefined) {
-        report("config", "config", row.key, `value ${unreadable}, which oxide-k cannot read`);
+        report("config", "config", row.key, jsonProblemText("value", unreadable));
       }
       if (typeof row.updated_at !== "string" || parseTimestamp(row.updated_at) === undefined) {
         report(
@@ -327,7 +329,7 @@ export function looksSealed(stored: string): boolean {
  * What serde_json (so oxide-k) would refuse in stored JSON text, or `undefined` when it reads it: not JSON at all, a
  * number out of range (`1e400`, which JavaScript reads as Infinity and would write back as `null`), a lone surrogate
  * escape (`"\\ud800"`), or nesting deeper than serde_json's limit. As `is not valid JSON: ...`,
- * `holds a number out of range at $.a`, ...
+ * `: the number at $.a is out of range, which oxide-k cannot read`, ... (see {@linkcode jsonProblemText}).
  */
 export function jsonTextProblem(text: string): string | undefined {
   let value: unknown;
@@ -337,16 +339,23 @@ export function jsonTextProblem(text: string): string | undefined {
     return `is not valid JSON: ${(error as Error).message}`;
   }
   const lone = findLoneSurrogate(value);
-  if (lone !== undefined) return `holds ${lone.replace(/^the /, "a ")}`;
+  if (lone !== undefined) return `: ${lone}, which oxide-k cannot read`;
   return numberOrDepthProblem(value, 0, []);
+}
+
+/** `subject` followed by a {@linkcode jsonTextProblem}: `json is not valid JSON: ...`, `json: the string at ...`. */
+export function jsonProblemText(subject: string, problem: string): string {
+  return problem.startsWith(":") ? `${subject}${problem}` : `${subject} ${problem}`;
 }
 
 function numberOrDepthProblem(value: unknown, depth: number, keys: (string | number)[]): string | undefined {
   if (typeof value === "number") {
-    return Number.isFinite(value) ? undefined : `holds a number out of range at ${pathText(keys)}`;
+    return Number.isFinite(value)
+      ? undefined
+      : `: the number at ${pathText(keys)} is out of range, which oxide-k cannot read`;
   }
   if (typeof value !== "object" || value === null) return undefined;
-  if (depth >= MAX_JSON_DEPTH) return `is nested deeper than ${MAX_JSON_DEPTH} levels`;
+  if (depth >= MAX_JSON_DEPTH) return `is nested deeper than ${MAX_JSON_DEPTH} levels, which oxide-k cannot read`;
   const entries: [string | number, unknown][] = Array.isArray(value)
     ? value.map((item, i) => [i, item])
     : Object.entries(value);
@@ -376,7 +385,7 @@ function decisionProblem(row: Row): string | undefined {
     const text = row[column];
     if (typeof text !== "string") return `${column} is not text: ${describe(text)}`;
     const problem = jsonTextProblem(text);
-    if (problem !== undefined) return `${column} ${problem}`;
+    if (problem !== undefined) return jsonProblemText(column, problem);
   }
   if (typeof row.confidence !== "number" || !(row.confidence >= 0 && row.confidence <= 1)) {
     return `confidence is ${describe(row.confidence)}, not a number in [0, 1]`;
