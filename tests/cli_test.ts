@@ -9,7 +9,6 @@ import { CLI, cliCommandLine, cliFlags, type CliResult, runCli, type RunCliOptio
 import { Worker } from "./_subprocess.ts";
 import { COMMANDS } from "../src/cli/commands.ts";
 import { relativeTime } from "../src/cli/_format.ts";
-import { within } from "./_watchdog.ts";
 
 const KEY = "correct horse battery staple";
 
@@ -614,10 +613,24 @@ Deno.test("config history: a table newest first, --json, --limit, a missing key"
 });
 
 /** Starts `watch` as a subprocess with the task's permissions; reads its stdout line by line. */
-function startWatch(folder: string, args: string[]) {
+/**
+ * How long a watch test waits for a line or an exit before it kills the watch and fails: a hang fails the test
+ * instead of hanging CI. Generous: it only bounds a bug, it measures nothing.
+ */
+const WATCHDOG_MS = 60_000;
+
+function startWatch(folder: string, args: string[], env: Record<string, string> = {}, watchdogMs = WATCHDOG_MS) {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--no-prompt", ...cliFlags(folder), CLI, "--db", "r.db", "watch", ...args],
     cwd: folder,
+    env: {
+      ...env,
+      ...Object.fromEntries(["HOME", "DENO_DIR", "PATH"].flatMap((name) => {
+        const value = Deno.env.get(name);
+        return value === undefined ? [] : [[name, value]];
+      })),
+    },
+    clearEnv: true,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -625,7 +638,28 @@ function startWatch(folder: string, args: string[]) {
   const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   const stderr = new Response(child.stderr).text();
   let buffered = "";
-  const readLine = async (): Promise<string | undefined> => {
+  const kill = () => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  };
+  const guarded = async <T>(what: string, promise: Promise<T>): Promise<T> => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const watchdog = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        kill();
+        reject(new Error(`watchdog: the watch ${what} within ${watchdogMs / 1000} s; it was killed`));
+      }, watchdogMs);
+    });
+    try {
+      return await Promise.race([promise, watchdog]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  const read = async (): Promise<string | undefined> => {
     while (!buffered.includes("\n")) {
       const next = await reader.read();
       if (next.done) return undefined;
@@ -636,19 +670,21 @@ function startWatch(folder: string, args: string[]) {
     buffered = buffered.slice(end + 1);
     return text;
   };
-  const line = () => within(readLine(), `a line from \`watch ${args.join(" ")}\``);
+  const line = (): Promise<string | undefined> => guarded("printed no line", read());
   return {
     child,
     line,
+    /** Kills the watch (a test that failed midway); safe when it already ended. */
+    kill,
     /** Waits for the exit; returns the code, stderr and the lines not read yet. */
     finish(): Promise<{ code: number; stderr: string; rest: string[] }> {
-      return within(
+      return guarded(
+        "did not exit",
         (async () => {
           const rest: string[] = [];
-          for (let text = await readLine(); text !== undefined; text = await readLine()) rest.push(text);
+          for (let text = await read(); text !== undefined; text = await read()) rest.push(text);
           return { code: (await child.status).code, stderr: await stderr, rest };
         })(),
-        `the exit of \`watch ${args.join(" ")}\``,
       );
     },
   };
@@ -701,7 +737,7 @@ Deno.test("watch: a subprocess prints each write as one JSON line, resumes with 
     assert.deepEqual(end, { code: 0, stderr: "", rest: [] });
   } finally {
     if (!ended) {
-      watch.child.kill("SIGKILL");
+      watch.kill();
       await watch.finish();
     }
   }
@@ -730,7 +766,7 @@ Deno.test("watch: human lines, and a compacted --from exits 1 with the Compacted
     assert.deepEqual(end, { code: 0, stderr: "", rest: [] });
   } finally {
     if (!ended) {
-      watch.child.kill("SIGKILL");
+      watch.kill();
       await watch.finish();
     }
   }
@@ -870,4 +906,56 @@ Deno.test("CLI verify on a file whose change-log trigger was dropped names it an
     raw.close();
   }
   fails(await runCli(dir.path, ["--db", "r.db", "verify"]), 1, /trigger\(s\) or index oxide_config_update are missing/);
+});
+
+Deno.test("watch on a sealed registry: values opened with the key, (sealed) without it", async () => {
+  await using dir = await tempDir();
+  {
+    await using reg = await StateRegistry.openEncrypted(dir.file("r.db"), KEY);
+    await reg.setConfig("api.token", "s3cr3t");
+  }
+  for (const keyed of [true, false]) {
+    const watch = startWatch(
+      dir.path,
+      ["--from", "1", ...(keyed ? ["--json"] : [])],
+      keyed ? { OXIDE_REGISTRY_KEY: KEY } : {},
+    );
+    let ended = false;
+    try {
+      const first = await watch.line();
+      if (keyed) {
+        const event = JSON.parse(first!);
+        assert.deepEqual([event.type, event.key, event.value], ["put", "api.token", "s3cr3t"]);
+      } else {
+        assert.equal(first, "1 put config api.token (sealed)");
+        assert.equal(await watch.line(), "2 put config api.token (sealed)"); // The keyed round's write.
+      }
+      {
+        await using reg = await StateRegistry.openEncrypted(dir.file("r.db"), KEY);
+        await reg.setConfig("api.token", keyed ? "rotated" : "again");
+      }
+      const second = await watch.line();
+      if (keyed) assert.equal(JSON.parse(second!).value, "rotated");
+      else assert.equal(second, "3 put config api.token (sealed)");
+      watch.child.kill("SIGINT");
+      const end = await watch.finish();
+      ended = true;
+      assert.deepEqual(end, { code: 0, stderr: "", rest: [] });
+    } finally {
+      if (!ended) {
+        watch.kill();
+        await watch.finish();
+      }
+    }
+  }
+});
+
+Deno.test("the watch tests' watchdog kills a watch that prints nothing and fails instead of hanging", async () => {
+  await using dir = await tempDir();
+  ok(await runCli(dir.path, ["--db", "r.db", "config", "set", "k", "1"]));
+  // Nothing will ever be printed; a short watchdog (no timing is asserted: only that the guard ends the wait).
+  const watch = startWatch(dir.path, ["nothing.under.this."], {}, 1_000);
+  await assert.rejects(watch.line(), /watchdog: the watch printed no line within 1 s; it was killed/);
+  const end = await watch.finish();
+  assert.notEqual(end.code, 0, "killed");
 });
