@@ -333,6 +333,7 @@ Deno.test("CLI usage errors, unknown commands, missing and wrong keys: exit code
       /'s\.db' is sealed \(envelope scheme\) and no key was given \(set OXIDE_REGISTRY_KEY/,
     ],
     ["wrong key", ["--db", "s.db", "config", "get", "k"], { OXIDE_REGISTRY_KEY: "wrong" }, 1, /wrong key/],
+    ["bad scheme", ["info", "--scheme", "rot13"], {}, 2, /--scheme must be envelope or oxide-k, got 'rot13'/],
     ["missing config key", ["--db", "p.db", "config", "get", "nope"], {}, 1, /configuration key not found: nope/],
   ];
   for (const [name, args, env, code, pattern] of cases) {
@@ -958,4 +959,26 @@ Deno.test("the watch tests' watchdog kills a watch that prints nothing and fails
   await assert.rejects(watch.line(), /watchdog: the watch printed no line within 1 s; it was killed/);
   const end = await watch.finish();
   assert.notEqual(end.code, 0, "killed");
+});
+
+Deno.test("CLI --scheme oxide-k opens a registry shared with a Rust kernel; without it the CLI refuses, naming the option", async () => {
+  await using dir = await tempDir();
+  {
+    await using reg = await StateRegistry.openEncrypted(dir.file("r.db"), KEY, { scheme: "oxide-k" });
+    await reg.setConfig("api.token", "s3cr3t");
+  }
+  const env = { env: { OXIDE_REGISTRY_KEY: KEY } };
+  fails(
+    await runCli(dir.path, ["--db", "r.db", "config", "get", "api.token"], env),
+    1,
+    /oxide-k scheme.*\(a registry shared with a Rust oxide-k kernel is opened with --scheme oxide-k\)/,
+  );
+  const opened = ["--db", "r.db", "--scheme", "oxide-k"];
+  assert.equal(ok(await runCli(dir.path, [...opened, "config", "get", "api.token"], env)), '"s3cr3t"\n');
+  const rekeyed = await runCli(dir.path, [...opened, "rekey"], {
+    env: { OXIDE_REGISTRY_KEY: KEY, OXIDE_REGISTRY_NEW_KEY: "another passphrase" },
+  });
+  assert.equal(ok(rekeyed), "rekeyed r.db: open it with the new key from now on\n");
+  const next = { env: { OXIDE_REGISTRY_KEY: "another passphrase" } };
+  assert.equal(ok(await runCli(dir.path, [...opened, "config", "get", "api.token"], next)), '"s3cr3t"\n');
 });

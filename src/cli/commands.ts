@@ -61,6 +61,8 @@ export interface CommandContext {
   json: boolean;
   dbPath: string;
   engine: EngineChoice;
+  /** The sealing scheme a keyed open expects (`--scheme`); absent: the library's default (envelope). */
+  scheme: "envelope" | "oxide-k" | undefined;
   /** The positional arguments after the command words. */
   args: string[];
   /** Parsed options (global and the command's own). */
@@ -111,11 +113,12 @@ async function openRegistry(ctx: CommandContext, mode: OpenMode): Promise<StateR
   }
   const readonly = mode === "read" || mode === "optional-key" || mode === "read-key";
   const options = { engine: ctx.engine, readonly };
+  const keyedOptions = { ...options, ...(ctx.scheme === undefined ? {} : { scheme: ctx.scheme }) };
   if (!exists) {
     const key = mode === "write" ? nonEmpty(ctx.io.env(KEY_ENV_VAR)) : undefined;
     return key === undefined
       ? await StateRegistry.connect(path, options)
-      : await StateRegistry.openEncrypted(path, key, options);
+      : await StateRegistry.openEncrypted(path, key, keyedOptions);
   }
   const keyless = await StateRegistry.connect(path, options);
   if (mode === "read" || mode === "update" || mode === "create") return keyless;
@@ -139,7 +142,7 @@ async function openRegistry(ctx: CommandContext, mode: OpenMode): Promise<StateR
     );
   }
   await keyless.close();
-  return await StateRegistry.openEncrypted(path, key, options);
+  return await StateRegistry.openEncrypted(path, key, keyedOptions);
 }
 
 async function promptKey(ctx: CommandContext, prompt: string): Promise<string | undefined> {

@@ -26,6 +26,7 @@ export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 const GLOBAL_OPTIONS = {
   db: { type: "string" },
   engine: { type: "string" },
+  scheme: { type: "string" },
   json: { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
@@ -34,6 +35,8 @@ const GLOBAL_OPTIONS = {
 const GLOBAL_HELP = `Options (every command):
   --db PATH        registry file (default: $OXIDE_REGISTRY_PATH, else ./data/registry.db)
   --engine NAME    auto (default), ffi or node
+  --scheme NAME    the sealing scheme a keyed open expects: envelope (default), or oxide-k for a registry
+                   shared with a Rust oxide-k kernel (refused otherwise: it could be a downgrade)
   --json           machine-readable output
   -h, --help       help for the command
   -V, --version    the version
@@ -123,6 +126,10 @@ async function run(args: string[], io: CliIo): Promise<number> {
   if (engine !== "auto" && engine !== "ffi" && engine !== "node") {
     throw new UsageError(`--engine must be auto, ffi or node, got '${engine}'`, command);
   }
+  const scheme = values.scheme as string | undefined;
+  if (scheme !== undefined && scheme !== "envelope" && scheme !== "oxide-k") {
+    throw new UsageError(`--scheme must be envelope or oxide-k, got '${scheme}'`, command);
+  }
   const dbPath = (values.db as string | undefined) ?? nonEmpty(io.env("OXIDE_REGISTRY_PATH")) ?? "./data/registry.db";
   const context: CommandContext = {
     io,
@@ -130,6 +137,7 @@ async function run(args: string[], io: CliIo): Promise<number> {
     json: values.json === true,
     dbPath,
     engine: engine as EngineChoice,
+    scheme,
     args: positionals,
     options: values,
   };
@@ -148,7 +156,7 @@ function commandWords(args: string[]): string[] {
     if (arg === "--") break;
     if (arg.startsWith("-")) {
       // Global options with a value: skip the value too.
-      if (arg === "--db" || arg === "--engine") {
+      if (arg === "--db" || arg === "--engine" || arg === "--scheme") {
         const value = args[i + 1];
         if (value === undefined || value.startsWith("--")) {
           throw new UsageError(
@@ -236,6 +244,9 @@ function hintFor(error: unknown): string | undefined {
     case "crypto":
       if (error.name === "WrongKeyError") return `check ${KEY_ENV_VAR}`;
       if (error.name === "KeyRequiredError") return `set ${KEY_ENV_VAR}`;
+      if (error.message.includes('{ scheme: "oxide-k" }')) {
+        return "a registry shared with a Rust oxide-k kernel is opened with --scheme oxide-k";
+      }
       return undefined;
     case "other":
     case "serde":
