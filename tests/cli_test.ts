@@ -691,13 +691,29 @@ function startWatch(folder: string, args: string[], env: Record<string, string> 
   };
 }
 
+/** Runs `body` on a started watch, then ends it with SIGINT and checks it exits cleanly; kills it if `body` throws. */
+async function watching(watch: ReturnType<typeof startWatch>, body: () => Promise<void>): Promise<void> {
+  let ended = false;
+  try {
+    await body();
+    watch.child.kill("SIGINT");
+    const end = await watch.finish();
+    ended = true;
+    assert.deepEqual(end, { code: 0, stderr: "", rest: [] });
+  } finally {
+    if (!ended) {
+      watch.kill();
+      await watch.finish().catch(() => {});
+    }
+  }
+}
+
 Deno.test("watch: a subprocess prints each write as one JSON line, resumes with --from, ends cleanly on SIGINT", async () => {
   await using dir = await tempDir();
   const cli = (...args: string[]) => runCli(dir.path, ["--db", "r.db", ...args]);
   ok(await cli("config", "set", "kernel.greeting", '"Hello"'));
   const watch = startWatch(dir.path, ["kernel.", "--json", "--from", "1"]);
-  let ended = false;
-  try {
+  await watching(watch, async () => {
     // --from 1 replays the first write; then the watch follows writes made here, in this process.
     const first = JSON.parse((await watch.line())!);
     assert.deepEqual({ ...first, updatedAt: undefined }, {
@@ -732,16 +748,7 @@ Deno.test("watch: a subprocess prints each write as one JSON line, resumes with 
       version: 0,
       updatedAt: null,
     });
-    watch.child.kill("SIGINT");
-    const end = await watch.finish();
-    ended = true;
-    assert.deepEqual(end, { code: 0, stderr: "", rest: [] });
-  } finally {
-    if (!ended) {
-      watch.kill();
-      await watch.finish();
-    }
-  }
+  });
 });
 
 Deno.test("watch: human lines, and a compacted --from exits 1 with the CompactedError message", async () => {
@@ -757,20 +764,10 @@ Deno.test("watch: human lines, and a compacted --from exits 1 with the Compacted
   fails(await cli("watch", "--from", "0"), 2, /--from must be a positive integer revision/);
 
   const watch = startWatch(dir.path, ["--from", "3"]);
-  let ended = false;
-  try {
+  await watching(watch, async () => {
     assert.equal(await watch.line(), "3 put config n 3");
     assert.equal(await watch.line(), "4 put config n 4");
-    watch.child.kill("SIGINT");
-    const end = await watch.finish();
-    ended = true;
-    assert.deepEqual(end, { code: 0, stderr: "", rest: [] });
-  } finally {
-    if (!ended) {
-      watch.kill();
-      await watch.finish();
-    }
-  }
+  });
 });
 
 Deno.test("CLI permissions: the cli task has no --allow-ffi and runs every command on node:sqlite; cli:ffi opts in", async (t) => {
@@ -921,8 +918,7 @@ Deno.test("watch on a sealed registry: values opened with the key, (sealed) with
       ["--from", "1", ...(keyed ? ["--json"] : [])],
       keyed ? { OXIDE_REGISTRY_KEY: KEY } : {},
     );
-    let ended = false;
-    try {
+    await watching(watch, async () => {
       const first = await watch.line();
       if (keyed) {
         const event = JSON.parse(first!);
@@ -938,16 +934,7 @@ Deno.test("watch on a sealed registry: values opened with the key, (sealed) with
       const second = await watch.line();
       if (keyed) assert.equal(JSON.parse(second!).value, "rotated");
       else assert.equal(second, "3 put config api.token (sealed)");
-      watch.child.kill("SIGINT");
-      const end = await watch.finish();
-      ended = true;
-      assert.deepEqual(end, { code: 0, stderr: "", rest: [] });
-    } finally {
-      if (!ended) {
-        watch.kill();
-        await watch.finish();
-      }
-    }
+    });
   }
 });
 
