@@ -184,7 +184,7 @@ Deno.test("SQLite txn with wantRevision false writes the same and reads no revis
   }
 });
 
-Deno.test("SQLite rewrite is in place: no new revision or version, and the change log's copies of the old text follow", async () => {
+Deno.test("SQLite rewrite is in place: no new revision or version, and the change log's copies of the old text follow", () => {
   for (const engine of ["ffi", "node"] as const) {
     using db = openEngine(":memory:", { engine });
     migrateRegistry(db);
