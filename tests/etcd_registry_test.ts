@@ -15,6 +15,7 @@ import {
   StateRegistry,
 } from "@oxide/registry";
 import { addressOf, etcdEndpoints, etcdTest } from "./_etcd.ts";
+import { storeOf } from "../src/registry/_store_of.ts";
 
 const ECHO = { id: "echo", name: "Echo", version: "0.1.0", kind: "native" as const, description: "Echoes." };
 
@@ -80,6 +81,33 @@ etcdTest(
     assert.ok(err instanceof RegistryError, String(err));
     assert.match(err.message, /too large for etcd.*at most 63 writes.*nothing was written/);
     assert.equal((await p.a.listConfig({ prefix: "big" })).length, 0);
+  },
+);
+
+etcdTest(
+  "a batch of deletes is refused before anything is sent when its guards would take it over etcd's --max-txn-ops",
+  "cluster",
+  async () => {
+    await using p = await pair();
+    const seed = p.a.batch();
+    for (let i = 0; i < 60; i++) seed.setConfig(`d${i}`, i);
+    await seed.commit();
+    const before = await storeOf(p.a)!.revision();
+    // 60 writes are within the 63 a batch may hold, but each delete also guards the key it read, and etcd counts a
+    // nested transaction's operations against what its parent leaves.
+    const tooMany = p.a.batch();
+    for (let i = 0; i < 60; i++) tooMany.deleteConfig(`d${i}`);
+    const err = await tooMany.commit().catch((e) => e);
+    assert.ok(err instanceof RegistryError, String(err));
+    assert.match(err.message, /too large for etcd: 60 writes.*guards the key it read \(60\).*nothing was written/);
+    assert.equal((await p.a.listConfig({ prefix: "d" })).length, 60);
+    assert.equal(await storeOf(p.a)!.revision(), before);
+    // What fits goes through in one revision.
+    const fits = p.a.batch();
+    for (let i = 0; i < 40; i++) fits.deleteConfig(`d${i}`);
+    const { revision } = await fits.commit();
+    assert.equal(revision, before + 1);
+    assert.equal((await p.a.listConfig({ prefix: "d" })).length, 20);
   },
 );
 

@@ -395,13 +395,15 @@ export class EtcdStore implements Store, AsyncDisposable {
           failure: [receiptRange, ...compareRanges],
         };
       const text = JSON.stringify(body);
-      this.#checkLimits(
-        text,
-        request,
-        sPlan.ops.length + 1,
-        compareRanges.length + fOps.length + 1,
-        userCompares.length + guards.length + 1,
-      );
+      // etcd's count (checkTxnRequest): a transaction's own operations are the most of its compares, success and
+      // failure ops; a nested transaction gets what its parent leaves of --max-txn-ops.
+      const ops = nested
+        ? {
+          outer: 1 + guards.length,
+          inner: Math.max(userCompares.length, sPlan.ops.length + 1, compareRanges.length + fOps.length),
+        }
+        : { outer: Math.max(1 + userCompares.length, sPlan.ops.length + 1, 1 + compareRanges.length), inner: 0 };
+      this.#checkLimits(text, request, ops.outer + ops.inner, guards.length);
       let answer: TxnAnswer;
       try {
         answer = await this.#client.call<TxnAnswer>("/v3/kv/txn", text, { write: true, deadline });
@@ -481,20 +483,23 @@ export class EtcdStore implements Store, AsyncDisposable {
     }
   }
 
-  #checkLimits(
-    text: string,
-    request: TxnRequest,
-    successOps: number,
-    failureOps: number,
-    compares: number,
-  ): void {
+  /**
+   * Refuses, before anything is sent, a transaction etcd would refuse: `ops` is what etcd counts against
+   * `--max-txn-ops` (the outer transaction's operations plus what the nested one takes of the rest), `guards` the
+   * compares that keep the keys a delete, state change or value compare read from changing since.
+   */
+  #checkLimits(text: string, request: TxnRequest, ops: number, guards: number): void {
     const max = this.#config.maxTxnOps;
-    if (successOps > max || failureOps > max || compares > max) {
+    if (ops > max) {
       const writes = Math.max(request.success.length, request.failure?.length ?? 0);
       throw new RegistryError(
         `transaction too large for etcd: ${writes} writes and ${request.compares.length} compares, ` +
           `at most ${this.limits.maxTxnOperations} writes (etcd --max-txn-ops ${max}; each write also ` +
-          `writes a history record); nothing was written`,
+          `writes a history record` +
+          (guards > 0
+            ? `, and each delete, state change or value compare also guards the key it read (${guards})`
+            : "") +
+          `); nothing was written`,
       );
     }
     let userBytes = 0;
