@@ -44,7 +44,7 @@ export type {
   WriteOptions,
 } from "./src/registry/entries.ts";
 export { Batch, type BatchResult } from "./src/registry/batch.ts";
-export type { RekeyOptions, SealingInfo, SealingOptions, SealingScheme } from "./src/sealing/sealing.ts";
+export type { RekeyOptions, ResealOptions, SealingInfo, SealingOptions, SealingScheme } from "./src/sealing/sealing.ts";
 export { KEY_ENV_VAR, type RegistryKey } from "./src/sealing/key.ts";
 export {
   type EtcdOptions,

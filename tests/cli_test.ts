@@ -570,6 +570,43 @@ Deno.test("CLI progress bars are drawn on a terminal and absent when piped; colo
   });
 });
 
+Deno.test("CLI rotate and rekey draw a progress bar on a terminal and none when piped", async (t) => {
+  if (!await haveScript()) {
+    console.log("skipped: `script` (util-linux) is not installed");
+    return;
+  }
+  await using dir = await tempDir();
+  {
+    await using envelope = await StateRegistry.openEncrypted(dir.file("e.db"), KEY);
+    await using oxideK = await StateRegistry.openEncrypted(dir.file("k.db"), KEY, { scheme: "oxide-k" });
+    for (let i = 0; i < 30; i++) {
+      await envelope.setConfig(`k.${i}`, i);
+      await oxideK.setConfig(`k.${i}`, i);
+    }
+  }
+  const keyed = { OXIDE_REGISTRY_KEY: KEY };
+  await t.step("rotate", async () => {
+    const shown = await onTerminal(dir.path, ["--db", "e.db", "rotate"], keyed);
+    assert.match(shown, /rotate ░{30} 0% \(0\/60 values\)/);
+    assert.match(shown, /rotate █{30} 100% \(60\/60 values\)/);
+    assert.match(shown, /re-sealed 30 value\(s\) under data key/);
+    const piped = await runCli(dir.path, ["--db", "e.db", "rotate"], { env: keyed });
+    assert.match(ok(piped), /^re-sealed 30 value\(s\)/);
+    assert.doesNotMatch(piped.stdout + piped.stderr, /█|░|\x1b/);
+  });
+  await t.step("rekey (oxide-k scheme: every value re-sealed)", async () => {
+    const opened = ["--db", "k.db", "--scheme", "oxide-k", "rekey"];
+    const shown = await onTerminal(dir.path, opened, { ...keyed, OXIDE_REGISTRY_NEW_KEY: "second key" });
+    assert.match(shown, /rekey █{30} 100% \(60\/60 values\)/);
+    assert.match(shown, /rekeyed k\.db: open it with the new key/);
+    const piped = await runCli(dir.path, opened, {
+      env: { OXIDE_REGISTRY_KEY: "second key", OXIDE_REGISTRY_NEW_KEY: "third key" },
+    });
+    assert.match(ok(piped), /^rekeyed k\.db/);
+    assert.doesNotMatch(piped.stdout + piped.stderr, /█|░|\x1b/);
+  });
+});
+
 Deno.test("relative times read as people say them", () => {
   const now = new Date("2026-12-01T12:00:00Z");
   const ago = (seconds: number) => relativeTime(new Date(now.getTime() - seconds * 1000), now);

@@ -160,7 +160,18 @@ etcdTest(
     await using reg = await StateRegistry.openEncrypted(address, KEY);
     const expected = await fill(reg, 150, 2);
     const before = reg.sealing!.keyId!;
-    assert.equal(await reg.rotateDataKey(), 150, "every live value re-sealed (150 > 63 writes per transaction)");
+    const progress: [number, number][] = [];
+    const onProgress = (done: number, total: number) => progress.push([done, total]);
+    assert.equal(
+      await reg.rotateDataKey({ onProgress }),
+      150,
+      "every live value re-sealed (150 > 63 writes per transaction)",
+    );
+    // onProgress after each transaction: several, counting up to every value rewritten (history's included).
+    assert.ok(progress.length > 3, `one call per transaction: ${JSON.stringify(progress)}`);
+    const [last, total] = progress.at(-1)!;
+    assert.ok(last === total && total >= 450, `ends at the total: ${JSON.stringify(progress)}`);
+    assert.ok(progress.every(([done], i) => i === 0 || done >= progress[i - 1]![0]), "never goes back");
     const after = reg.sealing!.keyId!;
     assert.notEqual(after, before);
     assert.equal(reg.sealing?.pending, undefined);

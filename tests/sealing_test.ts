@@ -1264,3 +1264,71 @@ Deno.test(
     });
   },
 );
+
+/** Checks onProgress calls: `done` never decreases, never passes `total`, and the last call is `(total, total)`. */
+function assertProgress(calls: readonly [number, number][], total: number): void {
+  assert.ok(calls.length > 0, "onProgress was called");
+  let previous: [number, number] = [0, 0];
+  for (const [done, of] of calls) {
+    assert.ok(done <= of, `${done} of ${of}`);
+    assert.ok(done >= previous[0] && of >= previous[1], `went back: ${JSON.stringify(calls)}`);
+    previous = [done, of];
+  }
+  assert.deepEqual(calls.at(-1), [total, total]);
+}
+
+engineTest(
+  "onProgress of rotateDataKey, sealPlainValues, rekey and convertToEnvelope counts up to every value rewritten",
+  async (engine) => {
+    await using dir = await tempDir();
+    const path = dir.file("r.db");
+    {
+      await using plain = await StateRegistry.connect(path, { engine });
+      let batch = plain.batch();
+      for (let i = 0; i < 40; i++) batch = batch.setConfig(`p${i}`, i);
+      await batch.commit();
+      await plain.setConfig("p0", "changed"); // One past value in the change log.
+    }
+    await using reg = await StateRegistry.openEncrypted(path, PASSPHRASE, { engine });
+    const calls: [number, number][] = [];
+    const onProgress = (done: number, total: number) => calls.push([done, total]);
+    assert.equal(await reg.sealPlainValues({ onProgress }), 40);
+    // SQLite takes any number of rewrites in one transaction: one call before it, one after; the change log's 41
+    // copies are rewritten too (81 in all).
+    assert.deepEqual(calls, [[0, 81], [81, 81]]);
+    calls.length = 0;
+    assert.equal(await reg.rotateDataKey({ onProgress }), 40);
+    assertProgress(calls, 81);
+    calls.length = 0;
+    await reg.rekey(RAW_KEY, { onProgress });
+    assert.deepEqual(calls, [[0, 0]], "the envelope scheme re-wraps the data key: no value rewritten");
+    calls.length = 0;
+    assert.equal(await reg.sealPlainValues({ onProgress }), 0);
+    assert.deepEqual(calls, [[0, 0]]);
+    // oxide-k: rekey re-seals every value; convertToEnvelope too.
+    await using oxide = await StateRegistry.openEncrypted(dir.file("k.db"), PASSPHRASE, { engine, scheme: "oxide-k" });
+    for (let i = 0; i < 25; i++) await oxide.setConfig(`k${i}`, i);
+    calls.length = 0;
+    await oxide.rekey("another passphrase", { onProgress });
+    assertProgress(calls, 50);
+    calls.length = 0;
+    assert.equal(await oxide.convertToEnvelope("another passphrase", { onProgress }), 25);
+    assertProgress(calls, 50);
+    // Misuse of the option's shape: TypeErrors, nothing changed.
+    const keyId = reg.sealing?.keyId;
+    // deno-lint-ignore no-explicit-any -- wrong shapes on purpose.
+    const bad = (options: any) => assert.rejects(async () => await reg.rotateDataKey(options), TypeError);
+    await bad({ onProgress: 1 });
+    await bad({ onPorgress: onProgress });
+    await bad(null);
+    await assert.rejects(
+      async () => await reg.rekey("x", { onProgress: "no" } as never),
+      /onProgress of rekey\(\) must be a function/,
+    );
+    await assert.rejects(
+      async () => await reg.sealPlainValues({ iterations: 1 } as never),
+      /unknown option 'iterations'/,
+    );
+    assert.equal(reg.sealing?.keyId, keyId);
+  },
+);

@@ -856,7 +856,12 @@ const rekey: Command = {
       if (reg.sealing === undefined) {
         throw new CliError(`'${reg.path}' is not sealed: there is no key to change`, "seal it with the API first");
       }
-      await reg.rekey(newKey);
+      const bar = new ProgressBar(ctx.io, "rekey");
+      try {
+        await reg.rekey(newKey, { onProgress: (done, total) => bar.update(done, total, "values") });
+      } finally {
+        bar.done();
+      }
       if (ctx.json) printJson(ctx, { path: reg.path, rekeyed: true, scheme: reg.sealing.scheme });
       else ctx.io.out(safe(`rekeyed ${reg.path}: open it with the new key from now on`) + "\n");
       return 0;
@@ -883,7 +888,13 @@ const rotate: Command = {
       if (reg.sealing === undefined) {
         throw new CliError(`'${reg.path}' is not sealed: there is no data key to rotate`);
       }
-      const count = await reg.rotateDataKey();
+      const bar = new ProgressBar(ctx.io, "rotate");
+      let count;
+      try {
+        count = await reg.rotateDataKey({ onProgress: (done, total) => bar.update(done, total, "values") });
+      } finally {
+        bar.done();
+      }
       if (ctx.json) printJson(ctx, { path: reg.path, resealed: count, keyId: reg.sealing.keyId });
       else ctx.io.out(safe(`re-sealed ${count} value(s) under data key ${reg.sealing.keyId}`) + "\n");
       return 0;

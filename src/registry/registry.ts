@@ -44,6 +44,7 @@ import { keyFromEnv, type RegistryKey } from "../sealing/key.ts";
 import {
   openSealing,
   type RekeyOptions,
+  type ResealOptions,
   sealedScheme,
   type Sealing,
   type SealingInfo,
@@ -1451,10 +1452,12 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * until they reopen with the new key.
    *
    * @param newKey The new passphrase, 32 raw key bytes, or `CryptoKey`.
-   * @param options `iterations` for a new passphrase.
+   * @param options `iterations` for a new passphrase; `onProgress(done, total)`, as for
+   * {@linkcode StateRegistry.rotateDataKey} (envelope scheme: no value is rewritten, one call with `(0, 0)`).
    * @throws {CryptoError} when the registry was opened without a key.
    * @throws {WrongKeyError} when another process changed the key since this one opened it.
    * @throws {SealedValueError} (oxide-k scheme) when a stored value cannot be opened; nothing is written.
+   * @throws {TypeError} for an unknown option name or an `onProgress` that is not a function.
    *
    * @example
    * ```ts
@@ -1489,10 +1492,12 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * it. Writes from this and other processes during the rotation are neither
    * lost nor sealed under the old key.
    *
+   * @param options `onProgress(done, total)`: values rewritten so far, before the first transaction and after each.
    * @returns How many values were re-sealed.
    * @throws {CryptoError} when the registry was opened without a key or uses the oxide-k scheme, or another
    * re-sealing (a conversion) is pending.
    * @throws {SealedValueError} when a stored value cannot be opened; nothing is written.
+   * @throws {TypeError} for an unknown option name or an `onProgress` that is not a function.
    *
    * @example
    * ```ts
@@ -1502,13 +1507,15 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * await using reg = await StateRegistry.openEncrypted(":memory:", new Uint8Array(32).fill(7));
    * await reg.setConfig("api_token", "s3cr3t");
    * const before = reg.sealing?.keyId;
-   * assert.equal(await reg.rotateDataKey(), 1);
+   * const progress: number[] = [];
+   * assert.equal(await reg.rotateDataKey({ onProgress: (done) => progress.push(done) }), 1);
+   * assert.deepEqual(progress, [0, 2]); // the value and the change log's copy of it
    * assert.notEqual(reg.sealing?.keyId, before);
    * assert.equal(await reg.getConfig("api_token"), "s3cr3t");
    * ```
    */
-  rotateDataKey(): Promise<number> {
-    return this.#track(() => this.#requireSealing("rotateDataKey").rotateDataKey());
+  rotateDataKey(options: ResealOptions = {}): Promise<number> {
+    return this.#track(() => this.#requireSealing("rotateDataKey").rotateDataKey(options));
   }
 
   /**
@@ -1518,9 +1525,11 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * safe on its own); the old plain text is overwritten in the file (`secure_delete`) and the
    * WAL is truncated when no other connection is reading.
    *
+   * @param options `onProgress(done, total)`, as for {@linkcode StateRegistry.rotateDataKey}.
    * @returns How many values were sealed.
    * @throws {CryptoError} when the registry was opened without a key.
    * @throws {SerializationError} when a plain value is not JSON; nothing is written.
+   * @throws {TypeError} for an unknown option name or an `onProgress` that is not a function.
    *
    * @example
    * ```ts
@@ -1539,8 +1548,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * await Deno.remove(dir, { recursive: true });
    * ```
    */
-  sealPlainValues(): Promise<number> {
-    return this.#track(() => this.#requireSealing("sealPlainValues").sealPlainValues());
+  sealPlainValues(options: ResealOptions = {}): Promise<number> {
+    return this.#track(() => this.#requireSealing("sealPlainValues").sealPlainValues(options));
   }
 
   /**
@@ -1550,7 +1559,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * the same key). A Rust oxide-k kernel cannot read the registry afterwards.
    *
    * @param key The envelope scheme's key: the same passphrase, or a new key.
-   * @param options `iterations` for a passphrase.
+   * @param options `iterations` for a passphrase; `onProgress(done, total)`, as for
+   * {@linkcode StateRegistry.rotateDataKey}.
    * @returns How many values were converted.
    * @throws {CryptoError} when the registry was opened without a key or already uses the envelope scheme, or a
    * stopped conversion with another key is pending.

@@ -30,6 +30,7 @@
  */
 
 import { CryptoError, KeyRequiredError, SealedValueError, SerializationError, WrongKeyError } from "../errors.ts";
+import { describe } from "../_describe.ts";
 import type { Engine } from "../sqlite/engine.ts";
 import {
   SEALING_MIGRATIONS,
@@ -127,9 +128,54 @@ export interface SealingOptions {
  * assert.equal(reg.sealing?.iterations, 700_000);
  * ```
  */
-export interface RekeyOptions {
+export interface RekeyOptions extends ResealOptions {
   /** PBKDF2 iterations for a new passphrase (600,000 to 10,000,000; default 600,000). */
   iterations?: number | undefined;
+}
+
+/**
+ * Options of every re-sealing: `rotateDataKey`, `sealPlainValues`, `rekey` and `convertToEnvelope`.
+ *
+ * @example
+ * ```ts
+ * import { type ResealOptions, StateRegistry } from "@oxide/registry";
+ * import assert from "node:assert/strict";
+ *
+ * await using reg = await StateRegistry.openEncrypted(":memory:", new Uint8Array(32).fill(1));
+ * for (let i = 0; i < 3; i++) await reg.setConfig(`k.${i}`, i);
+ * const seen: [number, number][] = [];
+ * const options: ResealOptions = { onProgress: (done, total) => seen.push([done, total]) };
+ * assert.equal(await reg.rotateDataKey(options), 3);
+ * assert.deepEqual(seen.at(-1), [6, 6]); // 3 values and the change log's 3 copies
+ * ```
+ */
+export interface ResealOptions {
+  /**
+   * Called with how many values (history's past values included) were rewritten so far of how many, before the
+   * first transaction of rewrites and after each one (a store with transaction limits, such as etcd, takes several;
+   * SQLite takes one). `done` never decreases and the last call has `done === total`; `total` can grow when values
+   * written meanwhile must be re-sealed too. A rekey in the envelope scheme rewrites no value: one call, `(0, 0)`.
+   */
+  onProgress?: ((done: number, total: number) => void) | undefined;
+}
+
+/** Checks the options of a re-sealing `what`: an object of known names (a typo is refused), `onProgress` a function. */
+function checkResealOptions(what: string, options: unknown, known: readonly string[]): ResealOptions {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`the options of ${what} must be an object, got ${describe(options)}`);
+  }
+  for (const name of Object.keys(options)) {
+    if (!known.includes(name)) {
+      throw new TypeError(
+        `unknown option ${describe(name)} in the options of ${what} (known: ${known.map((k) => `'${k}'`).join(", ")})`,
+      );
+    }
+  }
+  const onProgress = (options as ResealOptions).onProgress;
+  if (onProgress !== undefined && typeof onProgress !== "function") {
+    throw new TypeError(`onProgress of ${what} must be a function, got ${describe(onProgress)}`);
+  }
+  return options as ResealOptions;
 }
 
 /**
@@ -746,6 +792,7 @@ export class Sealing {
    */
   rekey(newKey: RegistryKey, options: RekeyOptions = {}): Promise<number> {
     checkRegistryKey(newKey, []);
+    const { onProgress } = checkResealOptions("rekey()", options, ["iterations", "onProgress"]);
     const kdf = newKdfParams(newKey, options);
     return this.#mutex.run(async () => {
       if (this.#scheme === "oxide-k") {
@@ -768,7 +815,7 @@ export class Sealing {
           const record: PendingRecord = { operation: "rekey", byCurrent };
           const keys: PendingKeys = { record, dataKey: undefined, oxideKKey };
           return { keys, record, select: oxideKSelect(oxideKKey) };
-        });
+        }, onProgress);
       }
       const kek = await deriveKek(newKey, kdf);
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -803,6 +850,7 @@ export class Sealing {
         this.#pending = pending;
         this.#generation = generation + 1;
         this.#afterReseal();
+        onProgress?.(0, 0);
         return 0;
       }
       throw new CryptoError(`cannot rekey '${this.#store.location}': other writers kept changing its keys; try again`);
@@ -815,12 +863,13 @@ export class Sealing {
    * @returns How many values were re-sealed.
    * @throws {CryptoError} In the oxide-k scheme, which has no data key.
    */
-  rotateDataKey(): Promise<number> {
-    return this.#mutex.run(() => this.#rotate());
+  rotateDataKey(options: ResealOptions = {}): Promise<number> {
+    const { onProgress } = checkResealOptions("rotateDataKey()", options, ["onProgress"]);
+    return this.#mutex.run(() => this.#rotate(onProgress));
   }
 
   /** {@linkcode Sealing.rotateDataKey}, inside the lock. */
-  #rotate(): Promise<number> {
+  #rotate(onProgress?: ResealOptions["onProgress"]): Promise<number> {
     if (this.#scheme === "oxide-k") {
       throw new CryptoError(
         "rotateDataKey() needs the envelope scheme: the oxide-k scheme has no data key; use rekey() or convertToEnvelope()",
@@ -847,7 +896,7 @@ export class Sealing {
         select: (configKey: string, stored: string, form: StoredForm) =>
           form === "envelope" && envelopeKeyId(configKey, stored) !== keyId,
       };
-    });
+    }, onProgress);
   }
 
   /**
@@ -951,13 +1000,14 @@ export class Sealing {
    * @returns How many values were sealed.
    * @throws {SerializationError} When a plain value is not JSON; nothing is written.
    */
-  sealPlainValues(): Promise<number> {
+  sealPlainValues(options: ResealOptions = {}): Promise<number> {
+    const { onProgress } = checkResealOptions("sealPlainValues()", options, ["onProgress"]);
     return this.#mutex.run(() =>
       this.#reseal("sealPlainValues", () => ({
         keys: undefined,
         record: undefined,
         select: (_configKey: string, _stored: string, form: StoredForm) => form === "plain",
-      }))
+      }), onProgress)
     );
   }
 
@@ -973,6 +1023,7 @@ export class Sealing {
    */
   convertToEnvelope(key: RegistryKey, options: RekeyOptions = {}): Promise<number> {
     checkRegistryKey(key, []);
+    const { onProgress } = checkResealOptions("convertToEnvelope()", options, ["iterations", "onProgress"]);
     const kdf = newKdfParams(key, options);
     return this.#mutex.run(() =>
       this.#reseal("convertToEnvelope", async () => {
@@ -1015,7 +1066,7 @@ export class Sealing {
           select: (_configKey: string, _stored: string, form: StoredForm) => form !== "envelope",
           activate: { kdf, kek },
         };
-      })
+      }, onProgress)
     );
   }
 
@@ -1226,7 +1277,11 @@ export class Sealing {
   async #reseal(
     operation: KeyChange | "sealPlainValues",
     makePlan: () => ResealPlan | Promise<ResealPlan>,
+    onProgress?: ResealOptions["onProgress"],
   ): Promise<number> {
+    // Progress over every pass and attempt: `done` never goes back, `total` grows by what a pass finds anew.
+    let progressDone = 0;
+    let progressTotal = 0;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       await this.#refresh();
       let generation = this.#generation;
@@ -1328,6 +1383,15 @@ export class Sealing {
         }
         fresh = 0;
         const chunks = this.#chunks(rewrites, changesKey ? 2 : 0);
+        const base = progressDone;
+        progressTotal = Math.max(progressTotal, base + rewrites.length);
+        let passDone = 0;
+        const report = (count: number) => {
+          passDone += count;
+          progressDone = Math.max(progressDone, base + passDone);
+          onProgress?.(progressDone, progressTotal);
+        };
+        if (rewrites.length > 0) onProgress?.(progressDone, progressTotal);
         if (chunks.length <= 1) {
           const outcome = await this.#commit(generation, chunks[0] ?? [], changesKey ? plan : undefined);
           if (outcome === undefined) {
@@ -1335,6 +1399,7 @@ export class Sealing {
             break;
           }
           total += outcome;
+          report(rewrites.length);
           if (changesKey) {
             this.#activate(plan);
             this.#generation = generation + 1;
@@ -1350,6 +1415,7 @@ export class Sealing {
             break;
           }
           total += outcome;
+          report(chunk.length);
         }
         if (!changesKey && !restart) {
           this.forget();
