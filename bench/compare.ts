@@ -9,11 +9,11 @@
 // ((max - min) / median). Open times and peak memory are measured in fresh subprocesses (bench/_probe.ts).
 /// <reference lib="deno.unstable" />
 import { DatabaseSync } from "node:sqlite";
+import { parseArgs } from "node:util";
 import { cpus } from "node:os";
 import { encodeJson, type ModuleMetadata, StateRegistry } from "@oxide/registry";
-import { CONFIG_TABLE_SQL, MODULES_TABLE_SQL, REGISTRY_SQL } from "../src/schema.ts";
+import { CONFIG_TABLE_SQL, MODULES_TABLE_SQL, REGISTRY_MIGRATIONS, REGISTRY_SQL } from "../src/schema.ts";
 import { FfiEngine } from "../src/sqlite/ffi.ts";
-import { REVISION_MIGRATION_SQL } from "../src/store/sqlite/_revision_sql.ts";
 import { rangeQuery } from "../src/store/sqlite/store.ts";
 import { nowTimestamp } from "../src/time.ts";
 import { deriveKek, generateDataKey, openEnvelope, sealEnvelope } from "../src/sealing/envelope.ts";
@@ -21,7 +21,17 @@ import { hasSyncTwin, loadNodeCrypto } from "../src/sealing/_aes_gcm.ts";
 
 const DIR = "./data/bench";
 const RESULTS = "./bench/RESULTS.md";
-const ROUNDS = Number(Deno.args[0] ?? 5);
+const ARGS = parseArgs({
+  args: Deno.args,
+  allowPositionals: true,
+  options: { ops: { type: "string" }, storage: { type: "string" } },
+});
+const ROUNDS = Number(ARGS.positionals[0] ?? 5);
+/**
+ * A quick run (`--ops=setConfig,upsertModule`, `--storage=memory`): only those rows, no fresh-process probes, sealed
+ * first reads or crypto rounds; the report is printed and bench/RESULTS.md left as it is.
+ */
+const QUICK = ARGS.values.ops !== undefined || ARGS.values.storage !== undefined;
 const KEYS = 1000;
 const MODULES = 1000;
 const SYNCHRONOUS = "FULL";
@@ -37,9 +47,18 @@ const RAW_KEY = new Uint8Array(32).fill(7);
 
 type Storage = "file" | "memory";
 type Op = "getConfig" | "setConfig" | "upsertModule" | "listModules" | "listModules, registry SQL";
-const OPS: readonly Op[] = ["getConfig", "setConfig", "upsertModule", "listModules", "listModules, registry SQL"];
+/** `--ops=listModules` also runs the raw bindings' "listModules, registry SQL" (what the registry's list is compared with). */
+const OPS: readonly Op[] = (
+  ["getConfig", "setConfig", "upsertModule", "listModules", "listModules, registry SQL"] as const
+).filter((op) => ARGS.values.ops === undefined || ARGS.values.ops.split(",").includes(op.replace(/, .*/, "")));
 /** The four operations of the report; the raw bindings also run the registry's own list SQL (its revision join). */
 const REPORTED_OPS = ["getConfig", "setConfig", "upsertModule", "listModules"] as const;
+const STORAGES: readonly Storage[] = (["memory", "file"] as const).filter((storage) =>
+  ARGS.values.storage === undefined || ARGS.values.storage === storage
+);
+if (OPS.length === 0 || STORAGES.length === 0) {
+  throw new TypeError(`--ops takes getConfig,setConfig,upsertModule,listModules and --storage memory or file`);
+}
 
 /** How many calls one round makes, per operation and storage (file writes wait for fsync). */
 const CALLS: Record<Storage, Record<Op, number>> = {
@@ -70,7 +89,9 @@ interface Contender {
     | "registry-ffi"
     | "registry-node"
     | "sealed-ffi"
-    | "sealed-node";
+    | "sealed-node"
+    | "before-ffi"
+    | "before-node";
   storage: Storage;
   sync: boolean;
   ops: Partial<Record<Op, (i: number) => unknown>>;
@@ -86,7 +107,12 @@ interface Contender {
  * revisions).
  */
 function schemaSql(revisions: boolean): string {
-  return `${MODULES_TABLE_SQL}; ${CONFIG_TABLE_SQL}${revisions ? `; ${REVISION_MIGRATION_SQL}` : ""}`;
+  // The registry's migrations after oxide-k's tables (1): the revision schema as a registry file has it now.
+  const revisionSql = REGISTRY_MIGRATIONS.slice(1).map((migration) => {
+    if (typeof migration.up !== "string") throw new Error(`migration ${migration.version} is not SQL text`);
+    return migration.up;
+  });
+  return [MODULES_TABLE_SQL, CONFIG_TABLE_SQL, ...(revisions ? revisionSql : [])].join(";\n");
 }
 
 function filePath(name: string, storage: Storage): string {
@@ -247,6 +273,55 @@ async function registry(engine: "ffi" | "node", storage: Storage, sealed: boolea
     close: () => reg.close(),
   };
   await prefillAsync(contender);
+  return contender;
+}
+
+/**
+ * The last commit before the revision log (registry migration 2, commit 642cf8e): issue 9's "today" for the write
+ * cost of revisions. Its mod.ts and src/ are copied out of git into DIR (`git show`), so it runs beside the current
+ * code in the same rounds.
+ */
+const BEFORE_REVISIONS = "677343a";
+
+/** The registry class at {@linkcode BEFORE_REVISIONS}, or why it could not be loaded. */
+async function beforeRevisions(): Promise<typeof StateRegistry | string> {
+  const decoder = new TextDecoder();
+  const git = async (...args: string[]) => {
+    const out = await new Deno.Command("git", { args, stdout: "piped", stderr: "piped" }).output();
+    if (!out.success) throw new Error(`git ${args.join(" ")}: ${decoder.decode(out.stderr).trim()}`);
+    return decoder.decode(out.stdout);
+  };
+  try {
+    const dir = `${DIR}/before-revisions`;
+    const files = (await git("ls-tree", "-r", "--name-only", BEFORE_REVISIONS)).split("\n")
+      .filter((file) => file === "mod.ts" || file.startsWith("src/"));
+    for (const file of files) {
+      await Deno.mkdir(`${dir}/${file}`.replace(/\/[^/]*$/, ""), { recursive: true });
+      await Deno.writeTextFile(`${dir}/${file}`, await git("show", `${BEFORE_REVISIONS}:${file}`));
+    }
+    const module = await import(new URL(`../${dir}/mod.ts`, import.meta.url).href);
+    return module.StateRegistry as typeof StateRegistry;
+  } catch (error) {
+    return `the registry before revisions (commit ${BEFORE_REVISIONS}) was not measured: ${(error as Error).message}`;
+  }
+}
+
+/** The registry before revisions on one engine: plain setConfig and upsertModule, the writes revisions changed. */
+async function before(Registry: typeof StateRegistry, engine: "ffi" | "node", storage: Storage): Promise<Contender> {
+  const options = { engine, durability: "full" } as const;
+  const reg = storage === "memory"
+    ? await Registry.inMemory(options)
+    : await Registry.connect(filePath(`before-${engine}`, storage), options);
+  const all = registryOps(reg, false);
+  const contender: Contender = {
+    name: `registry before revisions (${BEFORE_REVISIONS}), ${engine}`,
+    family: `before-${engine}`,
+    storage,
+    sync: false,
+    ops: { setConfig: all.setConfig!, upsertModule: all.upsertModule! },
+    close: () => reg.close(),
+  };
+  await prefillAsync({ ...contender, ops: all });
   return contender;
 }
 
@@ -525,8 +600,10 @@ const floor = await buildCFloor();
 if (floor.note !== "") console.log(floor.note);
 
 console.log("opening and prefilling the contenders ...");
+const Before = await beforeRevisions();
+if (typeof Before === "string") console.log(Before);
 const contenders: Contender[] = [];
-for (const storage of ["memory", "file"] as const) {
+for (const storage of STORAGES) {
   contenders.push(
     rawFfi(storage),
     rawNode(storage),
@@ -536,6 +613,7 @@ for (const storage of ["memory", "file"] as const) {
   );
   for (const engine of ["ffi", "node"] as const) {
     contenders.push(await registry(engine, storage, false), await registry(engine, storage, true));
+    if (typeof Before !== "string") contenders.push(await before(Before, engine, storage));
   }
 }
 
@@ -546,16 +624,17 @@ for (let round = -1; round < ROUNDS; round++) {
   for (const op of OPS) {
     for (const contender of contenders) await measure(contender, op, (round + 1) * 7919);
   }
+  if (QUICK) continue;
   for (const engine of ["ffi", "node"] as const) await sealedUnreadRound(engine);
   await cryptoRound();
 }
 for (const contender of contenders) await contender.close();
 
 console.log("fresh processes: open times and memory ...");
-const small = await bigRegistry("open-1k", KEYS, "plain");
-const large = await bigRegistry("open-100k", 100_000, "plain");
-const passphrase = await bigRegistry("open-passphrase", KEYS, "passphrase");
-const rawKeyed = await bigRegistry("open-raw-key", KEYS, "raw");
+const small = QUICK ? "" : await bigRegistry("open-1k", KEYS, "plain");
+const large = QUICK ? "" : await bigRegistry("open-100k", 100_000, "plain");
+const passphrase = QUICK ? "" : await bigRegistry("open-passphrase", KEYS, "passphrase");
+const rawKeyed = QUICK ? "" : await bigRegistry("open-raw-key", KEYS, "raw");
 const probes: Record<string, ProbeResult[]> = {};
 const PROBES: [string, string, string][] = [
   ["import", "import", small],
@@ -570,7 +649,7 @@ const PROBES: [string, string, string][] = [
   ["holds 100,000 keys (connect, one read)", "hold", large],
   ["reads all 100,000 keys", "read-all", large],
 ];
-for (let round = 0; round < ROUNDS; round++) {
+for (let round = 0; round < (QUICK ? 0 : ROUNDS); round++) {
   for (const [name, mode, path] of PROBES) (probes[name] ??= []).push(await probe(mode, path));
 }
 
@@ -591,12 +670,14 @@ for (const storage of ["memory", "file"] as const) {
         ["raw-ffi", undefined],
         ["registry-ffi", "raw-ffi"],
         ["sealed-ffi", "raw-ffi"],
+        ["before-ffi", undefined],
         [
           "raw-node",
           undefined,
         ],
         ["registry-node", "raw-node"],
         ["sealed-node", "raw-node"],
+        ["before-node", undefined],
         ["kv", undefined],
       ] as const
     ) {
@@ -645,6 +726,21 @@ verdicts.push([
     0.44001,
   ),
 ]);
+// Issue 9: what revisions may cost a plain write, against the registry before them (same run, same rounds).
+for (const storage of ["memory", "file"] as const) {
+  for (const op of ["setConfig", "upsertModule"] as const) {
+    for (const engine of ["ffi", "node"] as const) {
+      verdicts.push([
+        `${op}, ${storage}, ${engine}: against the registry before revisions`,
+        verdict(
+          storage === "memory" ? "at most 1.3x its time (>= 0.77x its speed)" : "unchanged within noise (>= 0.90x)",
+          ratio(ns(`registry-${engine}`, storage, op), ns(`before-${engine}`, storage, op)),
+          storage === "memory" ? 1 / 1.3 : 0.9,
+        ),
+      ]);
+    }
+  }
+}
 /** The AES-GCM open and seal the registry does (node:crypto with the data key's twin): "one decrypt/encrypt". */
 const webcryptoOpen = ns("crypto", "memory", "open (node:crypto, as the registry)");
 const webcryptoSeal = ns("crypto", "memory", "seal (node:crypto, as the registry)");
@@ -847,6 +943,10 @@ Largest resident set of a fresh Deno process, sampled after opening, after the f
 
 ${table(["process", "peak RSS", "spread"], memoryRows)}
 `;
+if (QUICK) {
+  console.log(report);
+  Deno.exit(0);
+}
 await Deno.writeTextFile(RESULTS, report);
 // Formatted as the repository's other markdown is, so `deno fmt --check` passes on the committed file.
 await new Deno.Command("deno", { args: ["fmt", "--quiet", RESULTS], stdout: "null" }).output();
