@@ -9,7 +9,7 @@
  */
 
 import assert from "node:assert/strict";
-import { KeyRequiredError, type SealingInfo, StateRegistry } from "@oxide/registry";
+import { CryptoError, KeyRequiredError, type SealingInfo, StateRegistry } from "@oxide/registry";
 import { EtcdStore } from "../src/store/etcd/store.ts";
 import { setSealLimitsForTesting } from "../src/sealing/sealing.ts";
 import { addressOf, etcdEndpoints, etcdTest } from "./_etcd.ts";
@@ -423,5 +423,29 @@ etcdTest(
     await assert.rejects(StateRegistry.openEncrypted(address, PASSPHRASE, { scheme: "oxide-k" }), /wrong key/);
     await using reopened = await StateRegistry.openEncrypted(address, SECOND_PASSPHRASE, { scheme: "oxide-k" });
     await assertAllOpen(reopened, expected);
+  },
+);
+
+etcdTest(
+  "an oxide-k rekey() on etcd killed half-way refuses the new passphrase at open, naming the stopped rekey",
+  "cluster",
+  async () => {
+    const address = addressOf(etcdEndpoints()!);
+    let expected: Map<string, unknown>;
+    {
+      await using reg = await StateRegistry.openEncrypted(address, PASSPHRASE, { scheme: "oxide-k" });
+      expected = await fill(reg, 200, 2);
+    }
+    await killHalfWay(address, "rekey", 60);
+    // The new passphrase opens some values but not the pending key (sealed under the old one): a handle with it
+    // would read half the values as a wrong key and report no re-sealing under way.
+    await assert.rejects(
+      StateRegistry.openEncrypted(address, SECOND_PASSPHRASE, { scheme: "oxide-k" }),
+      CryptoError,
+      "a rekey() of",
+    );
+    await using reg = await StateRegistry.openEncrypted(address, PASSPHRASE, { scheme: "oxide-k" });
+    assert.equal(reg.sealing?.pending, "rekey");
+    await assertAllOpen(reg, expected);
   },
 );

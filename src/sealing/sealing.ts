@@ -511,6 +511,12 @@ export async function openSealing(
           throw error;
         });
         await checkOxideKKey(store, oxideKKey, pending?.oxideKKey);
+        if (row.pending !== undefined && pending === undefined) {
+          // Typically the new key of a stopped rekey: it opens the values already moved, not the others.
+          throw new WrongKeyError(
+            `a ${row.pending.operation}() of '${path}' stopped half-way, and its new key is sealed under another key than this one: open it with the key it started from and run ${row.pending.operation}() again to finish it`,
+          );
+        }
         const seals = await readSeals(store, where);
         return new Sealing(store, "oxide-k", row.generation, oxideKKey, undefined, pending, seals, cache, hooks);
       }
