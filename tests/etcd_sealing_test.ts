@@ -449,3 +449,28 @@ etcdTest(
     await assertAllOpen(reg, expected);
   },
 );
+
+etcdTest(
+  "a convertToEnvelope() on etcd killed half-way, opened with its new key, names the stopped conversion",
+  "cluster",
+  async () => {
+    const address = addressOf(etcdEndpoints()!);
+    let expected: Map<string, unknown>;
+    {
+      await using reg = await StateRegistry.openEncrypted(address, PASSPHRASE, { scheme: "oxide-k" });
+      expected = await fill(reg, 200, 2);
+    }
+    await killHalfWay(address, "convertToEnvelope", 60);
+    // Reopening with the envelope key after a crash is the natural move; the answer must not be "downgraded".
+    await assert.rejects(
+      StateRegistry.openEncrypted(address, KEY),
+      (error: Error) =>
+        error instanceof CryptoError && /convertToEnvelope\(\) of .* stopped half-way/.test(error.message),
+    );
+    await assert.rejects(StateRegistry.openEncrypted(address, KEY, { scheme: "oxide-k" }), CryptoError);
+    await using reg = await StateRegistry.openEncrypted(address, PASSPHRASE, { scheme: "oxide-k" });
+    assert.equal(reg.sealing?.pending, "convertToEnvelope");
+    await reg.convertToEnvelope(KEY);
+    await assertAllOpen(reg, expected);
+  },
+);

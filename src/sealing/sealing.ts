@@ -502,6 +502,11 @@ export async function openSealing(
     if (row !== undefined) {
       if (row.scheme === "oxide-k") {
         if (row.pending?.operation !== "convertToEnvelope") await refuseEnvelopeValues(store, where);
+        else if (asked !== "oxide-k") {
+          throw new CryptoError(
+            `a convertToEnvelope() of '${path}' stopped half-way: it is still an oxide-k registry; open it with its oxide-k key and { scheme: "oxide-k" }, and run convertToEnvelope() again to finish it`,
+          );
+        }
         if (asked !== "oxide-k") throw oxideKNotAsked(path, "parameters", where);
         const oxideKKey = await importOxideKKey(key);
         // A pending key sealed under another key: this may be the key a stopped rekey was moving to; the values
