@@ -1,7 +1,7 @@
 // Option objects and cursors: a misspelt option (`ifVersoin`) must not silently turn compare-and-set into a plain write,
 // and a cursor passed to another listing (other prefix, order or space) must not give a wrong page.
 import assert from "node:assert/strict";
-import { type ModuleMetadata, RegistryError, StateRegistry } from "@oxide/registry";
+import { type ModuleMetadata, RegistryError, SerializationError, StateRegistry } from "@oxide/registry";
 import { engineTest } from "./_helpers.ts";
 
 const ECHO: ModuleMetadata = { id: "echo", name: "Echo", version: "0.1.0", kind: "native" };
@@ -47,6 +47,30 @@ engineTest(
     await reg.setConfig("k", 2, { ifVersion: 1 });
     await reg.setConfig("k", 3, { ifVersion: undefined });
     assert.equal(await reg.getConfig("k"), 3);
+  },
+);
+
+engineTest(
+  "a batch write refused for its options, value or state leaves its key free for a later write",
+  async (engine) => {
+    await using reg = await StateRegistry.inMemory({ engine });
+    await reg.upsertModule(ECHO, "loaded");
+    const batch = reg.batch();
+    // deno-lint-ignore no-explicit-any
+    const typo = { ifVersoin: 0 } as any;
+    assert.throws(() => batch.setConfig("a", 1, typo), TypeError);
+    assert.throws(() => batch.setConfig("b", () => 0), SerializationError);
+    assert.throws(() => batch.deleteConfig("c", typo), TypeError);
+    assert.throws(() => batch.setModuleState("echo", "dancing" as never), SerializationError);
+    assert.throws(() => batch.upsertModule({ ...ECHO, id: "other" }, "running", typo), TypeError);
+    assert.throws(() => batch.deleteModule("gone", typo), TypeError);
+    // Each refused write left nothing behind: its key is still free in this batch.
+    batch.setConfig("a", 1).setConfig("b", 2).deleteConfig("c").setModuleState("echo", "running")
+      .upsertModule({ ...ECHO, id: "other" }, "running").deleteModule("gone");
+    assert.throws(() => batch.setConfig("a", 3), /a batch writes each config key once: 'a' is already in it/);
+    await batch.commit();
+    assert.deepEqual([await reg.getConfig("a"), await reg.getConfig("b")], [1, 2]);
+    assert.deepEqual((await reg.listModules()).map((m) => `${m.id}:${m.state}`), ["echo:running", "other:running"]);
   },
 );
 

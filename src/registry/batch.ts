@@ -130,8 +130,8 @@ export class Batch {
    * @throws {TypeError} when `key` is not a string, or is already written in this batch.
    */
   setConfig(key: string, value: unknown, options?: WriteOptions): this {
-    const k = this.#claim("config", checkText("config key", key));
-    return this.#add({ kind: "setConfig", key: k, json: checkValueSize(k, encodeJson(value)) }, options);
+    const k = checkText("config key", key);
+    return this.#add("config", { kind: "setConfig", key: k, json: checkValueSize(k, encodeJson(value)) }, options);
   }
 
   /**
@@ -143,7 +143,7 @@ export class Batch {
    * @throws {TypeError} when `key` is not a string, or is already written in this batch.
    */
   deleteConfig(key: string, options?: WriteOptions): this {
-    return this.#add({ kind: "deleteConfig", key: this.#claim("config", checkText("config key", key)) }, options);
+    return this.#add("config", { kind: "deleteConfig", key: checkText("config key", key) }, options);
   }
 
   /**
@@ -158,7 +158,7 @@ export class Batch {
    */
   upsertModule(metadata: ModuleMetadata, state: ModuleState, options?: WriteOptions): this {
     const fields = moduleFields(metadata, state);
-    return this.#add({ kind: "upsertModule", key: this.#claim("modules", metadata.id), fields }, options);
+    return this.#add("modules", { kind: "upsertModule", key: metadata.id, fields }, options);
   }
 
   /**
@@ -172,8 +172,8 @@ export class Batch {
    * @throws {SerializationError} for an unknown state.
    */
   setModuleState(id: string, state: ModuleState, options?: WriteOptions): this {
-    const key = this.#claim("modules", checkText("module id", id));
-    return this.#add({ kind: "setModuleState", key, state: checkState(state) }, options);
+    const key = checkText("module id", id);
+    return this.#add("modules", { kind: "setModuleState", key, state: checkState(state) }, options);
   }
 
   /**
@@ -185,7 +185,7 @@ export class Batch {
    * @throws {TypeError} when `id` is not a string, or the module is already written in this batch.
    */
   deleteModule(id: string, options?: WriteOptions): this {
-    return this.#add({ kind: "deleteModule", key: this.#claim("modules", checkText("module id", id)) }, options);
+    return this.#add("modules", { kind: "deleteModule", key: checkText("module id", id) }, options);
   }
 
   /**
@@ -205,20 +205,19 @@ export class Batch {
     return this.#commit(this.#checks, this.#writes);
   }
 
-  #claim(space: "config" | "modules", key: string): string {
-    checkText(space === "config" ? "config key" : "module id", key);
-    const name = `${space}\0${key}`;
+  /** Adds a write whose key and value are checked: its options are checked, then its key is claimed (only then). */
+  #add(space: "config" | "modules", write: BatchWrite, options: WriteOptions | undefined): this {
+    const ifVersion = ifVersionOf(`batch().${write.kind}()`, options);
+    // Claimed last: a write refused for its value, state or options leaves its key free for a later write.
+    const name = `${space}\0${write.key}`;
     if (this.#written.has(name)) {
       throw new TypeError(
-        `a batch writes each ${space === "config" ? "config key" : "module"} once: ${describe(key)} is already in it`,
+        `a batch writes each ${space === "config" ? "config key" : "module"} once: ${
+          describe(write.key)
+        } is already in it`,
       );
     }
     this.#written.add(name);
-    return key;
-  }
-
-  #add(write: BatchWrite, options: WriteOptions | undefined): this {
-    const ifVersion = ifVersionOf(`batch().${write.kind}()`, options);
     this.#writes.push(ifVersion === undefined ? write : { ...write, ifVersion });
     return this;
   }
