@@ -236,13 +236,21 @@ Deno.test("retention options are checked before the file is opened", async (t) =
   }
 });
 
-/** Compaction as first written (a window over the whole log): the definition the faster statement must match. */
+/**
+ * Compaction's definition as window functions over the whole log: the rows below ?1 go, except the log's newest row
+ * and each key's newest row below ?1 when it is a put that no put at ?1 replaced (the key's entry at ?1, as etcd
+ * keeps it). The faster statement must drop exactly these rows.
+ */
 const REFERENCE_COMPACT_SQL = `DELETE FROM oxide_changes WHERE revision < ?1
   AND seq <> (SELECT max(seq) FROM oxide_changes)
   AND seq NOT IN (
     SELECT seq FROM (
-      SELECT seq, type, row_number() OVER (PARTITION BY space, key ORDER BY seq DESC) AS age FROM oxide_changes
-    ) WHERE age = 1 AND type = 'put'
+      SELECT seq, type, space, key, row_number() OVER (PARTITION BY space, key ORDER BY seq DESC) AS age
+      FROM oxide_changes WHERE revision < ?1
+    ) AS below WHERE age = 1 AND type = 'put' AND NOT EXISTS (
+      SELECT 1 FROM oxide_changes AS at WHERE at.space = below.space AND at.key = below.key AND at.revision = ?1
+        AND at.type = 'put'
+    )
   )`;
 
 engineTest("compaction drops exactly the rows the window-function definition drops", async (engine) => {

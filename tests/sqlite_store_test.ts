@@ -11,6 +11,7 @@ import type { Store } from "../src/store/store.ts";
 import { RegistryError } from "../src/errors.ts";
 import { StateRegistry } from "../mod.ts";
 import { storeConformance, type StoreFeature } from "./_store_conformance.ts";
+import { take as takeWithin } from "./_watchdog.ts";
 
 /** A store on a fresh registry file; closing it closes the connection and removes the folder. */
 async function openSqliteStore(engine: "ffi" | "node"): Promise<Store> {
@@ -218,3 +219,37 @@ Deno.test("SQLite rewrite is in place: no new revision or version, and the chang
     assert.equal(store.get("config", "other"), undefined);
   }
 });
+
+for (const engine of ["ffi", "node"] as const) {
+  Deno.test(`compact(R) keeps each key's entry at R, as etcd: a read at R and a later delete's previous entry find it [${engine}]`, async () => {
+    const store = await openSqliteStore(engine);
+    try {
+      const NOW = "2026-12-01T10:00:00.000000000+00:00";
+      const put = (key: string, value: string) =>
+        store.txn({ compares: [], success: [{ op: "put", space: "config", key, value }], updatedAt: NOW });
+      const del = (key: string) =>
+        store.txn({ compares: [], success: [{ op: "delete", space: "config", key }], updatedAt: NOW });
+      const before = (await put("gone.later", '"kept"')).revision; // Replaced by nothing below R, deleted after R.
+      await put("replaced", '"old"');
+      await put("replaced", '"new"'); // A newer put below R: "old" goes.
+      await put("gone.before", '"x"');
+      await del("gone.before"); // Deleted below R: both rows go.
+      const r = (await put("at.r", '"r"')).revision;
+      const deleted = (await del("gone.later")).revision;
+      await store.compact(r);
+      assert.ok(before < r && deleted > r);
+      const atR = await store.range({ space: "config", prefix: "", revision: r });
+      assert.deepEqual(atR.entries.map((e) => [e.key, e.value]), [["at.r", '"r"'], ["gone.later", '"kept"'], [
+        "replaced",
+        '"new"',
+      ]]);
+      const [event] = await takeWithin(store.watch({ spaces: ["config"], fromRevision: deleted }), 1, "the delete");
+      assert.equal(event?.type, "delete");
+      assert.equal(event?.previous?.value, '"kept"', "the delete names the entry it removed");
+      assert.deepEqual((await store.history("config", "replaced")).map((e) => e.value), ['"new"']);
+      assert.deepEqual(await store.history("config", "gone.before"), []);
+    } finally {
+      await store.close();
+    }
+  });
+}

@@ -3,9 +3,10 @@
  * config key's versions are its `put` rows in `oxide_changes` (newest
  * first), so a write costs no second row. Retention bounds the log, and so
  * history, as etcd's compaction bounds its MVCC history: compaction to
- * revision R drops the rows below R except each live key's newest row (its
- * current entry: version, revisions) and the newest row of the log (it
- * carries the current revision).
+ * revision R drops the rows below R except, for each key, its newest row
+ * below R when that is a put not replaced by a put at R (the key's entry at
+ * revision R: a live key's current entry, or the value a later delete
+ * removed) and the newest row of the log (it carries the current revision).
  *
  * @module
  */
@@ -77,18 +78,21 @@ const SQL = {
   head: "SELECT revision FROM oxide_changes ORDER BY seq DESC LIMIT 1",
   // The first revision newer than the age limit, among the rows compaction could drop.
   firstNewerThan: "SELECT revision FROM oxide_changes WHERE revision >= ?1 AND changed_at >= ?2 ORDER BY seq LIMIT 1",
-  // ?1: the compaction revision. Keeps each live key's newest row (its current entry) and the log's newest row: a
-  // row goes when it is a delete or a newer row of its key exists (one index step per candidate row; a window over
-  // the whole log, as before, cost about 20 times more, paid by every write). Revisions grow with seq, so the rows
-  // below ?1 are the log's first ones: only those are read (a row below ?1 after a row at ?1 or later, which no
-  // writer of ours makes, is kept).
-  compact: `DELETE FROM oxide_changes
-  WHERE seq < (SELECT seq FROM oxide_changes WHERE revision >= ?1 ORDER BY seq LIMIT 1) AND revision < ?1
-  AND seq <> (SELECT max(seq) FROM oxide_changes)
-  AND (type <> 'put' OR EXISTS (
-    SELECT 1 FROM oxide_changes newer
-    WHERE newer.space = oxide_changes.space AND newer.key = oxide_changes.key AND newer.seq > oxide_changes.seq
-  ))`,
+  // The first row at the compaction revision ?1 or later, and the first after it: rows are in revision order, so the
+  // rows before the first are the ones below ?1.
+  boundary: "SELECT seq FROM oxide_changes WHERE revision >= ?1 ORDER BY seq LIMIT 1",
+  after: "SELECT seq FROM oxide_changes WHERE revision > ?1 ORDER BY seq LIMIT 1",
+  // ?1: the compaction revision, ?2 and ?3: the boundaries above. Drops the rows below ?1, but keeps the log's
+  // newest row and each key's newest put below ?1 unless a put at ?1 replaced it: the key's entry at the compacted
+  // revision, as etcd keeps it, so a read at that revision and the previous entry of a later delete still find it.
+  // Only rows before ?2 are looked at (a row below ?1 after a row at ?1 or later, which no writer of ours makes, is
+  // kept), each through the key index (rowid ranges within a key): one index step per candidate row.
+  compact: `DELETE FROM oxide_changes AS o
+  WHERE o.seq < ?2 AND o.revision < ?1
+    AND o.seq <> (SELECT max(seq) FROM oxide_changes)
+    AND (o.type <> 'put' OR EXISTS (
+      SELECT 1 FROM oxide_changes n WHERE n.space = o.space AND n.key = o.key AND n.seq > o.seq AND n.seq < ?3
+        AND (n.seq < ?2 OR n.type = 'put')))`,
   busyTimeout: "PRAGMA busy_timeout",
   setCompacted: "UPDATE oxide_revision SET compacted = ?1 WHERE id = 1 AND compacted < ?1",
 } as const;
@@ -116,7 +120,10 @@ export function compactLog(db: Engine, revision: number): number {
       );
     }
     if (revision <= compactedRevision(db)) return 0;
-    const dropped = db.prepare(SQL.compact).run(revision).changes;
+    const boundary = db.prepare(SQL.boundary).get(revision)?.seq;
+    if (boundary === undefined) return 0; // Nothing at or above the revision: cannot happen below the head.
+    const after = db.prepare(SQL.after).get(revision)?.seq ?? Number.MAX_SAFE_INTEGER;
+    const dropped = db.prepare(SQL.compact).run(revision, boundary, after).changes;
     db.prepare(SQL.setCompacted).run(revision);
     return dropped;
   });
