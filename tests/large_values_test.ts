@@ -1,7 +1,11 @@
-// Values up to the size limit, sealed (both schemes) and plain, on both engines: whatever the registry accepts reads
-// back, survives reopening and re-sealing, and one byte more is refused before anything is written.
+// Values up to the size limit, sealed (both schemes) and plain: whatever the registry accepts reads back, survives
+// reopening and re-sealing, and one byte more is refused before anything is written. Plain values run on both
+// engines (each engine moves the text in and out of SQLite); sealing works on stored text above the store, so each
+// scheme runs on one engine, one each: both engines still carry a sealed value of the limit (base64 text of 86 MiB,
+// decoded without a backtracking pattern). One 64 MiB value costs about 0.5 GB of memory while it is sealed.
 import assert from "node:assert/strict";
 import { MAX_CONFIG_VALUE_BYTES, SerializationError, StateRegistry } from "@oxide/registry";
+import { checkValueSize } from "../src/limits.ts";
 import { ENGINES, engineTest, runDeno, tempDir } from "./_helpers.ts";
 
 const KEY = new Uint8Array(32).fill(0x3c);
@@ -42,7 +46,8 @@ engineTest("a plain value of MAX_CONFIG_VALUE_BYTES reads back; one byte more is
   await checkLargest(() => StateRegistry.connect(dir.file("r.db"), { engine }), async () => {});
 });
 
-engineTest("an envelope-sealed value of MAX_CONFIG_VALUE_BYTES reads back, rotates and rekeys", async (engine) => {
+Deno.test("an envelope-sealed value of MAX_CONFIG_VALUE_BYTES reads back, rotates and rekeys [node]", async () => {
+  const engine = "node";
   await using dir = await tempDir();
   let key = KEY;
   await checkLargest(
@@ -55,7 +60,8 @@ engineTest("an envelope-sealed value of MAX_CONFIG_VALUE_BYTES reads back, rotat
   );
 });
 
-engineTest("an oxide-k sealed value of MAX_CONFIG_VALUE_BYTES reads back, rekeys and opens first", async (engine) => {
+Deno.test("an oxide-k sealed value of MAX_CONFIG_VALUE_BYTES reads back, rekeys and opens first [ffi]", async () => {
+  const engine = "ffi";
   await using dir = await tempDir();
   let key = KEY;
   await checkLargest(
@@ -73,9 +79,10 @@ Deno.test("the size limit counts UTF-8 bytes, not UTF-16 units", async () => {
   const value = "é".repeat(MAX_CONFIG_VALUE_BYTES / 2);
   await assert.rejects(reg.setConfig("wide", value), SerializationError);
   assert.equal(await reg.tryGetConfig("wide"), undefined);
-  const fits = "é".repeat(MAX_CONFIG_VALUE_BYTES / 2 - 1);
-  await reg.setConfig("wide", fits);
-  assert.equal(await reg.getConfig("wide"), fits);
+  // One character less fits: the check passes it (writing it would prove again what the tests above prove).
+  const fits = JSON.stringify("é".repeat(MAX_CONFIG_VALUE_BYTES / 2 - 1));
+  assert.equal(checkValueSize("wide", fits), fits);
+  assert.throws(() => checkValueSize("wide", JSON.stringify(value)), SerializationError);
 });
 
 const RSS_FIXTURE = new URL("./fixtures/large_write_rss.ts", import.meta.url).pathname;
