@@ -428,7 +428,7 @@ function registryVersions(): { owner: string; version: number }[] {
 }
 
 Deno.test(
-  "6 processes writing back to back with a 250 ms busy timeout and compaction every 128 writes: none fails with SQLITE_BUSY",
+  "6 processes writing back to back with a 1 s busy timeout and compaction every 128 writes: none fails with SQLITE_BUSY",
   async () => {
     // SQLite's busy handler polls with sleeps of up to 100 ms, and a writer in a loop takes the lock again within
     // microseconds of its commit: a waiter missed every gap for a whole timeout (before: most writers failed here).
@@ -437,9 +437,9 @@ Deno.test(
     await using dir = await tempDir();
     const path = dir.file("registry.db");
     const engines: EngineName[] = ["ffi", "node", "ffi", "node", "ffi", "node"];
-    const WRITES = 300;
+    const WRITES = 500;
     const acked = await runWriters(path, dir.path, engines, VARIANTS[0]!, WRITES, {
-      busyTimeoutMs: 250,
+      busyTimeoutMs: 1000,
       retention: { revisions: 16 },
     });
     for (const writes of acked) assert.equal(writes.length, WRITES);
