@@ -1,5 +1,6 @@
 // Text that enters the registry: checked once, the same way, wherever it comes in.
 import { describe } from "./_describe.ts";
+import { SerializationError } from "./errors.ts";
 
 /**
  * Where `text` holds a lone UTF-16 surrogate, as `U+D800 at index 3`, or `undefined` when it is well formed.
@@ -25,14 +26,21 @@ export function loneSurrogate(text: string): string | undefined {
  * Checks a text argument (an id, a name, a config key, a decision field): a string, without NUL (`node:sqlite`
  * cuts text at a NUL when reading it back) and without lone surrogates (see {@linkcode loneSurrogate}).
  *
- * @throws {TypeError} naming `what`.
+ * Not a string is misuse of the argument's shape: a `TypeError`. A string whose text the registry cannot store
+ * faithfully is a `SerializationError`, as the same text inside a value is: one error for one problem, wherever the
+ * text comes in.
+ *
+ * @throws {TypeError} naming `what`, when `value` is not a string.
+ * @throws {SerializationError} naming `what`, when it holds a NUL or a lone surrogate.
  */
 export function checkText(what: string, value: unknown): string {
   if (typeof value !== "string") throw new TypeError(`${what} must be a string, got ${describe(value)}`);
-  if (value.includes("\0")) throw new TypeError(`${what} must not contain a NUL character: ${describe(value)}`);
+  if (value.includes("\0")) {
+    throw new SerializationError(`${what} must not contain a NUL character: ${describe(value)}`);
+  }
   const lone = loneSurrogate(value);
   if (lone !== undefined) {
-    throw new TypeError(
+    throw new SerializationError(
       `${what} must not contain a lone surrogate, which has no UTF-8 form: ${lone} of ${
         describe(value.toWellFormed())
       }`,

@@ -124,11 +124,11 @@ Deno.test("newDecision() keeps confidence as an f32, written as its shortest dec
 });
 
 Deno.test("newDecision() rejects arguments of the wrong type", async (t) => {
-  const cases: [string, () => unknown, typeof TypeError | typeof RangeError][] = [
+  const cases: [string, () => unknown, typeof TypeError | typeof RangeError | typeof SerializationError][] = [
     ["actor not a string", () => newDecision(1 as unknown as string, "a", "r"), TypeError],
     ["action not a string", () => newDecision("x", null as unknown as string, "r"), TypeError],
     ["rationale not a string", () => newDecision("x", "a", undefined as unknown as string), TypeError],
-    ["NUL in actor", () => newDecision("x\0y", "a", "r"), TypeError],
+    ["NUL in actor", () => newDecision("x\0y", "a", "r"), SerializationError],
     ["confidence a string", () => newDecision("x", "a", "r", { confidence: "0.5" as unknown as number }), TypeError],
     ["confidence NaN", () => newDecision("x", "a", "r", { confidence: NaN }), RangeError],
     ["timestamp a string", () => newDecision("x", "a", "r", { timestamp: "now" as unknown as Date }), TypeError],
@@ -463,7 +463,7 @@ engineTest("log() refuses a malformed decision and writes nothing", async (engin
     ["timestamp a string", { ...good, timestamp: "2026-01-01" }, TypeError],
     ["timestamp invalid", { ...good, timestamp: new Date(NaN) }, TypeError],
     ["actor a number", { ...good, actor: 1 }, TypeError],
-    ["rationale with NUL", { ...good, rationale: "a\0b" }, TypeError],
+    ["rationale with NUL", { ...good, rationale: "a\0b" }, SerializationError],
     ["confidence a string", { ...good, confidence: "1" }, TypeError],
     ["confidence above 1", { ...good, confidence: 1.5 }, RangeError],
     ["confidence NaN", { ...good, confidence: NaN }, RangeError],
@@ -471,7 +471,7 @@ engineTest("log() refuses a malformed decision and writes nothing", async (engin
     ["inputs with NaN", { ...good, inputs: { score: NaN } }, SerializationError],
     ["output a Date", { ...good, output: new Date() }, SerializationError],
     ["output a bigint beyond u64::MAX", { ...good, output: [2n ** 64n] }, SerializationError],
-    ["rationale with a lone surrogate", { ...good, rationale: "a\uD800" }, TypeError],
+    ["rationale with a lone surrogate", { ...good, rationale: "a\uD800" }, SerializationError],
   ];
   for (const [name, decision, error] of cases) {
     const err = await log.log(decision as Decision).catch((e) => e);

@@ -265,11 +265,11 @@ class Model {
       case "upsertModule": {
         const [metadata, state] = args as [ModuleMetadata, string];
         // The registry checks id, name and version, then kind and state, then the description.
-        if (hasNul(metadata.id, metadata.name)) return expectError(result, TypeError);
+        if (hasNul(metadata.id, metadata.name)) return expectError(result, SerializationError);
         if (!isIn(metadata.kind, MODULE_KINDS) || !isIn(state, MODULE_STATES)) {
           return expectError(result, SerializationError);
         }
-        if (hasNul(metadata.description ?? "")) return expectError(result, TypeError);
+        if (hasNul(metadata.description ?? "")) return expectError(result, SerializationError);
         expectValue(result, undefined);
         const revision = ++this.revision;
         const before = this.modules.get(metadata.id);
@@ -304,7 +304,7 @@ class Model {
         );
       case "setConfig": {
         const [key, value] = args as [string, unknown];
-        if (hasNul(key)) return expectError(result, TypeError);
+        if (hasNul(key)) return expectError(result, SerializationError);
         if (op.bad) return expectError(result, SerializationError);
         expectValue(result, undefined);
         this.config.set(key, jsonCopy(value));
@@ -314,7 +314,7 @@ class Model {
       case "getConfig":
       case "tryGetConfig": {
         const [key] = args as [string];
-        if (hasNul(key)) return expectError(result, TypeError);
+        if (hasNul(key)) return expectError(result, SerializationError);
         if (!this.config.has(key)) {
           return op.method === "getConfig" ? expectError(result, ConfigNotFoundError) : expectValue(result, undefined);
         }
@@ -322,7 +322,7 @@ class Model {
       }
       case "deleteConfig": {
         const [key] = args as [string];
-        if (hasNul(key)) return expectError(result, TypeError);
+        if (hasNul(key)) return expectError(result, SerializationError);
         const deleted = this.config.delete(key);
         expectValue(result, deleted);
         if (deleted) this.revision++;

@@ -206,7 +206,7 @@ engineTest("a lone surrogate is refused wherever text enters, and nothing is wri
     await t.step(what, async () => {
       for (const s of lone) {
         await assert.rejects(call(s), (error: Error) => {
-          assert.ok(error instanceof TypeError || error instanceof SerializationError, String(error));
+          assert.ok(error instanceof SerializationError, String(error)); // In a key as in a value.
           assert.match(error.message, message);
           assert.match(error.message, /U\+D[89A-F][0-9A-F]{2} at index \d+/);
           assert.ok(error.message.isWellFormed(), "the message itself is well formed");
@@ -350,5 +350,25 @@ engineTest(
         assert.deepEqual(snapshot(target), before);
       });
     }
+  },
+);
+
+engineTest(
+  "an integer a Rust kernel stored beyond u64::MAX reads as an exact bigint, and writing it back is refused (documented)",
+  async (engine) => {
+    await using dir = await tempDir();
+    await using reg = await StateRegistry.connect(dir.file("r.db"), { engine });
+    await reg.setConfig("counter", 0);
+    // As serde_json with arbitrary_precision (or any other writer) may leave it: digits no i64 or u64 holds.
+    reg.db.prepare("UPDATE config SET value = ?1 WHERE key = 'counter'").run('{"n":1,"huge":18446744073709551616}');
+    assert.deepEqual(await reg.getConfig("counter"), { n: 1, huge: 2n ** 64n });
+    // A default serde_json (oxide-k) would read it as an f64; writing the bigint would claim an exactness oxide-k does
+    // not have, so it is refused, and an update() that keeps it fails the same way, with nothing written.
+    await assert.rejects(
+      reg.update<{ n: number; huge: bigint }>("counter", (value) => ({ ...value!, n: value!.n + 1 })),
+      (error: unknown) => error instanceof SerializationError && /outside i64::MIN to u64::MAX/.test(error.message),
+    );
+    const stored = reg.db.prepare("SELECT value FROM config WHERE key = 'counter'").get()?.value;
+    assert.equal(stored, '{"n":1,"huge":18446744073709551616}', "nothing was written");
   },
 );

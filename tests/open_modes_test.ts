@@ -291,3 +291,34 @@ Deno.test("readonly, create: false and adopt are refused for an etcd address rat
     );
   }
 });
+
+Deno.test("readonly with only --allow-read: SQLite adds an empty -wal and a -shm beside a WAL file, the file keeps every byte, a writer's close removes them", async () => {
+  await using dir = await tempDir();
+  const path = dir.file("registry.db");
+  {
+    await using reg = await StateRegistry.connect(path, { engine: "node" });
+    await reg.setConfig("a", 1);
+  }
+  assert.deepEqual(await names(dir.path), ["registry.db"], "a clean close leaves the file alone");
+  const before = await fileState(path);
+  const script = dir.file("read.ts");
+  await Deno.writeTextFile(
+    script,
+    `import { StateRegistry } from ${JSON.stringify(new URL("../mod.ts", import.meta.url).href)};
+await using reg = await StateRegistry.connect(${JSON.stringify(path)}, { readonly: true });
+console.log(JSON.stringify({ engine: reg.engine, a: await reg.getConfig("a") }));`,
+  );
+  const run = await runDeno(["run", "--no-prompt", `--allow-read=${dir.path}`, script]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.deepEqual(JSON.parse(run.stdout), { engine: "node", a: 1 });
+  assert.equal(await fileState(path), before, "the registry file keeps its bytes and mtime");
+  // SQLite reads a WAL file only through its WAL index (-shm), which it creates, outside Deno's permission checks, and
+  // a read-only connection may not remove: documented in docs/api.md (readonly). The WAL is empty.
+  assert.deepEqual(await names(dir.path), ["read.ts", "registry.db", "registry.db-shm", "registry.db-wal"]);
+  assert.equal((await Deno.stat(`${path}-wal`)).size, 0);
+  {
+    await using reg = await StateRegistry.connect(path, { engine: "node" });
+    assert.equal(await reg.getConfig("a"), 1);
+  }
+  assert.deepEqual(await names(dir.path), ["read.ts", "registry.db"], "the next writer's close removes both");
+});

@@ -398,7 +398,6 @@ engineTest("arguments of the wrong shape are TypeErrors and nothing is written",
       /description/,
     ],
     ["metadata not an object", () => reg.upsertModule(bad("x"), "loaded"), /metadata must be an object/],
-    ["NUL in id", () => reg.upsertModule(sampleMeta("a\0b"), "loaded"), /NUL/],
     ["numeric key", () => reg.setConfig(bad(1), 1), /config key must be a string/],
     ["object key", () => reg.getConfig(bad({})), /config key/],
     ["undefined key", () => reg.deleteConfig(bad(undefined)), /config key/],
@@ -410,6 +409,33 @@ engineTest("arguments of the wrong shape are TypeErrors and nothing is written",
   }
   assert.deepEqual(await reg.listModules(), []);
 });
+
+engineTest(
+  "text a key, id or field cannot hold is a SerializationError, as in a value; nothing is written",
+  async (engine) => {
+    // A string argument has the right shape; a NUL (node:sqlite cuts text there) or a lone surrogate (no UTF-8 form)
+    // is a problem of its content, the same one a value with it has: one error class for both.
+    await using reg = await StateRegistry.inMemory({ engine });
+    const calls: [string, () => Promise<unknown>, RegExp][] = [
+      ["NUL in a module id", () => reg.upsertModule(sampleMeta("a\0b"), "loaded"), /module id must not contain a NUL/],
+      ["NUL in a config key", () => reg.setConfig("a\0b", 1), /config key must not contain a NUL/],
+      ["lone surrogate in a config key", () => reg.setConfig("a\ud800", 1), /config key must not contain a lone surr/],
+      ["lone surrogate in a value", () => reg.setConfig("k", "a\ud800"), /the string at \$ has a lone surrogate/],
+      ["lone surrogate in a read", () => reg.getConfig("\udc00"), /config key must not contain a lone surrogate/],
+      ["lone surrogate in a batch key", () => Promise.resolve().then(() => reg.batch().deleteConfig("\ud800")), /key/],
+    ];
+    for (const [what, call, message] of calls) {
+      await assert.rejects(call(), (error: unknown) => {
+        assert.ok(error instanceof SerializationError, `${what}: ${error}`);
+        assert.equal(error.kind, "serde");
+        assert.match(error.message, message);
+        return true;
+      }, what);
+    }
+    assert.deepEqual(await reg.listModules(), []);
+    assert.equal((await reg.listConfig()).length, 0);
+  },
+);
 
 engineTest("a path in a missing folder gives an error naming it", async (engine) => {
   await using dir = await tempDir();

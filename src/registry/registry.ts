@@ -528,7 +528,8 @@ export class StateRegistry implements AsyncDisposable, Disposable {
    * @param metadata The module's id, name, version, kind and optional description.
    * @param state Its lifecycle state.
    * @param options `ifVersion`: write only if the module's `recordVersion` is this (0: only if it does not exist).
-   * @throws {TypeError} when a field is not a string (or contains a NUL character).
+   * @throws {TypeError} when a field is not a string.
+   * @throws {SerializationError} when a field contains a NUL character or a lone surrogate.
    * @throws {SerializationError} for an unknown kind or state; nothing is written.
    * @throws {ConflictError} when `ifVersion` does not match; nothing is written.
    *
