@@ -840,14 +840,22 @@ const cryptoRows = [
 ]);
 
 const missed = verdicts.filter(([, v]) => v.met === false);
+const loadAtEnd = Deno.loadavg()[0] ?? NaN;
+/** Whether other jobs competed for the CPU: a load average at or above the number of cores says so. */
+function loadNote(): string {
+  const cores = cpus().length;
+  return Math.max(loadAtStart, loadAtEnd) >= cores
+    ? `: at or above the number of cores (${cores}), other jobs were competing for the CPU`
+    : ` (below the number of cores, ${cores})`;
+}
 const report = `# Benchmark results
 
 Written by \`deno task bench:compare\` (bench/compare.ts) on ${new Date().toISOString().slice(0, 16)}Z. Do not edit by
 hand: run the task again. What the numbers mean, and why a target is missed: [docs/performance.md](../docs/performance.md).
 
 - Machine: ${machine()}. Load average (1 min) ${loadAtStart.toFixed(1)} at the start, ${
-  (Deno.loadavg()[0] ?? NaN).toFixed(1)
-} at the end: above the number of cores, other jobs were competing for the CPU.
+  loadAtEnd.toFixed(1)
+} at the end${loadNote()}.
 - SQLite: system libsqlite3 ${floor.version ?? "(C floor not built)"} for C and the FFI engine; node:sqlite's bundled
   ${new DatabaseSync(":memory:").prepare("SELECT sqlite_version() AS v").get()!.v} for the node engine.
 - C floor: ${floor.compiler ?? floor.note}.
