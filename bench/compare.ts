@@ -16,6 +16,7 @@ import { CONFIG_TABLE_SQL, MODULES_TABLE_SQL, REGISTRY_MIGRATIONS, REGISTRY_SQL 
 import { FfiEngine } from "../src/sqlite/ffi.ts";
 import { rangeQuery } from "../src/store/sqlite/store.ts";
 import { nowTimestamp } from "../src/time.ts";
+import { measureWatchLatency, WATCH_WORKLOAD } from "./watch_latency.ts";
 import { deriveKek, generateDataKey, openEnvelope, sealEnvelope } from "../src/sealing/envelope.ts";
 import { hasSyncTwin, loadNodeCrypto } from "../src/sealing/_aes_gcm.ts";
 
@@ -839,6 +840,8 @@ const cryptoRows = [
   spread("crypto", "memory", op),
 ]);
 
+// Watch latency runs after the rounds, alone: its writer and watcher are processes of their own.
+const watchRows = QUICK ? [] : await measureWatchLatency();
 const missed = verdicts.filter(([, v]) => v.met === false);
 const loadAtEnd = Deno.loadavg()[0] ?? NaN;
 /** Whether other jobs competed for the CPU: a load average at or above the number of cores says so. */
@@ -931,6 +934,24 @@ ${
         })
       )
     ),
+  )
+}
+
+Watch latency, from a write's commit in another process to the event in a watcher process (${WATCH_WORKLOAD}; issue 9's
+goal: a median under 20 ms):
+
+${
+  table(
+    ["watcher", "median", "p99", "max", "events"],
+    watchRows.map((
+      row,
+    ) => [
+      row.name,
+      `${row.median.toFixed(2)} ms`,
+      `${row.p99.toFixed(2)} ms`,
+      `${row.max.toFixed(2)} ms`,
+      String(row.events),
+    ]),
   )
 }
 

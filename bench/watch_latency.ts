@@ -55,7 +55,8 @@ const DIR = new URL("../data/bench-watch", import.meta.url).pathname;
 const WRITES = 200;
 const GAP_MS = 25;
 
-interface Row {
+/** One watch-latency row: a watcher configuration, and its latencies in milliseconds. */
+export interface WatchLatencyRow {
   name: string;
   median: number;
   p99: number;
@@ -67,7 +68,7 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!;
 }
 
-async function measure(name: string, engine: "ffi" | "node", folderWatch: boolean): Promise<Row> {
+async function measure(name: string, engine: "ffi" | "node", folderWatch: boolean): Promise<WatchLatencyRow> {
   await Deno.remove(DIR, { recursive: true }).catch(() => {});
   await Deno.mkdir(DIR, { recursive: true });
   const path = `${DIR}/registry.db`;
@@ -112,17 +113,27 @@ async function measure(name: string, engine: "ffi" | "node", folderWatch: boolea
   };
 }
 
-const rows: Row[] = [];
-for (const engine of ["ffi", "node"] as const) {
-  rows.push(await measure(`watch latency, ${engine} watcher, folder watch`, engine, true));
-  rows.push(await measure(`watch latency, ${engine} watcher, polling fallback`, engine, false));
+/** Measures every row: each engine watching, by folder watch and by the polling fallback. */
+export async function measureWatchLatency(): Promise<WatchLatencyRow[]> {
+  const rows: WatchLatencyRow[] = [];
+  for (const engine of ["ffi", "node"] as const) {
+    rows.push(await measure(`watch latency, ${engine} watcher, folder watch`, engine, true));
+    rows.push(await measure(`watch latency, ${engine} watcher, polling fallback`, engine, false));
+  }
+  await Deno.remove(DIR, { recursive: true }).catch(() => {});
+  return rows;
 }
-await Deno.remove(DIR, { recursive: true }).catch(() => {});
 
-console.log(`writes from another process (ffi engine, synchronous=FULL), one every ~${GAP_MS} ms\n`);
-console.log("| benchmark | median | p99 | max | events |");
-console.log("| --- | ---: | ---: | ---: | ---: |");
-for (const row of rows) {
-  const ms = (n: number) => `${n.toFixed(2)} ms`;
-  console.log(`| ${row.name} | ${ms(row.median)} | ${ms(row.p99)} | ${ms(row.max)} | ${row.events} |`);
+/** What the writer does, for the reports' captions. */
+export const WATCH_WORKLOAD = `writes from another process (ffi engine, synchronous=FULL), one every ~${GAP_MS} ms`;
+
+if (import.meta.main) {
+  const rows = await measureWatchLatency();
+  console.log(`${WATCH_WORKLOAD}\n`);
+  console.log("| benchmark | median | p99 | max | events |");
+  console.log("| --- | ---: | ---: | ---: | ---: |");
+  for (const row of rows) {
+    const ms = (n: number) => `${n.toFixed(2)} ms`;
+    console.log(`| ${row.name} | ${ms(row.median)} | ${ms(row.p99)} | ${ms(row.max)} | ${row.events} |`);
+  }
 }
