@@ -505,18 +505,7 @@ async function main(argv: string[]): Promise<number> {
   };
   const cluster = await startCluster(opts);
   const prefix = values.tls === "mtls" ? "OXIDE_ETCD_MTLS" : values.tls ? "OXIDE_ETCD_TLS" : "OXIDE_ETCD";
-  console.log(`${prefix}_ENDPOINTS=${cluster.endpoints.join(",")}`);
-  if (cluster.tls) {
-    console.log(`${prefix}_CA=${cluster.tls.caCert}`);
-    console.log(`${prefix}_CERT=${cluster.tls.cert}`);
-    console.log(`${prefix}_KEY=${cluster.tls.key}`);
-  }
-  if (cluster.user) {
-    console.log(`${prefix}_USER=${cluster.user}`);
-    console.log(`${prefix}_PASSWORD=${cluster.password}`);
-  }
-  console.log(`${prefix}_DIR=${cluster.dir}`);
-  console.log(`${prefix}_PIDS=${cluster.members.map((m) => m.pid).join(",")}`);
+  for (const [name, value] of Object.entries(clusterEnv(cluster, prefix))) console.log(`${name}=${value}`);
   if (command === "start") return 0;
   console.error(
     `etcd: ${cluster.members.length} member(s) up; address etcd://${
@@ -530,6 +519,26 @@ async function main(argv: string[]): Promise<number> {
   await cluster.stop();
   console.error("etcd: stopped");
   return 0;
+}
+
+/**
+ * The environment variables that tell tests where a cluster is (`tests/_etcd.ts` reads them): `<prefix>_ENDPOINTS`,
+ * the TLS files and etcd user of a TLS cluster, `<prefix>_DIR` and `<prefix>_PIDS`.
+ */
+export function clusterEnv(cluster: EtcdCluster, prefix: string): Record<string, string> {
+  const env: Record<string, string> = { [`${prefix}_ENDPOINTS`]: cluster.endpoints.join(",") };
+  if (cluster.tls) {
+    env[`${prefix}_CA`] = cluster.tls.caCert;
+    env[`${prefix}_CERT`] = cluster.tls.cert;
+    env[`${prefix}_KEY`] = cluster.tls.key;
+  }
+  if (cluster.user) {
+    env[`${prefix}_USER`] = cluster.user;
+    env[`${prefix}_PASSWORD`] = cluster.password ?? "";
+  }
+  env[`${prefix}_DIR`] = cluster.dir;
+  env[`${prefix}_PIDS`] = cluster.members.map((m) => m.pid).join(",");
+  return env;
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
